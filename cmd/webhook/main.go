@@ -1,0 +1,133 @@
+// Command webhook is flowauth's admission webhook server (DESIGN.md §6). main only parses flags and
+// wires library parts together; every decision lives in pkg/mutate.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/peterbourgon/ff/v3"
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+// envPrefix: any flag can also be set as FLOWAUTH_<FLAG_IN_CAPS> (dashes become underscores).
+const envPrefix = "FLOWAUTH"
+
+// config is the binary's whole interface.
+type config struct {
+	port                   int
+	certDir                string
+	kubeconfig             string
+	namespaceDefaults      bool
+	secretMap              string
+	secretLookup           string
+	missingSecret          string
+	metricsBindAddress     string
+	healthProbeBindAddress string
+	logFormat              string
+	logLevel               string
+	enableHTTP2            bool
+}
+
+// enum is a string flag that accepts only listed values, so a typo stops the binary at start
+// with a message naming the flag and what is allowed.
+type enum struct {
+	value   *string
+	allowed []string
+}
+
+func (e enum) String() string {
+	if e.value == nil {
+		return ""
+	}
+	return *e.value
+}
+
+func (e enum) Set(s string) error {
+	if !slices.Contains(e.allowed, s) {
+		return fmt.Errorf("%q is not one of: %s", s, strings.Join(e.allowed, ", "))
+	}
+	*e.value = s
+	return nil
+}
+
+func newEnum(fs *flag.FlagSet, p *string, name, def, usage string, allowed ...string) {
+	*p = def
+	fs.Var(enum{value: p, allowed: allowed}, name, fmt.Sprintf("%s (one of: %s)", usage, strings.Join(allowed, ", ")))
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.IntVar(&c.port, "port", 9443, "webhook TLS port")
+	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding tls.crt and tls.key; reloaded when they change")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for API access (default: in-cluster); not used when --namespace-defaults=false and --secret-lookup=none")
+	fs.BoolVar(&c.namespaceDefaults, "namespace-defaults", true, "read the flowauth.io/secrets defaults annotation from Namespaces")
+	fs.StringVar(&c.secretMap, "secret-map", "", "YAML file extending or overriding the built-in secret map; reloaded when it changes")
+	newEnum(fs, &c.secretLookup, "secret-lookup", "none", "look up which Secret keys exist", "none", "keys")
+	newEnum(fs, &c.missingSecret, "missing-secret", "warn", "what to do when a declared Secret or required key is missing (with --secret-lookup=keys)", "warn", "deny", "ignore")
+	fs.StringVar(&c.metricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	fs.StringVar(&c.healthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	newEnum(fs, &c.logFormat, "log-format", "text", "log encoding", "text", "json")
+	newEnum(fs, &c.logLevel, "log-level", "info", "least severe level logged (debug logs every admission, never a secret value)", "debug", "info", "error")
+	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2; off by default because of the HTTP/2 stream-reset CVEs (CVE-2023-44487, CVE-2023-39325)")
+	// Usage is printed for --help only: on a bad value main's one-line error says it all.
+	fs.SetOutput(io.Discard)
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix(envPrefix)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stderr, "Usage of webhook (every flag can also be set as %s_<FLAG>, e.g. %s_SECRET_LOOKUP=keys):\n", envPrefix, envPrefix)
+			fs.SetOutput(os.Stderr)
+			fs.PrintDefaults()
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.port < 1 || c.port > 65535 {
+		return c, fmt.Errorf("invalid value %d for flag -port: must be between 1 and 65535", c.port)
+	}
+	return c, nil
+}
+
+func newLogger(c config) zap.Opts {
+	level := map[string]zapcore.Level{"debug": zapcore.DebugLevel, "info": zapcore.InfoLevel, "error": zapcore.ErrorLevel}[c.logLevel]
+	return func(o *zap.Options) {
+		o.Development = false
+		o.Level = level
+		if c.logFormat == "json" {
+			o.Encoder = zapcore.NewJSONEncoder(zapcore.EncoderConfig{
+				TimeKey: "ts", LevelKey: "level", NameKey: "logger", MessageKey: "msg", StacktraceKey: "stacktrace",
+				EncodeTime: zapcore.ISO8601TimeEncoder, EncodeLevel: zapcore.LowercaseLevelEncoder, EncodeDuration: zapcore.StringDurationEncoder,
+			})
+		} else {
+			o.Encoder = zapcore.NewConsoleEncoder(zapcore.EncoderConfig{
+				TimeKey: "ts", LevelKey: "level", NameKey: "logger", MessageKey: "msg",
+				EncodeTime: zapcore.ISO8601TimeEncoder, EncodeLevel: zapcore.CapitalLevelEncoder, EncodeDuration: zapcore.StringDurationEncoder,
+			})
+		}
+	}
+}
+
+func main() {
+	c, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "webhook:", err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(newLogger(c)))
+	if err := run(ctrl.SetupSignalHandler(), c); err != nil {
+		ctrl.Log.Error(err, "webhook stopped")
+		os.Exit(1)
+	}
+}

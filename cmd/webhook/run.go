@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	fwadmission "github.com/flowauth/flowauth/pkg/admission"
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// secretMapPoll backs up the file watch on file systems that send no events.
+const secretMapPoll = 10 * time.Second
+
+var secretMapReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "flowauth_secret_map_reloads_total",
+	Help: "Reloads of the --secret-map file by result (success, or failure: the old map stays in force).",
+}, []string{"result"})
+
+func run(ctx context.Context, c config) error {
+	log := ctrl.Log.WithName("setup")
+	if c.secretLookup == "keys" {
+		return errors.New("--secret-lookup=keys is not available in this version; use --secret-lookup=none")
+	}
+	store, err := secretmap.NewStore(c.secretMap)
+	if err != nil {
+		return fmt.Errorf("--secret-map: %w", err)
+	}
+	ctrlmetrics.Registry.MustRegister(secretMapReloads)
+	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry)}
+
+	server := webhook.NewServer(webhook.Options{Port: c.port, CertDir: c.certDir, TLSOpts: tlsOptions(c)})
+	server.Register(fwadmission.PodPath, &webhook.Admission{Handler: handler})
+	watchSecretMap := func(ctx context.Context) error {
+		return store.Watch(ctx, secretMapPoll, func(changed bool, err error) {
+			if err != nil {
+				secretMapReloads.WithLabelValues("failure").Inc()
+				ctrl.Log.WithName("secret-map").Error(err, "secret map rejected; the previous map stays in force", "path", c.secretMap)
+				return
+			}
+			secretMapReloads.WithLabelValues("success").Inc()
+			ctrl.Log.WithName("secret-map").Info("secret map reloaded", "path", c.secretMap, "names", len(store.Map().Names()))
+		})
+	}
+
+	if !c.namespaceDefaults {
+		// Nothing needs the API server: run with no cluster connection and no privilege at all.
+		log.Info("starting without a cluster connection", "namespaceDefaults", false, "secretLookup", c.secretLookup)
+		return runStandalone(ctx, c, server, watchSecretMap)
+	}
+
+	cfg, err := restConfig(c.kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Metrics:                metricsserver.Options{BindAddress: c.metricsBindAddress},
+		HealthProbeBindAddress: c.healthProbeBindAddress,
+		WebhookServer:          server,
+		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	// Namespaces are cached as metadata only: flowauth reads one annotation of theirs.
+	nsMeta := &metav1.PartialObjectMetadata{}
+	nsMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	if _, err := mgr.GetCache().GetInformer(ctx, nsMeta); err != nil {
+		return fmt.Errorf("watching namespaces: %w", err)
+	}
+	handler.Namespaces = fwadmission.CachedNamespaces{Reader: mgr.GetCache()}
+	if err := mgr.Add(manager.RunnableFunc(watchSecretMap)); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("namespace-cache", cacheSynced(mgr.GetCache())); err != nil {
+		return err
+	}
+	log.Info("starting", "port", c.port, "namespaceDefaults", true, "secretLookup", c.secretLookup, "secretMap", c.secretMap)
+	return mgr.Start(ctx)
+}
+
+// runStandalone serves the webhook, metrics and probes with no manager, so no kubeconfig or
+// in-cluster credentials are needed.
+func runStandalone(ctx context.Context, c config, server webhook.Server, watchSecretMap func(context.Context) error) error {
+	metrics, err := metricsserver.NewServer(metricsserver.Options{BindAddress: c.metricsBindAddress}, nil, nil)
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return server.Start(ctx) })
+	g.Go(func() error { return watchSecretMap(ctx) })
+	if metrics != nil {
+		g.Go(func() error { return metrics.Start(ctx) })
+	}
+	if c.healthProbeBindAddress != "0" {
+		mux := http.NewServeMux()
+		mux.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
+		mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"webhook": server.StartedChecker()}}))
+		probes := &http.Server{Addr: c.healthProbeBindAddress, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := probes.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return probes.Shutdown(shutdown)
+		})
+	}
+	return g.Wait()
+}
+
+// tlsOptions: TLS 1.2 at least, and HTTP/1.1 only unless --enable-http2 (DESIGN.md §4).
+func tlsOptions(c config) []func(*tls.Config) {
+	return []func(*tls.Config){func(t *tls.Config) {
+		t.MinVersion = tls.VersionTLS12
+		if !c.enableHTTP2 {
+			t.NextProtos = []string{"http/1.1"}
+		}
+	}}
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no --kubeconfig and no in-cluster config (%w); pass --kubeconfig, or run with --namespace-defaults=false to need no cluster at all", err)
+	}
+	return cfg, nil
+}
+
+// cacheSynced is ready once the namespace informer has synced: before that, namespace defaults
+// would be missed.
+func cacheSynced(c cache.Cache) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !c.WaitForCacheSync(ctx) {
+			return errors.New("namespace cache not synced")
+		}
+		return nil
+	}
+}
+
+var _ admission.Handler = (*fwadmission.PodMutator)(nil)

@@ -1,0 +1,86 @@
+package admission
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowauth/flowauth/pkg/mutate"
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// Admission results, the values of flowauth_admission_requests_total's result label.
+const (
+	resultSkipped   = "skipped"   // not a pod CREATE
+	resultPassed    = "passed"    // not a flow run
+	resultUnchanged = "unchanged" // flow run that needed nothing (e.g. a reinvocation)
+	resultMutated   = "mutated"
+	resultDenied    = "denied"
+	resultError     = "error"
+)
+
+// customLabel stands for every declared name outside the secret map, so a user's annotation can
+// never grow the metric's label set without bound.
+const customLabel = "custom"
+
+// Metrics are flowauth's Prometheus metrics. A nil *Metrics records nothing. Labels carry
+// declared names and reasons only: never a Secret name chosen by a user, never a value.
+type Metrics struct {
+	requests   *prometheus.CounterVec
+	injections *prometheus.CounterVec
+	warnings   *prometheus.CounterVec
+	denials    *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_admission_requests_total",
+			Help: "Pod admission requests by result: skipped (not a pod CREATE), passed (not a flow run), unchanged, mutated, denied, error.",
+		}, []string{"result"}),
+		injections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_injections_total",
+			Help: "Declared secret names per admitted flow-run pod, by name (\"custom\" for names outside the secret map) and result (injected, or not_injected when every item was left to the user).",
+		}, []string{"secret", "result"}),
+		warnings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_warnings_total",
+			Help: "Admission warnings returned, by reason.",
+		}, []string{"reason"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_denials_total",
+			Help: "Reasons of denied flow-run pods.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.requests, m.injections, m.warnings, m.denials)
+	return m
+}
+
+func (m *Metrics) admission(result string) {
+	if m != nil {
+		m.requests.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *Metrics) findings(r mutate.Result, sm *secretmap.Map) {
+	if m == nil {
+		return
+	}
+	for _, w := range r.Warnings {
+		m.warnings.WithLabelValues(string(w.Reason)).Inc()
+	}
+	for _, d := range r.Denials {
+		m.denials.WithLabelValues(string(d.Reason)).Inc()
+	}
+	if r.Denied() {
+		return
+	}
+	for _, name := range r.Injected {
+		m.injections.WithLabelValues(secretLabel(name, sm), "injected").Inc()
+	}
+}
+
+func secretLabel(name string, sm *secretmap.Map) string {
+	if _, ok := sm.Lookup(name); ok {
+		return name
+	}
+	return customLabel
+}

@@ -1,0 +1,140 @@
+// Package admission is the thin controller-runtime handler in front of pkg/mutate: decode the
+// AdmissionReview's pod, call mutate.Pod, answer with a JSON Patch, warnings or a denial. Every
+// decision lives in pkg/mutate.
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flowauth/flowauth/pkg/mutate"
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// PodPath is where the API server sends pods (DESIGN.md §6).
+const PodPath = "/mutate-v1-pod"
+
+// NamespaceDefaults returns the flowauth.io/secrets annotation of a namespace ("" if none).
+type NamespaceDefaults interface {
+	Defaults(ctx context.Context, namespace string) (string, error)
+}
+
+// PodMutator answers pod admission requests.
+type PodMutator struct {
+	// Secrets holds the secret map in force.
+	Secrets *secretmap.Store
+	// Namespaces gives namespace defaults; nil when --namespace-defaults=false.
+	Namespaces NamespaceDefaults
+	// Metrics records outcomes; nil records nothing.
+	Metrics *Metrics
+}
+
+var _ admission.Handler = (*PodMutator)(nil)
+
+// Handle mutates pod CREATE requests of flow-run pods and lets everything else through
+// unchanged (DESIGN.md §3: only pod CREATE is mutated, never UPDATE, never a pod being deleted).
+func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation != admissionv1.Create || req.SubResource != "" || req.Kind.Group != "" || req.Kind.Kind != "Pod" {
+		h.Metrics.admission(resultSkipped)
+		return admission.Allowed("flowauth only mutates pod CREATE")
+	}
+	// Metadata first: a pod that is not a flow run is let through without decoding its spec.
+	var meta metav1.PartialObjectMetadata
+	if err := json.Unmarshal(req.Object.Raw, &meta); err != nil {
+		h.Metrics.admission(resultError)
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a pod: %w", err))
+	}
+	namespace := req.Namespace // pods made by a Job controller may carry no namespace themselves
+	if namespace == "" {
+		namespace = meta.Namespace
+	}
+	defaults, err := h.namespaceDefaults(ctx, namespace, meta)
+	if err != nil {
+		h.Metrics.admission(resultError)
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
+	}
+	if !mutate.IsFlowRun(meta.Annotations, meta.Labels, defaults) {
+		h.Metrics.admission(resultPassed)
+		return admission.Allowed("")
+	}
+
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		h.Metrics.admission(resultError)
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: decoding pod: %w", err))
+	}
+	m := h.Secrets.Map()
+	res := mutate.Pod(mutate.Input{Pod: &pod, NamespaceDefaults: defaults, Map: m})
+	h.Metrics.findings(res, m)
+	log := logf.FromContext(ctx).WithValues("namespace", namespace, "pod", podName(&pod), "uid", req.UID)
+	warnings := messages(res.Warnings)
+
+	if res.Denied() {
+		h.Metrics.admission(resultDenied)
+		log.Info("denied flow-run pod", "reasons", reasons(res.Denials))
+		return admission.Denied(res.DenialMessage()).WithWarnings(warnings...)
+	}
+	if !res.Changed {
+		h.Metrics.admission(resultUnchanged)
+		log.V(1).Info("flow-run pod needs no change", "status", res.Status)
+		return admission.Allowed("").WithWarnings(warnings...)
+	}
+	patch, err := jsonPatch(&pod, res.Pod)
+	if err != nil {
+		h.Metrics.admission(resultError)
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("flowauth: building the patch: %w", err))
+	}
+	h.Metrics.admission(resultMutated)
+	log.V(1).Info("injected flow-run pod", "status", res.Status, "warnings", reasons(res.Warnings))
+	return admission.Patched("", patch...).WithWarnings(warnings...)
+}
+
+func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, meta metav1.PartialObjectMetadata) (string, error) {
+	if h.Namespaces == nil {
+		return "", nil
+	}
+	// Namespace defaults only matter to pods that declare secrets or carry a Prefect label;
+	// every other pod is let through without a lookup.
+	_, declared := meta.Annotations[mutate.AnnotationSecrets]
+	_, p1 := meta.Labels[mutate.LabelFlowRunIDPrefect1]
+	_, p2 := meta.Labels[mutate.LabelFlowRunIDPrefect2]
+	if !declared && !p1 && !p2 {
+		return "", nil
+	}
+	return h.Namespaces.Defaults(ctx, namespace)
+}
+
+// podName names a pod in logs: pods from a Job controller have only a generateName.
+func podName(p *corev1.Pod) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.GenerateName
+}
+
+func messages(findings []mutate.Finding) []string {
+	if len(findings) == 0 {
+		return nil
+	}
+	out := make([]string, len(findings))
+	for i, f := range findings {
+		out[i] = "flowauth: " + f.Message
+	}
+	return out
+}
+
+func reasons(findings []mutate.Finding) []string {
+	out := make([]string, len(findings))
+	for i, f := range findings {
+		out[i] = string(f.Reason)
+	}
+	return out
+}

@@ -1,0 +1,294 @@
+// Package mutate turns a flow-run pod's declaration into the env vars and read-only mounts of
+// DESIGN.md §2–§3. It is pure: a pod, the namespace's defaults and the secret map in; a mutated
+// copy, findings and a status line out. No client, no logger, no clock, no globals.
+package mutate
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// Input is everything a decision depends on.
+type Input struct {
+	// Pod is the pod as the API server sent it; it is never modified.
+	Pod *corev1.Pod
+	// NamespaceDefaults is the raw flowauth.io/secrets value of the pod's Namespace, "" if none.
+	NamespaceDefaults string
+	// Map is the secret map in force.
+	Map *secretmap.Map
+}
+
+// Finding is one warning or denial: a reason for metrics and Events, a message for people that
+// names the annotation and the entry verbatim. Messages never hold a secret value: flowauth
+// never sees one.
+type Finding struct {
+	Reason  Reason
+	Message string
+}
+
+// Result is the outcome of Pod.
+type Result struct {
+	// FlowRun is false for pods that are not flow runs; everything else is then empty.
+	FlowRun bool
+	// Pod is the mutated copy when Changed; nil otherwise.
+	Pod     *corev1.Pod
+	Changed bool
+	// Denials, when not empty, mean the pod cannot be served correctly and must be refused.
+	Denials  []Finding
+	Warnings []Finding
+	// Status is the flowauth.io/status value written on the pod.
+	Status string
+	// Injected lists the declared names served in at least one container, in declaration order.
+	Injected []string
+}
+
+// Denied reports whether the pod must be refused.
+func (r *Result) Denied() bool { return len(r.Denials) > 0 }
+
+// DenialMessage joins every denial into the one message the API server shows.
+func (r *Result) DenialMessage() string {
+	msgs := make([]string, len(r.Denials))
+	for i, d := range r.Denials {
+		msgs[i] = d.Message
+	}
+	return "flowauth: " + strings.Join(msgs, "; ")
+}
+
+func (r *Result) warn(reason Reason, format string, args ...any) {
+	r.Warnings = append(r.Warnings, Finding{Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+func (r *Result) deny(reason Reason, format string, args ...any) {
+	r.Denials = append(r.Denials, Finding{Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+// IsFlowRun tells whether flowauth acts on a pod (DESIGN.md §2): it declares flowauth.io/secrets,
+// or it carries a Prefect flow-run label in a namespace that has defaults. It reads only metadata,
+// so pods that are not flow runs cost next to nothing.
+func IsFlowRun(annotations, labels map[string]string, namespaceDefaults string) bool {
+	if _, ok := annotations[AnnotationSecrets]; ok {
+		return true
+	}
+	if strings.TrimSpace(namespaceDefaults) == "" {
+		return false
+	}
+	_, p1 := labels[LabelFlowRunIDPrefect1]
+	_, p2 := labels[LabelFlowRunIDPrefect2]
+	return p1 || p2
+}
+
+// Pod decides what a flow-run pod gets and returns the mutated copy. It is idempotent per
+// container and per item: run on its own output it changes nothing, and run on a pod to which
+// another webhook added a container since, it injects into that container only.
+func Pod(in Input) Result {
+	pod := in.Pod
+	if !IsFlowRun(pod.Annotations, pod.Labels, in.NamespaceDefaults) {
+		return Result{}
+	}
+	r := Result{FlowRun: true}
+
+	podNames, problems := parseNames("annotation "+AnnotationSecrets, pod.Annotations[AnnotationSecrets])
+	for _, p := range problems {
+		r.deny(ReasonInvalidSecretName, "%s", p)
+	}
+	nsNames, nsProblems := parseNames("namespace annotation "+AnnotationSecrets, in.NamespaceDefaults)
+	for _, p := range nsProblems {
+		// The namespace's owner made this mistake, not the pod's: warn and serve the rest
+		// rather than block every flow run in the namespace.
+		r.warn(ReasonInvalidNamespaceSecret, "%s; this namespace default is skipped", p)
+	}
+	names := podNames
+	for _, n := range nsNames {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+
+	layers := parseLayers(pod.Annotations, &r)
+	targets := selectContainers(pod, &r)
+	overrides := parseOverrides(pod.Annotations, names, &r)
+	if r.Denied() {
+		return r
+	}
+	if len(names) == 0 {
+		if len(nsProblems) == 0 {
+			r.warn(ReasonEmptyDeclaration, "annotation %s declares no secret name; nothing injected", AnnotationSecrets)
+		}
+		return r
+	}
+
+	known := in.Map.Names()
+	plans := make([]plan, 0, len(names))
+	for _, name := range names {
+		entry, ok := in.Map.Resolve(name)
+		if !ok {
+			hint := ""
+			if s := suggest(name, known); s != "" {
+				hint = fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			r.warn(ReasonUnknownSecretName, "annotation %s: entry %q is not a known default secret name%s; injected as a custom string secret from key %q of Secret %q",
+				AnnotationSecrets, name, hint, secretmap.CustomKey, secretName(entry, overrides))
+		}
+		plans = append(plans, planFor(entry, secretName(entry, overrides), layers))
+	}
+
+	out := pod.DeepCopy()
+	a := applier{result: &r, served: map[string]bool{}}
+	a.checkVolumes(out, plans)
+	for _, t := range targets {
+		a.addToContainer(t.get(out), plans)
+	}
+	a.addUsedVolumes(out, plans)
+	for _, p := range plans {
+		if a.served[p.name] {
+			r.Injected = append(r.Injected, p.name)
+		}
+	}
+
+	r.Status = status(r.Injected, targets, out, a, layers)
+	if out.Annotations[AnnotationStatus] != r.Status {
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		out.Annotations[AnnotationStatus] = r.Status
+		a.changed = true
+	}
+	if a.changed {
+		r.Pod, r.Changed = out, true
+	}
+	return r
+}
+
+func secretName(e secretmap.Entry, overrides map[string]string) string {
+	if s, ok := overrides[e.Name]; ok {
+		return s
+	}
+	return e.SecretName
+}
+
+func parseLayers(annotations map[string]string, r *Result) Layers {
+	v, ok := annotations[AnnotationInject]
+	if !ok {
+		return LayersBoth
+	}
+	switch l := Layers(strings.TrimSpace(v)); l {
+	case LayersPrefect, LayersNative, LayersBoth:
+		return l
+	}
+	r.deny(ReasonInvalidInjectMode, "annotation %s: value %s is not one of prefect, native, both", AnnotationInject, quote(v))
+	return LayersBoth
+}
+
+// parseOverrides reads secret.flowauth.io/<NAME> annotations for the declared names.
+func parseOverrides(annotations map[string]string, names []string, r *Result) map[string]string {
+	var keys []string
+	for k := range annotations {
+		if strings.HasPrefix(k, SecretOverridePrefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	overrides := make(map[string]string, len(keys))
+	for _, k := range keys {
+		name, value := strings.TrimPrefix(k, SecretOverridePrefix), annotations[k]
+		if !slices.Contains(names, name) {
+			r.warn(ReasonUndeclaredOverride, "annotation %s: %q is not declared in %s (nor in the namespace defaults); the override is ignored",
+				k, name, AnnotationSecrets)
+			continue
+		}
+		if msgs := validation.IsDNS1123Subdomain(value); len(msgs) > 0 {
+			r.deny(ReasonInvalidSecretOverride, "annotation %s: value %s is not a valid Secret name: %s", k, quote(value), strings.Join(msgs, "; "))
+			continue
+		}
+		overrides[name] = value
+	}
+	return overrides
+}
+
+// target is one container selected for injection.
+type target struct {
+	init  bool
+	index int
+	name  string
+}
+
+func (t target) get(p *corev1.Pod) *corev1.Container {
+	if t.init {
+		return &p.Spec.InitContainers[t.index]
+	}
+	return &p.Spec.Containers[t.index]
+}
+
+// selectContainers applies flowauth.io/containers: every regular container by default; init
+// containers (native sidecars included) only when named.
+func selectContainers(pod *corev1.Pod, r *Result) []target {
+	value, ok := pod.Annotations[AnnotationContainers]
+	if !ok {
+		targets := make([]target, len(pod.Spec.Containers))
+		for i, c := range pod.Spec.Containers {
+			targets[i] = target{index: i, name: c.Name}
+		}
+		return targets
+	}
+	names := splitList(value)
+	if len(names) == 0 {
+		r.deny(ReasonNoTargetContainer, "annotation %s lists no container; remove it to inject into every container", AnnotationContainers)
+		return nil
+	}
+	var targets []target
+	var missing []string
+	for _, name := range names {
+		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+			r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", AnnotationContainers, quote(name), strings.Join(msgs, "; "))
+			continue
+		}
+		found := false
+		for i, c := range pod.Spec.InitContainers {
+			if c.Name == name {
+				targets, found = append(targets, target{init: true, index: i, name: name}), true
+			}
+		}
+		for i, c := range pod.Spec.Containers {
+			if c.Name == name {
+				targets, found = append(targets, target{index: i, name: name}), true
+			}
+		}
+		if !found {
+			missing = append(missing, name)
+		}
+	}
+	if r.Denied() {
+		return nil
+	}
+	all := containerNames(pod)
+	if len(targets) == 0 {
+		r.deny(ReasonNoTargetContainer, "annotation %s: none of the named containers (%s) is in the pod (it has: %s); the declared secrets would reach no container",
+			AnnotationContainers, strings.Join(names, ", "), all)
+		return nil
+	}
+	for _, m := range missing {
+		r.warn(ReasonContainerNotFound, "annotation %s: container %q is not in the pod (it has: %s); nothing is injected into it", AnnotationContainers, m, all)
+	}
+	return targets
+}
+
+func containerNames(pod *corev1.Pod) string {
+	var names []string
+	for _, c := range pod.Spec.InitContainers {
+		names = append(names, c.Name+" (init)")
+	}
+	for _, c := range pod.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	if len(names) == 0 {
+		return "no containers"
+	}
+	return strings.Join(names, ", ")
+}

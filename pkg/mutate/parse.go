@@ -1,0 +1,86 @@
+package mutate
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// splitList splits an annotation value on commas and white space, dropping empty items and
+// repeats (a name listed twice is served once), keeping the first order.
+func splitList(value string) []string {
+	fields := strings.FieldsFunc(value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	out := fields[:0]
+	seen := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// quote shows a user's text in a message: Go-quoted, so newlines and control characters stay
+// visible and cannot forge extra lines, and cut short when long.
+func quote(s string) string {
+	const max = 80
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// parseNames reads a flowauth.io/secrets value into valid names and one message per invalid item.
+func parseNames(where, value string) (names []string, problems []string) {
+	items := splitList(value)
+	if len(items) > MaxDeclaredNames {
+		return nil, []string{fmt.Sprintf("%s declares %d names; at most %d are allowed", where, len(items), MaxDeclaredNames)}
+	}
+	for _, item := range items {
+		if err := secretmap.ValidateName(item); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: entry %s is not a valid secret name: it %v", where, quote(item), err))
+			continue
+		}
+		names = append(names, item)
+	}
+	return names, problems
+}
+
+// suggest returns the known name closest to an unknown one, if it is a likely typo.
+func suggest(name string, known []string) string {
+	best, bestDist := "", 3 // at most two edits away
+	for _, k := range known {
+		if d := editDistance(name, k, bestDist); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, or limit when it is at least limit.
+func editDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return min(prev[len(b)], limit)
+}
