@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -38,8 +39,18 @@ type file struct {
 // replacing built-in ones. Unknown fields, duplicate keys and any invalid entry reject the whole
 // file: an error names the entry and the field.
 func Parse(data []byte) (*Map, error) {
+	// YAML → JSON, then a case-sensitive strict decode: a field spelled "secretname" is an unknown
+	// field, not a silent match for "secretName" as encoding/json would make it.
+	j, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid SecretMap document: %w", err)
+	}
 	var f file
-	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+	strictErrs, err := kjson.UnmarshalStrict(j, &f)
+	if err != nil {
+		return nil, fmt.Errorf("not a valid SecretMap document: %w", err)
+	}
+	if err := errors.Join(strictErrs...); err != nil {
 		return nil, fmt.Errorf("not a valid SecretMap document: %w", err)
 	}
 	if f.APIVersion != APIVersion || f.Kind != Kind {

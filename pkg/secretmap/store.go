@@ -15,6 +15,9 @@ import (
 // builtin is validated once; every Store without a file serves it.
 var builtin = sync.OnceValue(Builtin)
 
+// settleDelay is how long file events must pause before the file is read again.
+const settleDelay = 100 * time.Millisecond
+
 // Store holds the map in force. Readers get an immutable snapshot; a reload swaps the whole map
 // at once, so a request never sees half of an old map and half of a new one.
 type Store struct {
@@ -111,13 +114,18 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration, onReload func
 			lastErr = ""
 		}
 	}
+	// Events come in bursts while a file is written; read it once they have settled.
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-w.Events:
-			try()
+			settle.Reset(settleDelay)
 		case <-w.Errors:
+			settle.Reset(settleDelay)
+		case <-settle.C:
 			try()
 		case <-tick.C:
 			try()

@@ -1,0 +1,194 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// staticDefaults gives every namespace the same defaults.
+type staticDefaults string
+
+func (s staticDefaults) Defaults(context.Context, string) (string, error) { return string(s), nil }
+
+func newMutator(defaults string) *PodMutator {
+	return &PodMutator{
+		Secrets:    secretmap.StaticStore(secretmap.Builtin()),
+		Namespaces: staticDefaults(defaults),
+		Metrics:    NewMetrics(prometheus.NewRegistry()),
+	}
+}
+
+func request(op admissionv1.Operation, raw []byte) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid-1", Operation: op, Namespace: "flows",
+		Kind:     metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Object:   runtime.RawExtension{Raw: raw},
+	}}
+}
+
+func yamlToJSON(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func applyPatch(t *testing.T, raw []byte, resp admission.Response) []byte {
+	t.Helper()
+	if len(resp.Patches) == 0 {
+		return raw
+	}
+	ops, err := json.Marshal(resp.Patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatch.DecodePatch(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("patch does not apply to the request's pod: %v\n%s", err, ops)
+	}
+	return out
+}
+
+// TestPatchGivesGoldenPod: for every golden case of pkg/mutate, the JSON Patch the handler
+// returns, applied to the pod as sent, gives exactly the pure function's result.
+func TestPatchGivesGoldenPod(t *testing.T) {
+	ins, _ := filepath.Glob("../mutate/testdata/*/in.yaml")
+	if len(ins) == 0 {
+		t.Fatal("no golden cases")
+	}
+	for _, in := range ins {
+		dir := filepath.Dir(in)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			defaults := ""
+			if b, err := os.ReadFile(filepath.Join(dir, "namespace-defaults.txt")); err == nil {
+				defaults = strings.TrimSpace(string(b))
+			}
+			raw := yamlToJSON(t, in)
+			resp := newMutator(defaults).Handle(context.Background(), request(admissionv1.Create, raw))
+			findings, _ := os.ReadFile(filepath.Join(dir, "findings.txt"))
+			if strings.Contains(string(findings), "\ndeny ") {
+				if resp.Allowed || resp.Result.Code != http.StatusForbidden || len(resp.Patches) > 0 {
+					t.Fatalf("want a denial, got allowed=%v code=%d", resp.Allowed, resp.Result.Code)
+				}
+				return
+			}
+			if !resp.Allowed {
+				t.Fatalf("denied: %v", resp.Result)
+			}
+			var got, want corev1.Pod
+			if err := json.Unmarshal(applyPatch(t, raw, resp), &got); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(yamlToJSON(t, filepath.Join(dir, "out.yaml")), &want); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("patched pod differs from out.yaml (-want +got):\n%s", diff)
+			}
+			if n := strings.Count(string(findings), "\nwarn "); n != len(resp.Warnings) {
+				t.Errorf("%d warnings returned, findings.txt has %d: %q", len(resp.Warnings), n, resp.Warnings)
+			}
+		})
+	}
+}
+
+// TestPatchKeepsUnknownFields: a pod field newer than this binary's types must survive; the
+// patch only adds.
+func TestPatchKeepsUnknownFields(t *testing.T) {
+	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"run-","annotations":{"flowauth.io/secrets":"GITHUB_ACCESS_TOKEN"}},
+"spec":{"futureField":{"x":1},"containers":[{"name":"flow","image":"i","futureContainerField":true}]}}`)
+	resp := newMutator("").Handle(context.Background(), request(admissionv1.Create, raw))
+	for _, op := range resp.Patches {
+		if op.Operation != "add" {
+			t.Errorf("patch has %s %s; only adds are allowed", op.Operation, op.Path)
+		}
+	}
+	out := string(applyPatch(t, raw, resp))
+	for _, want := range []string{`"futureField":{"x":1}`, `"futureContainerField":true`, `"PREFECT__CONTEXT__SECRETS__GITHUB_ACCESS_TOKEN"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("patched pod lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestOnlyPodCreateIsMutated(t *testing.T) {
+	raw := yamlToJSON(t, "../mutate/testdata/prefect1-agent-job-pod/in.yaml")
+	for _, op := range []admissionv1.Operation{admissionv1.Update, admissionv1.Delete, admissionv1.Connect} {
+		resp := newMutator("").Handle(context.Background(), request(op, raw))
+		if !resp.Allowed || len(resp.Patches) > 0 {
+			t.Errorf("%s: allowed=%v patches=%d, want allowed unchanged", op, resp.Allowed, len(resp.Patches))
+		}
+	}
+	sub := request(admissionv1.Create, raw)
+	sub.SubResource = "ephemeralcontainers"
+	if resp := newMutator("").Handle(context.Background(), sub); !resp.Allowed || len(resp.Patches) > 0 {
+		t.Errorf("subresource: allowed=%v patches=%d", resp.Allowed, len(resp.Patches))
+	}
+}
+
+func TestBadObjectIsABadRequest(t *testing.T) {
+	for name, raw := range map[string]string{
+		"not json":          `{"metadata":`,
+		"metadata a string": `{"metadata":"x"}`,
+		"spec wrong type":   `{"metadata":{"annotations":{"flowauth.io/secrets":"AWS_CREDENTIALS"}},"spec":{"containers":"flow"}}`,
+	} {
+		resp := newMutator("").Handle(context.Background(), request(admissionv1.Create, []byte(raw)))
+		if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusBadRequest || !strings.HasPrefix(resp.Result.Message, "flowauth: ") {
+			t.Errorf("%s: got allowed=%v result=%+v, want a 400 that says it is flowauth", name, resp.Allowed, resp.Result)
+		}
+	}
+}
+
+func TestMetricsCountOutcomes(t *testing.T) {
+	m := newMutator("")
+	handle := func(path string) {
+		m.Handle(context.Background(), request(admissionv1.Create, yamlToJSON(t, path)))
+	}
+	handle("../mutate/testdata/not-a-flow-run/in.yaml")
+	handle("../mutate/testdata/unknown-name/in.yaml")
+	handle("../mutate/testdata/invalid-names-denied/in.yaml")
+	for _, tt := range []struct {
+		c    prometheus.Collector
+		want float64
+	}{
+		{m.Metrics.requests.WithLabelValues(resultPassed), 1},
+		{m.Metrics.requests.WithLabelValues(resultMutated), 1},
+		{m.Metrics.requests.WithLabelValues(resultDenied), 1},
+		{m.Metrics.injections.WithLabelValues(customLabel, "injected"), 2},
+		{m.Metrics.warnings.WithLabelValues("UnknownSecretName"), 2},
+		{m.Metrics.denials.WithLabelValues("InvalidSecretName"), 3},
+	} {
+		if got := testutil.ToFloat64(tt.c); got != tt.want {
+			t.Errorf("%v = %v, want %v", tt.c, got, tt.want)
+		}
+	}
+}
