@@ -49,7 +49,6 @@ func run(ctx context.Context, c config) error {
 	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry)}
 
 	server := webhook.NewServer(webhook.Options{Port: c.port, CertDir: c.certDir, TLSOpts: tlsOptions(c)})
-	server.Register(fwadmission.PodPath, &webhook.Admission{Handler: handler})
 	watchSecretMap := func(ctx context.Context) error {
 		return store.Watch(ctx, secretMapPoll, func(changed bool, err error) {
 			if err != nil {
@@ -64,6 +63,7 @@ func run(ctx context.Context, c config) error {
 
 	if !c.namespaceDefaults {
 		// Nothing needs the API server: run with no cluster connection and no privilege at all.
+		server.Register(fwadmission.PodPath, &webhook.Admission{Handler: handler})
 		log.Info("starting without a cluster connection", "namespaceDefaults", false, "secretLookup", c.secretLookup)
 		return runStandalone(ctx, c, server, watchSecretMap)
 	}
@@ -88,6 +88,8 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("watching namespaces: %w", err)
 	}
 	handler.Namespaces = fwadmission.CachedNamespaces{Reader: mgr.GetCache()}
+	// Registering through the manager's getter is what adds the server to its runnables.
+	mgr.GetWebhookServer().Register(fwadmission.PodPath, &webhook.Admission{Handler: handler})
 	if err := mgr.Add(manager.RunnableFunc(watchSecretMap)); err != nil {
 		return err
 	}
