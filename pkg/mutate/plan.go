@@ -256,7 +256,7 @@ func sameEnv(have, want corev1.EnvVar) bool {
 // sameSecretVolume compares only what flowauth sets (the API server defaults defaultMode).
 func sameSecretVolume(have, want corev1.Volume) bool {
 	h, w := have.Secret, want.Secret
-	if h == nil || have.VolumeSource.Projected != nil || h.SecretName != w.SecretName || len(h.Items) != len(w.Items) {
+	if h == nil || have.Projected != nil || h.SecretName != w.SecretName || len(h.Items) != len(w.Items) {
 		return false
 	}
 	for i := range w.Items {

@@ -123,8 +123,11 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration, onReload func
 			return nil
 		case <-w.Events:
 			settle.Reset(settleDelay)
-		case <-w.Errors:
-			settle.Reset(settleDelay)
+		case err := <-w.Errors:
+			// A watch error means events may be lost: read the file once things settle.
+			if err != nil {
+				settle.Reset(settleDelay)
+			}
 		case <-settle.C:
 			try()
 		case <-tick.C:

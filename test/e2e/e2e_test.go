@@ -114,8 +114,8 @@ func TestPrefect1AgentJob(t *testing.T) {
 	pod := jobPod(t, ns, "prefect-job-3c1b2a9f")
 	got := refs(pod.Spec.Containers[0])
 	want := map[string]string{
-		"PREFECT__CLOUD__USE_LOCAL_SECRETS":                             "value:false",
-		"AWS_REGION":                                                    "value:eu-west-1",
+		"PREFECT__CLOUD__USE_LOCAL_SECRETS": "value:false",
+		"AWS_REGION":                        "value:eu-west-1",
 		"PREFECT__CONTEXT__SECRETS__AWS_CREDENTIALS__ACCESS_KEY":        "secret:aws-credentials/ACCESS_KEY",
 		"PREFECT__CONTEXT__SECRETS__AWS_CREDENTIALS__SECRET_ACCESS_KEY": "secret:aws-credentials/SECRET_ACCESS_KEY",
 		"PREFECT__CONTEXT__SECRETS__AWS_CREDENTIALS__SESSION_TOKEN":     "secret:aws-credentials/SESSION_TOKEN",
@@ -188,7 +188,7 @@ func TestBadJobShowsTheDenialOnTheJob(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "bad-declaration", Namespace: ns},
 		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
 			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"flowauth.io/secrets": "aws_credentials"}},
-			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "flow", Image: "prefecthq/prefect:1.4.1-python3.10"}}},
+			Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "flow", Image: "prefecthq/prefect:1.4.1-python3.10"}}},
 		}},
 	}
 	if err := cluster.Client.Create(context.Background(), job); err != nil {

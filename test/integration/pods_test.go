@@ -11,9 +11,9 @@ import (
 	"github.com/flowauth/flowauth/pkg/mutate"
 )
 
-func create(t *testing.T, c client.Client, pod *corev1.Pod, opts ...client.CreateOption) *corev1.Pod {
+func create(t *testing.T, c client.Client, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
-	if err := c.Create(context.Background(), pod, opts...); err != nil {
+	if err := c.Create(context.Background(), pod); err != nil {
 		t.Fatalf("creating pod: %v", err)
 	}
 	var stored corev1.Pod

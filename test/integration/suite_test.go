@@ -90,7 +90,7 @@ func runSuite(m *testing.M) int {
 }
 
 func zapLevel() int8 {
-	if v, err := strconv.Atoi(os.Getenv("TEST_LOG_V")); err == nil {
+	if v, err := strconv.Atoi(os.Getenv("TEST_LOG_V")); err == nil && v >= 0 && v <= 10 {
 		return int8(-v)
 	}
 	return 0
@@ -135,7 +135,8 @@ func startWebhook(ctx context.Context, o envtest.WebhookInstallOptions) error {
 	addr := net.JoinHostPort(o.LocalServingHost, strconv.Itoa(o.LocalServingPort))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // readiness probe only
+		dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // readiness probe only
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			_ = conn.Close()
 			return nil

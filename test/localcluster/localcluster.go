@@ -50,7 +50,7 @@ type Cluster struct {
 	opts   Options
 	assets string
 	env    *envtest.Environment
-	procs []*exec.Cmd
+	procs  []*exec.Cmd
 }
 
 // Start builds the webhook binary and starts everything; Stop undoes it, also after an error.
@@ -69,7 +69,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	build := exec.CommandContext(ctx, "go", "build", "-o", webhookBin, "./cmd/webhook")
 	build.Dir = o.RepoRoot
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the webhook: %v\n%s", err, out)
+		return nil, fmt.Errorf("building the webhook: %w\n%s", err, out)
 	}
 
 	c.env = &envtest.Environment{
@@ -183,7 +183,8 @@ func (c *Cluster) Stop() {
 }
 
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
@@ -201,7 +202,8 @@ func waitReady(ctx context.Context, readyz, tlsAddr string, log *SyncBuffer) err
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				conn, err := tls.Dial("tcp", tlsAddr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // reachability only
+				dialer := &tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // reachability only
+				conn, err := dialer.DialContext(ctx, "tcp", tlsAddr)
 				if err == nil {
 					_ = conn.Close()
 					return nil
