@@ -39,7 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		injections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowauth_injections_total",
-			Help: "Declared secret names per admitted flow-run pod, by name (\"custom\" for names outside the secret map) and result (injected, or not_injected when every item was left to the user).",
+			Help: "Declared secret names served per admitted flow-run pod, by name (\"custom\" for names outside the secret map) and result (injected).",
 		}, []string{"secret", "result"}),
 		warnings: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowauth_warnings_total",

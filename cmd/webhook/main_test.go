@@ -1,0 +1,71 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDefaultsMatchTheDesign(t *testing.T) {
+	c, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", namespaceDefaults: true,
+		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081",
+		logFormat: "text", logLevel: "info",
+	}
+	if c != want {
+		t.Errorf("defaults = %+v\nwant       %+v", c, want)
+	}
+}
+
+func TestEveryFlagCanComeFromTheEnvironment(t *testing.T) {
+	t.Setenv("FLOWAUTH_PORT", "10443")
+	t.Setenv("FLOWAUTH_SECRET_LOOKUP", "keys")
+	t.Setenv("FLOWAUTH_NAMESPACE_DEFAULTS", "false")
+	t.Setenv("FLOWAUTH_LOG_FORMAT", "json")
+	c, err := parseFlags([]string{"--log-format=text"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.port != 10443 || c.secretLookup != "keys" || c.namespaceDefaults {
+		t.Errorf("env not applied: %+v", c)
+	}
+	if c.logFormat != "text" {
+		t.Errorf("a command-line flag must win over the environment, got %q", c.logFormat)
+	}
+}
+
+func TestInvalidValuesNameTheFlagAndWhatIsAllowed(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  [2]string
+		want []string
+	}{
+		{args: []string{"--secret-lookup=all"}, want: []string{"-secret-lookup", `"all"`, "none, keys"}},
+		{args: []string{"--missing-secret=block"}, want: []string{"-missing-secret", `"block"`, "warn, deny, ignore"}},
+		{args: []string{"--log-level=trace"}, want: []string{"-log-level", "debug, info, error"}},
+		{args: []string{"--port=0"}, want: []string{"-port", "between 1 and 65535"}},
+		{args: []string{"extra"}, want: []string{"unexpected arguments: extra"}},
+		{env: [2]string{"FLOWAUTH_LOG_FORMAT", "xml"}, want: []string{"FLOWAUTH_LOG_FORMAT", `"xml"`, "text, json"}},
+	}
+	for _, tt := range tests {
+		if tt.env[0] != "" {
+			t.Setenv(tt.env[0], tt.env[1])
+		}
+		_, err := parseFlags(tt.args)
+		if err == nil {
+			t.Errorf("%v %v: no error", tt.args, tt.env)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v %v: error %q lacks %q", tt.args, tt.env, err, w)
+			}
+		}
+		if tt.env[0] != "" {
+			t.Setenv(tt.env[0], "")
+		}
+	}
+}
