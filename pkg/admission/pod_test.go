@@ -192,3 +192,38 @@ func TestMetricsCountOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPatchMatchesGeneralDiff: the append-only patch and the general JSON diff give the same
+// document for every golden case, and the append-only path is the one taken.
+func TestFastPatchMatchesGeneralDiff(t *testing.T) {
+	ins, _ := filepath.Glob("../mutate/testdata/*/in.yaml")
+	for _, in := range ins {
+		dir := filepath.Dir(in)
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			var original, mutated corev1.Pod
+			if err := json.Unmarshal(yamlToJSON(t, in), &original); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(yamlToJSON(t, filepath.Join(dir, "out.yaml")), &mutated); err != nil {
+				t.Fatal(err)
+			}
+			fast, ok := appendOnlyPatch(&original, &mutated)
+			if !ok {
+				t.Fatal("golden mutation is not append-only")
+			}
+			general, err := diffPatch(&original, &mutated)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := json.Marshal(&original)
+			a := applyPatch(t, raw, admission.Response{Patches: fast})
+			b := applyPatch(t, raw, admission.Response{Patches: general})
+			var pa, pb corev1.Pod
+			_ = json.Unmarshal(a, &pa)
+			_ = json.Unmarshal(b, &pb)
+			if diff := cmp.Diff(pb, pa); diff != "" {
+				t.Errorf("fast patch differs from the general diff (-general +fast):\n%s", diff)
+			}
+		})
+	}
+}
