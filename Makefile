@@ -60,6 +60,16 @@ test-e2e: tools-control-plane ## End-to-end: webhook binary, Job controller, kub
 update-golden: ## Rewrite the golden files of pkg/mutate after an intended change.
 	go test ./pkg/mutate -update
 
+##@ Performance
+
+.PHONY: bench
+bench: ## Benchmarks of the hot path (decode, mutate, patch, encode) per harness profile, benchstat-ready.
+	go test -run '^$$' -bench . -benchmem -count 6 ./pkg/admission | tee bin/bench.txt
+
+.PHONY: loadtest
+loadtest: ## Load harness (../shared/bench) against the floor and flowauth on loopback; prints the ratio table.
+	go run ./hack/loadtest -bench $(or $(BENCH_DIR),../shared/bench/admload)
+
 ##@ Demo
 
 .PHONY: demo

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,7 +64,7 @@ func run(ctx context.Context, c config) error {
 
 	if !c.namespaceDefaults {
 		// Nothing needs the API server: run with no cluster connection and no privilege at all.
-		server.Register(fwadmission.PodPath, &webhook.Admission{Handler: handler})
+		server.Register(fwadmission.PodPath, admissionWebhook(handler))
 		log.Info("starting without a cluster connection", "namespaceDefaults", false, "secretLookup", c.secretLookup)
 		return runStandalone(ctx, c, server, watchSecretMap)
 	}
@@ -89,7 +90,7 @@ func run(ctx context.Context, c config) error {
 	}
 	handler.Namespaces = fwadmission.CachedNamespaces{Reader: mgr.GetCache()}
 	// Registering through the manager's getter is what adds the server to its runnables.
-	mgr.GetWebhookServer().Register(fwadmission.PodPath, &webhook.Admission{Handler: handler})
+	mgr.GetWebhookServer().Register(fwadmission.PodPath, admissionWebhook(handler))
 	if err := mgr.Add(manager.RunnableFunc(watchSecretMap)); err != nil {
 		return err
 	}
@@ -178,4 +179,12 @@ func cacheSynced(c cache.Cache) healthz.Checker {
 	}
 }
 
-var _ admission.Handler = (*fwadmission.PodMutator)(nil)
+// admissionWebhook serves the handler. Its LogConstructor skips controller-runtime's per-request
+// WithValues, which zap encodes eagerly on every request; the handler adds the request's
+// namespace, pod and UID itself when it logs.
+func admissionWebhook(h admission.Handler) *webhook.Admission {
+	return &webhook.Admission{
+		Handler:        h,
+		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName("pods") },
+	}
+}

@@ -68,7 +68,7 @@ func appendOnlyPatch(original, mutated *corev1.Pod) ([]jsonpatch.Operation, bool
 			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{mutate.AnnotationStatus: status}))
 		} else {
 			// "add" on an existing member replaces it.
-			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations/"+escapePointer(mutate.AnnotationStatus), status))
+			ops = append(ops, jsonpatch.NewOperation("add", statusPath, status))
 		}
 	}
 	return ops, true
@@ -117,7 +117,5 @@ func sameAnnotationsBut(a, b map[string]string, except string) bool {
 	return len(a) == n
 }
 
-// escapePointer escapes a JSON Pointer reference token (RFC 6901).
-func escapePointer(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
-}
+// statusPath points at the status annotation; "/" in the key is escaped as "~1" (RFC 6901).
+var statusPath = "/metadata/annotations/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(mutate.AnnotationStatus)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -74,17 +75,22 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	m := h.Secrets.Map()
 	res := mutate.Pod(mutate.Input{Pod: &pod, NamespaceDefaults: defaults, Map: m})
 	h.Metrics.findings(res, m)
-	log := logf.FromContext(ctx).WithValues("namespace", namespace, "pod", podName(&pod), "uid", req.UID)
 	warnings := messages(res.Warnings)
+	// Loggers are built only when something is logged: zap encodes values eagerly.
+	log := func() logr.Logger {
+		return logf.FromContext(ctx).WithValues("namespace", namespace, "pod", podName(&pod), "uid", req.UID)
+	}
 
 	if res.Denied() {
 		h.Metrics.admission(resultDenied)
-		log.Info("denied flow-run pod", "reasons", reasons(res.Denials))
+		log().Info("denied flow-run pod", "reasons", reasons(res.Denials))
 		return admission.Denied(res.DenialMessage()).WithWarnings(warnings...)
 	}
 	if !res.Changed {
 		h.Metrics.admission(resultUnchanged)
-		log.V(1).Info("flow-run pod needs no change", "status", res.Status)
+		if l := logf.FromContext(ctx).V(1); l.Enabled() {
+			log().V(1).Info("flow-run pod needs no change", "status", res.Status)
+		}
 		return admission.Allowed("").WithWarnings(warnings...)
 	}
 	patch, err := jsonPatch(&pod, res.Pod)
@@ -93,7 +99,9 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("flowauth: building the patch: %w", err))
 	}
 	h.Metrics.admission(resultMutated)
-	log.V(1).Info("injected flow-run pod", "status", res.Status, "warnings", reasons(res.Warnings))
+	if l := logf.FromContext(ctx).V(1); l.Enabled() {
+		log().V(1).Info("injected flow-run pod", "status", res.Status, "warnings", reasons(res.Warnings))
+	}
 	return admission.Patched("", patch...).WithWarnings(warnings...)
 }
 

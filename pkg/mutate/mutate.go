@@ -124,13 +124,12 @@ func Pod(in Input) Result {
 		return r
 	}
 
-	known := in.Map.Names()
 	plans := make([]plan, 0, len(names))
 	for _, name := range names {
 		entry, ok := in.Map.Resolve(name)
 		if !ok {
 			hint := ""
-			if s := suggest(name, known); s != "" {
+			if s := suggest(name, in.Map.Names()); s != "" {
 				hint = fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			r.warn(ReasonUnknownSecretName, "annotation %s: entry %q is not a known default secret name%s; injected as a custom string secret from key %q of Secret %q",

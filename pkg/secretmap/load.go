@@ -102,7 +102,7 @@ func build(extra []Entry) (*Map, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Map{entries: entries}, nil
+	return &Map{entries: entries, names: sortedNames(entries)}, nil
 }
 
 // dictKeyPattern: a dict key becomes the last segment of PREFECT__CONTEXT__SECRETS__<NAME>__<KEY>,
@@ -199,6 +199,4 @@ func validateEntry(e Entry) error {
 	return nil
 }
 
-func sortedKeys(m map[string]Entry) []string {
-	return (&Map{entries: m}).Names()
-}
+func sortedKeys(m map[string]Entry) []string { return sortedNames(m) }

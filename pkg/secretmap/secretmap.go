@@ -76,6 +76,7 @@ func (e Entry) Key(name string) (Key, bool) {
 // Map is an immutable, validated set of entries. Share it freely between goroutines.
 type Map struct {
 	entries map[string]Entry
+	names   []string // sorted, computed once
 }
 
 // Lookup returns the entry for a declared name, if the map knows it.
@@ -93,10 +94,17 @@ func (m *Map) Resolve(name string) (entry Entry, known bool) {
 	return CustomEntry(name), false
 }
 
-// Names returns every name in the map, sorted.
+// Names returns every name in the map, sorted. The slice is shared: do not modify it.
 func (m *Map) Names() []string {
-	names := make([]string, 0, len(m.entries))
-	for n := range m.entries {
+	if m.names != nil {
+		return m.names
+	}
+	return sortedNames(m.entries)
+}
+
+func sortedNames(entries map[string]Entry) []string {
+	names := make([]string, 0, len(entries))
+	for n := range entries {
 		names = append(names, n)
 	}
 	sort.Strings(names)

@@ -1,0 +1,185 @@
+// Command loadtest is `make loadtest`: it builds the load harness and the floor server from
+// ../shared/bench/admload, starts the floor and flowauth (no cluster connection) with TLS on
+// loopback, runs the harness against both in alternation at each concurrency, and prints one
+// table of medians with flowauth's ratio to the floor and its peak RSS.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type result struct {
+	Requests int     `json:"requests"`
+	Errors   int     `json:"errors"`
+	Patched  int     `json:"patched"`
+	RPS      float64 `json:"rps"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+}
+
+func main() {
+	bench := flag.String("bench", "../shared/bench/admload", "the admload module (read-only is fine)")
+	profile := flag.String("profile", "flowrun", "admload profile")
+	conc := flag.String("c", "1,8,32", "concurrencies")
+	dur := flag.Duration("d", 5*time.Second, "duration of each run")
+	rounds := flag.Int("rounds", 3, "alternating runs per target and concurrency (medians are reported)")
+	flag.Parse()
+	if err := run(*bench, *profile, *conc, *dur, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bench, profile, conc string, dur time.Duration, rounds int) error {
+	tmp, err := os.MkdirTemp("", "flowauth-loadtest-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+	admload, floor, webhook := filepath.Join(tmp, "admload"), filepath.Join(tmp, "floor"), filepath.Join(tmp, "webhook")
+	for _, b := range []struct{ dir, out, pkg string }{{bench, admload, "."}, {bench, floor, "./cmd/floor"}, {".", webhook, "./cmd/webhook"}} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Dir = b.dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s in %s: %w\n%s", b.pkg, b.dir, err, out)
+		}
+	}
+	certs := filepath.Join(tmp, "certs")
+	if err := os.Mkdir(certs, 0o700); err != nil {
+		return err
+	}
+	floorAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	floorCmd := exec.CommandContext(ctx, floor, "-addr", floorAddr, "-cert-dir", certs)
+	if err := floorCmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = floorCmd.Process.Kill() }()
+	// The floor writes a self-signed certificate for 127.0.0.1; flowauth serves the same one.
+	if err := waitFor(filepath.Join(certs, "tls.key")); err != nil {
+		return err
+	}
+	whAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	_, port, _ := net.SplitHostPort(whAddr)
+	whCmd := exec.CommandContext(ctx, webhook, "--namespace-defaults=false", "--port="+port, "--cert-dir="+certs,
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-level=error")
+	if err := whCmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = whCmd.Process.Kill() }()
+	time.Sleep(time.Second)
+
+	targets := []struct{ name, url string }{
+		{"floor", "https://" + floorAddr + "/mutate-v1-pod"},
+		{"flowauth", "https://" + whAddr + "/mutate-v1-pod"},
+	}
+	fmt.Printf("profile=%s, %d alternating rounds of %s per target and concurrency, medians; machine: %d cores\n\n", profile, rounds, dur, nprocs())
+	fmt.Printf("| c | floor rps | flowauth rps | ratio | floor p50 ms | flowauth p50 ms | floor p99 ms | flowauth p99 ms | p99 ratio | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range strings.Split(conc, ",") {
+		runs := map[string][]result{}
+		for r := 0; r < rounds; r++ {
+			for _, t := range targets {
+				res, err := harness(ctx, admload, t.url, filepath.Join(certs, "tls.crt"), profile, c, dur)
+				if err != nil {
+					return fmt.Errorf("%s c=%s: %w", t.name, c, err)
+				}
+				runs[t.name] = append(runs[t.name], res)
+			}
+		}
+		f, w := median(runs["floor"]), median(runs["flowauth"])
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f | %.2f | %d |\n", c, f.RPS, w.RPS, w.RPS/f.RPS,
+			f.P50ms, w.P50ms, f.P99ms, w.P99ms, w.P99ms/f.P99ms, f.Errors+w.Errors)
+	}
+	fmt.Printf("\nflowauth peak RSS (VmHWM): %s, RSS at the end: %s\n", procStatus(whCmd.Process.Pid, "VmHWM"), procStatus(whCmd.Process.Pid, "VmRSS"))
+	return nil
+}
+
+func harness(ctx context.Context, admload, url, ca, profile, c string, dur time.Duration) (result, error) {
+	cmd := exec.CommandContext(ctx, admload, "-url", url, "-ca", ca, "-profile", profile, "-c", c, "-d", dur.String(), "-json")
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	runErr := cmd.Run()
+	var r result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return r, fmt.Errorf("admload: %v %s %s", runErr, out.String(), errOut.String())
+	}
+	return r, nil
+}
+
+// median takes each figure's median separately across the runs.
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	errs := 0
+	for _, r := range rs {
+		errs += r.Errors
+	}
+	return result{
+		RPS: pick(func(r result) float64 { return r.RPS }), Errors: errs,
+		P50ms: pick(func(r result) float64 { return r.P50ms }), P99ms: pick(func(r result) float64 { return r.P99ms }),
+	}
+}
+
+func freePort() (string, error) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
+
+func waitFor(path string) error {
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(path); err == nil {
+			time.Sleep(100 * time.Millisecond)
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s never appeared", path)
+}
+
+func procStatus(pid int, field string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			return strings.TrimSpace(strings.TrimPrefix(line, field+":"))
+		}
+	}
+	return "unknown"
+}
+
+func nprocs() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
