@@ -50,7 +50,7 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 	defer func() { _ = os.RemoveAll(tmp) }()
 	admload, floor, webhook := filepath.Join(tmp, "admload"), filepath.Join(tmp, "floor"), filepath.Join(tmp, "webhook")
 	for _, b := range []struct{ dir, out, pkg string }{{bench, admload, "."}, {bench, floor, "./cmd/floor"}, {".", webhook, "./cmd/webhook"}} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd := exec.CommandContext(context.Background(), "go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = b.dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s in %s: %w\n%s", b.pkg, b.dir, err, out)
@@ -120,7 +120,7 @@ func harness(ctx context.Context, admload, url, ca, profile, c string, dur time.
 	runErr := cmd.Run()
 	var r result
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
-		return r, fmt.Errorf("admload: %v %s %s", runErr, out.String(), errOut.String())
+		return r, fmt.Errorf("admload: %w %s %s", runErr, out.String(), errOut.String())
 	}
 	return r, nil
 }
