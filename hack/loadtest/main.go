@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowauth/flowauth/test/localcluster"
 )
 
 type result struct {
@@ -60,7 +62,7 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 	if err := os.Mkdir(certs, 0o700); err != nil {
 		return err
 	}
-	floorAddr, err := freePort()
+	floorAddr, err := localcluster.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -75,7 +77,7 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 	if err := waitFor(filepath.Join(certs, "tls.key")); err != nil {
 		return err
 	}
-	whAddr, err := freePort()
+	whAddr, err := localcluster.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -143,16 +145,6 @@ func median(rs []result) result {
 		RPS: pick(func(r result) float64 { return r.RPS }), Errors: errs,
 		P50ms: pick(func(r result) float64 { return r.P50ms }), P99ms: pick(func(r result) float64 { return r.P99ms }),
 	}
-}
-
-func freePort() (string, error) {
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
 }
 
 func waitFor(path string) error {

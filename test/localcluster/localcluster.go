@@ -122,11 +122,11 @@ func (c *Cluster) start(ctx context.Context, assets, webhookBin string) error {
 	}
 
 	wh := c.env.WebhookInstallOptions
-	health, err := freeAddr()
+	health, err := FreeAddr()
 	if err != nil {
 		return err
 	}
-	metrics, err := freeAddr()
+	metrics, err := FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,8 @@ func (c *Cluster) Stop() {
 	}
 }
 
-func freeAddr() (string, error) {
+// FreeAddr returns a loopback address with a port that is free right now.
+func FreeAddr() (string, error) {
 	var lc net.ListenConfig
 	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
