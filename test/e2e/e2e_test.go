@@ -143,10 +143,18 @@ func TestPrefect1AgentJob(t *testing.T) {
 		t.Errorf("status = %q", pod.Annotations["flowauth.io/status"])
 	}
 	// The stored pod, as kubectl shows it, holds references only: no Secret value.
+	// Neither does the webhook's log at debug level.
 	yaml := kubectl(t, "-n", ns, "get", "pod", pod.Name, "-o", "yaml")
+	log := cluster.WebhookLog.String()
+	if !strings.Contains(log, "injected flow-run pod") {
+		t.Errorf("the webhook's debug log has no admission line to check")
+	}
 	for _, value := range []string{"AKIAEXAMPLEEXAMPLE00", "example-secret-access-key-not-real", "not-real"} {
 		if strings.Contains(yaml, value) {
 			t.Errorf("a Secret value (%q) appears in the stored pod", value)
+		}
+		if strings.Contains(log, value) {
+			t.Errorf("a Secret value (%q) appears in the webhook's log", value)
 		}
 	}
 }
