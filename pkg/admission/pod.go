@@ -106,15 +106,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 }
 
 func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, meta metav1.PartialObjectMetadata) (string, error) {
-	if h.Namespaces == nil {
-		return "", nil
-	}
-	// Namespace defaults only matter to pods that declare secrets or carry a Prefect label;
-	// every other pod is let through without a lookup.
-	_, declared := meta.Annotations[mutate.AnnotationSecrets]
-	_, p1 := meta.Labels[mutate.LabelFlowRunIDPrefect1]
-	_, p2 := meta.Labels[mutate.LabelFlowRunIDPrefect2]
-	if !declared && !p1 && !p2 {
+	if h.Namespaces == nil || !mutate.NeedsNamespaceDefaults(meta.Annotations, meta.Labels) {
 		return "", nil
 	}
 	return h.Namespaces.Defaults(ctx, namespace)

@@ -76,9 +76,17 @@ func IsFlowRun(annotations, labels map[string]string, namespaceDefaults string) 
 	if _, ok := annotations[AnnotationSecrets]; ok {
 		return true
 	}
-	if strings.TrimSpace(namespaceDefaults) == "" {
-		return false
-	}
+	return strings.TrimSpace(namespaceDefaults) != "" && hasPrefectLabel(labels)
+}
+
+// NeedsNamespaceDefaults tells whether the namespace's defaults can matter to a pod: only to one
+// that declares secrets or carries a Prefect flow-run label. Every other pod needs no lookup.
+func NeedsNamespaceDefaults(annotations, labels map[string]string) bool {
+	_, declared := annotations[AnnotationSecrets]
+	return declared || hasPrefectLabel(labels)
+}
+
+func hasPrefectLabel(labels map[string]string) bool {
 	_, p1 := labels[LabelFlowRunIDPrefect1]
 	_, p2 := labels[LabelFlowRunIDPrefect2]
 	return p1 || p2
