@@ -146,6 +146,8 @@ func Pod(in Input) Result {
 		plans = append(plans, planFor(entry, secretName(entry, overrides), layers))
 	}
 
+	claimEnv(plans, &r)
+
 	out := pod.DeepCopy()
 	a := applier{result: &r, served: map[string]bool{}}
 	a.checkVolumes(out, plans)
@@ -159,7 +161,7 @@ func Pod(in Input) Result {
 		}
 	}
 
-	r.Status = status(r.Injected, targets, out, a, layers)
+	r.Status = status(r.Injected, targets, out, &a, layers)
 	if out.Annotations[AnnotationStatus] != r.Status {
 		if out.Annotations == nil {
 			out.Annotations = map[string]string{}

@@ -48,6 +48,7 @@ const (
 	ReasonNoTargetContainer      Reason = "NoTargetContainer"
 	ReasonInvalidInjectMode      Reason = "InvalidInjectMode"
 	ReasonUserEnvKept            Reason = "UserEnvKept"
+	ReasonDeclaredEnvConflict    Reason = "DeclaredEnvConflict"
 	ReasonUserMountKept          Reason = "UserMountKept"
 	ReasonVolumeConflict         Reason = "VolumeConflict"
 	ReasonTooManyNames           Reason = "TooManyNames"

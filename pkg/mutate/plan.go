@@ -73,6 +73,26 @@ func planFor(e secretmap.Entry, secret string, layers Layers) plan {
 	return p
 }
 
+// claimEnv gives every env var one owner, the first declared name that sets it, and drops it
+// from the later plans. Deciding it here, not while adding, keeps the answer the same in every
+// pass: on a reinvocation the owner's variable is already in the pod and must not be mistaken for
+// a user setting.
+func claimEnv(plans []plan, r *Result) {
+	owner := map[string]string{}
+	for i := range plans {
+		kept := plans[i].env[:0]
+		for _, e := range plans[i].env {
+			if first, taken := owner[e.Name]; taken {
+				r.warn(ReasonDeclaredEnvConflict, "env %s is set by both %s and %s; %s's is used (declared first)", e.Name, first, plans[i].name, first)
+				continue
+			}
+			owner[e.Name] = plans[i].name
+			kept = append(kept, e)
+		}
+		plans[i].env = kept
+	}
+}
+
 // applier adds plans to a pod copy and remembers what it did and what it left alone.
 type applier struct {
 	result  *Result
@@ -121,7 +141,6 @@ func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
 // is there already (a reinvocation) is left as is; a different item of the same name or path
 // was set by the user and wins (DESIGN.md §3).
 func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
-	ours := map[string]string{} // env name -> declared name that added it in this container
 	for _, p := range plans {
 		blocked := a.blockedVolumes[p.name]
 		for _, e := range p.env {
@@ -132,13 +151,10 @@ func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 			switch {
 			case i < 0:
 				c.Env = append(c.Env, e)
-				ours[e.Name] = p.name
 				a.served[p.name] = true
 				a.changed = true
 			case sameEnv(c.Env[i], e):
 				a.served[p.name] = true
-			case ours[e.Name] != "":
-				a.result.warn(ReasonUserEnvKept, "container %q: env %s is set by both %s and %s; kept %s's", c.Name, e.Name, ours[e.Name], p.name, ours[e.Name])
 			default:
 				a.keptEnv = appendOnce(a.keptEnv, e.Name)
 				a.result.warn(ReasonUserEnvKept, "container %q: env %s is already set by the pod; kept it, so %s's %s is not injected there", c.Name, e.Name, p.name, e.Name)
@@ -172,7 +188,7 @@ func (a *applier) markUsed(volume string) {
 }
 
 // status is the flowauth.io/status line: what was served, where, and what was left alone.
-func status(injected []string, targets []target, pod *corev1.Pod, a applier, layers Layers) string {
+func status(injected []string, targets []target, pod *corev1.Pod, a *applier, layers Layers) string {
 	parts := []string{"injected=" + strings.Join(injected, ",")}
 	if _, ok := pod.Annotations[AnnotationContainers]; ok {
 		names := make([]string, len(targets))

@@ -1,0 +1,58 @@
+package mutate
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// TestTwoNamesSettingOneEnvVarIsStableAcrossPasses: an operator's map may give two entries the
+// same native env var. The first declared name owns it, in every pass: a reinvocation must not
+// mistake it for a user setting or change the status.
+func TestTwoNamesSettingOneEnvVarIsStableAcrossPasses(t *testing.T) {
+	m, err := secretmap.Parse([]byte(`
+apiVersion: flowauth.io/v1alpha1
+kind: SecretMap
+secrets:
+  GITHUB_BOT:
+    shape: string
+    keys: [{name: token}]
+    native: {env: [{name: GH_TOKEN, key: token}]}
+  GITHUB_CI:
+    shape: string
+    keys: [{name: token}]
+    native: {env: [{name: GH_TOKEN, key: token}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Annotations: map[string]string{AnnotationSecrets: "GITHUB_BOT GITHUB_CI"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "i"}, {Name: "b", Image: "i"}}},
+	}
+	first := Pod(Input{Pod: pod, Map: m})
+	if !first.Changed || first.Status != "injected=GITHUB_BOT,GITHUB_CI" {
+		t.Fatalf("first pass: changed=%v status=%q", first.Changed, first.Status)
+	}
+	if len(first.Warnings) != 1 || !strings.Contains(first.Warnings[0].Message, "env GH_TOKEN is set by both GITHUB_BOT and GITHUB_CI; GITHUB_BOT's is used") {
+		t.Errorf("want one warning naming both entries, got %+v", first.Warnings)
+	}
+	for _, c := range first.Pod.Spec.Containers {
+		if got := indexEnv(c.Env, "GH_TOKEN"); got < 0 || c.Env[got].ValueFrom.SecretKeyRef.Name != "github-bot" {
+			t.Errorf("container %s: GH_TOKEN not from github-bot: %+v", c.Name, c.Env)
+		}
+	}
+	second := Pod(Input{Pod: first.Pod, Map: m})
+	if second.Changed || second.Status != first.Status {
+		t.Errorf("reinvocation changed=%v status=%q (first %q)", second.Changed, second.Status, first.Status)
+	}
+	for _, w := range second.Warnings {
+		if w.Reason == ReasonUserEnvKept {
+			t.Errorf("reinvocation took flowauth's own GH_TOKEN for a user setting: %s", w.Message)
+		}
+	}
+}
