@@ -64,6 +64,7 @@ update-golden: ## Rewrite the golden files of pkg/mutate after an intended chang
 
 .PHONY: bench
 bench: ## Benchmarks of the hot path (decode, mutate, patch, encode) per harness profile, benchstat-ready.
+	@mkdir -p bin
 	go test -run '^$$' -bench . -benchmem -count 6 ./pkg/admission | tee bin/bench.txt
 
 .PHONY: loadtest

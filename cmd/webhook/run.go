@@ -8,10 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,7 +18,6 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -64,7 +60,7 @@ func run(ctx context.Context, c config) error {
 
 	if !c.namespaceDefaults {
 		// Nothing needs the API server: run with no cluster connection and no privilege at all.
-		server.Register(fwadmission.PodPath, admissionWebhook(handler))
+		server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
 		log.Info("starting without a cluster connection", "namespaceDefaults", false, "secretLookup", c.secretLookup)
 		return runStandalone(ctx, c, server, watchSecretMap)
 	}
@@ -82,15 +78,13 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	// Namespaces are cached as metadata only: flowauth reads one annotation of theirs.
-	nsMeta := &metav1.PartialObjectMetadata{}
-	nsMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if _, err := mgr.GetCache().GetInformer(ctx, nsMeta); err != nil {
-		return fmt.Errorf("watching namespaces: %w", err)
+	namespaces, err := fwadmission.WatchNamespaces(ctx, mgr.GetCache())
+	if err != nil {
+		return err
 	}
-	handler.Namespaces = fwadmission.CachedNamespaces{Reader: mgr.GetCache()}
+	handler.Namespaces = namespaces
 	// Registering through the manager's getter is what adds the server to its runnables.
-	mgr.GetWebhookServer().Register(fwadmission.PodPath, admissionWebhook(handler))
+	mgr.GetWebhookServer().Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
 	if err := mgr.Add(manager.RunnableFunc(watchSecretMap)); err != nil {
 		return err
 	}
@@ -176,15 +170,5 @@ func cacheSynced(c cache.Cache) healthz.Checker {
 			return errors.New("namespace cache not synced")
 		}
 		return nil
-	}
-}
-
-// admissionWebhook serves the handler. Its LogConstructor skips controller-runtime's per-request
-// WithValues, which zap encodes eagerly on every request; the handler adds the request's
-// namespace, pod and UID itself when it logs.
-func admissionWebhook(h admission.Handler) *webhook.Admission {
-	return &webhook.Admission{
-		Handler:        h,
-		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName("pods") },
 	}
 }

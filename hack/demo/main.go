@@ -12,12 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap/zapcore"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -71,28 +68,12 @@ func run() error {
 	}
 
 	step("waiting for the Job controller's pod")
-	pod, err := waitForPod(ctx, c.Client, "flows", "prefect-job-3c1b2a9f")
+	pod, err := c.WaitForJobPod(ctx, "flows", "prefect-job-3c1b2a9f")
 	if err != nil {
 		return err
 	}
 	printPod(pod)
 	return nil
-}
-
-func waitForPod(ctx context.Context, k client.Client, namespace, job string) (*corev1.Pod, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		var pods corev1.PodList
-		if err := k.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{batchv1.JobNameLabel: job}); err == nil && len(pods.Items) > 0 {
-			return &pods.Items[0], nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no pod for job %s/%s: %w", namespace, job, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // printPod shows what flowauth did: names, Secret references and paths; never a value.

@@ -71,28 +71,20 @@ func newNamespace(t *testing.T, optedIn bool) string {
 	return name
 }
 
-// jobPod waits for the Job controller to create the Job's pod and returns it as stored.
+// jobPod waits for the Job controller to create the Job's pod and returns it as stored; on a
+// timeout it logs the namespace's events, where a refused pod leaves its reason.
 func jobPod(t *testing.T, namespace, job string) corev1.Pod {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var pods corev1.PodList
-		if err := cluster.Client.List(context.Background(), &pods, client.InNamespace(namespace), client.MatchingLabels{batchv1.JobNameLabel: job}); err != nil {
-			t.Fatal(err)
+	pod, err := cluster.WaitForJobPod(context.Background(), namespace, job)
+	if err != nil {
+		var events corev1.EventList
+		_ = cluster.Client.List(context.Background(), &events, client.InNamespace(namespace))
+		for _, e := range events.Items {
+			t.Logf("event %s %s: %s", e.InvolvedObject.Name, e.Reason, e.Message)
 		}
-		if len(pods.Items) > 0 {
-			return pods.Items[0]
-		}
-		if time.Now().After(deadline) {
-			var events corev1.EventList
-			_ = cluster.Client.List(context.Background(), &events, client.InNamespace(namespace))
-			for _, e := range events.Items {
-				t.Logf("event %s %s: %s", e.InvolvedObject.Name, e.Reason, e.Message)
-			}
-			t.Fatalf("the Job controller created no pod for job %s/%s", namespace, job)
-		}
-		time.Sleep(100 * time.Millisecond)
+		t.Fatal(err)
 	}
+	return *pod
 }
 
 func refs(c corev1.Container) map[string]string {

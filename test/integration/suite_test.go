@@ -16,8 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -108,20 +106,19 @@ func startWebhook(ctx context.Context, o envtest.WebhookInstallOptions) error {
 	if err != nil {
 		return err
 	}
-	nsMeta := &metav1.PartialObjectMetadata{}
-	nsMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	if _, err := mgr.GetCache().GetInformer(ctx, nsMeta); err != nil {
+	namespaces, err := fwadmission.WatchNamespaces(ctx, mgr.GetCache())
+	if err != nil {
 		return err
 	}
 	nsCache = mgr.GetCache()
 	registry = prometheus.NewRegistry()
 	// Registering through the manager's getter is what adds the server to its runnables.
 	server = mgr.GetWebhookServer()
-	server.Register(fwadmission.PodPath, &webhook.Admission{Handler: &fwadmission.PodMutator{
+	server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(&fwadmission.PodMutator{
 		Secrets:    secretmap.StaticStore(secretmap.Builtin()),
-		Namespaces: fwadmission.CachedNamespaces{Reader: mgr.GetCache()},
+		Namespaces: namespaces,
 		Metrics:    fwadmission.NewMetrics(registry),
-	}})
+	}))
 	server.Register(containerAdderPath, &webhook.Admission{Handler: containerAdder{}})
 	go func() {
 		if err := mgr.Start(ctx); err != nil {

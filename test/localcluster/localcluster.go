@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -160,6 +162,24 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (stdout, stderr s
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
+}
+
+// WaitForJobPod waits until the Job controller has created the Job's pod and returns it as stored.
+func (c *Cluster) WaitForJobPod(ctx context.Context, namespace, job string) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		var pods corev1.PodList
+		err := c.Client.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{batchv1.JobNameLabel: job})
+		if err == nil && len(pods.Items) > 0 {
+			return &pods.Items[0], nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the Job controller created no pod for job %s/%s (last error: %w): %w", namespace, job, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Stop ends the webhook and controller manager (SIGTERM, then kill) and the control plane.
