@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"go.uber.org/zap/zapcore"
@@ -34,6 +35,17 @@ type config struct {
 	logFormat              string
 	logLevel               string
 	enableHTTP2            bool
+	certs                  certConfig
+}
+
+// certConfig: with rotation on, cert-controller keeps a CA and serving certificate in a Secret
+// and injects the CA into the webhook configuration; the Secret is mounted at --cert-dir.
+type certConfig struct {
+	rotation             bool
+	secret               string // NAMESPACE/NAME
+	dnsName              string
+	webhookConfiguration string
+	validity             time.Duration
 }
 
 // enum is a string flag that accepts only listed values, so a typo stops the binary at start
@@ -77,6 +89,11 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.healthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	newEnum(fs, &c.logFormat, "log-format", "text", "log encoding", "text", "json")
 	newEnum(fs, &c.logLevel, "log-level", "info", "least severe level logged (debug logs every admission, never a secret value)", "debug", "info", "error")
+	fs.BoolVar(&c.certs.rotation, "cert-rotation", false, "provision and rotate a CA and serving certificate with cert-controller, kept in --cert-secret (mounted at --cert-dir) and injected into --webhook-configuration; serving starts once the certificate is in place")
+	fs.StringVar(&c.certs.secret, "cert-secret", "", "NAMESPACE/NAME of the Secret that holds the CA and serving certificate (with --cert-rotation)")
+	fs.StringVar(&c.certs.dnsName, "cert-dns-name", "", "DNS name the serving certificate is issued for, the Service's <name>.<namespace>.svc (with --cert-rotation)")
+	fs.StringVar(&c.certs.webhookConfiguration, "webhook-configuration", "", "name of the MutatingWebhookConfiguration whose caBundle is kept current (with --cert-rotation)")
+	fs.DurationVar(&c.certs.validity, "cert-validity", 365*24*time.Hour, "lifetime of each serving certificate (with --cert-rotation); it is renewed when a quarter of it is left")
 	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2; off by default because of the HTTP/2 stream-reset CVEs (CVE-2023-44487, CVE-2023-39325)")
 	// Usage is printed for --help only: on a bad value main's one-line error says it all.
 	fs.SetOutput(io.Discard)
@@ -94,7 +111,34 @@ func parseFlags(args []string) (config, error) {
 	if c.port < 1 || c.port > 65535 {
 		return c, fmt.Errorf("invalid value %d for flag -port: must be between 1 and 65535", c.port)
 	}
+	if err := c.certs.validate(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+func (cc certConfig) validate() error {
+	if !cc.rotation {
+		return nil
+	}
+	var missing []string
+	for _, f := range []struct{ name, value string }{
+		{"-cert-secret", cc.secret}, {"-cert-dns-name", cc.dnsName}, {"-webhook-configuration", cc.webhookConfiguration},
+	} {
+		if f.value == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("flag -cert-rotation needs %s", strings.Join(missing, ", "))
+	}
+	if ns, name, ok := strings.Cut(cc.secret, "/"); !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return fmt.Errorf("invalid value %q for flag -cert-secret: want NAMESPACE/NAME", cc.secret)
+	}
+	if cc.validity < time.Minute {
+		return fmt.Errorf("invalid value %s for flag -cert-validity: must be at least 1m", cc.validity)
+	}
+	return nil
 }
 
 func newLogger(c config) zap.Opts {

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultsMatchTheDesign(t *testing.T) {
@@ -13,7 +14,7 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 	want := config{
 		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", namespaceDefaults: true,
 		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081",
-		logFormat: "text", logLevel: "info",
+		logFormat: "text", logLevel: "info", certs: certConfig{validity: 365 * 24 * time.Hour},
 	}
 	if c != want {
 		t.Errorf("defaults = %+v\nwant       %+v", c, want)
@@ -48,6 +49,9 @@ func TestInvalidValuesNameTheFlagAndWhatIsAllowed(t *testing.T) {
 		{args: []string{"--log-level=trace"}, want: []string{"-log-level", "debug, info, error"}},
 		{args: []string{"--port=0"}, want: []string{"-port", "between 1 and 65535"}},
 		{args: []string{"extra"}, want: []string{"unexpected arguments: extra"}},
+		{args: []string{"--cert-rotation"}, want: []string{"-cert-rotation needs -cert-secret, -cert-dns-name, -webhook-configuration"}},
+		{args: []string{"--cert-rotation", "--cert-secret=certs", "--cert-dns-name=a.b.svc", "--webhook-configuration=x"}, want: []string{"-cert-secret", `"certs"`, "NAMESPACE/NAME"}},
+		{args: []string{"--cert-rotation", "--cert-secret=ns/certs", "--cert-dns-name=a.b.svc", "--webhook-configuration=x", "--cert-validity=10s"}, want: []string{"-cert-validity", "at least 1m"}},
 		{env: [2]string{"FLOWAUTH_LOG_FORMAT", "xml"}, want: []string{"FLOWAUTH_LOG_FORMAT", `"xml"`, "text, json"}},
 	}
 	for _, tt := range tests {

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
+	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -58,7 +61,7 @@ func run(ctx context.Context, c config) error {
 		})
 	}
 
-	if !c.namespaceDefaults {
+	if !c.namespaceDefaults && !c.certs.rotation {
 		// Nothing needs the API server: run with no cluster connection and no privilege at all.
 		server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
 		log.Info("starting without a cluster connection", "namespaceDefaults", false, "secretLookup", c.secretLookup)
@@ -78,13 +81,31 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	namespaces, err := fwadmission.WatchNamespaces(ctx, mgr.GetCache())
-	if err != nil {
-		return err
+	if c.namespaceDefaults {
+		namespaces, err := fwadmission.WatchNamespaces(ctx, mgr.GetCache())
+		if err != nil {
+			return err
+		}
+		handler.Namespaces = namespaces
+		if err := mgr.AddReadyzCheck("namespace-cache", cacheSynced(mgr.GetCache())); err != nil {
+			return err
+		}
 	}
-	handler.Namespaces = namespaces
-	// Registering through the manager's getter is what adds the server to its runnables.
-	mgr.GetWebhookServer().Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
+	server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
+	if c.certs.rotation {
+		// The server reads its certificate when it starts, so it starts once cert-controller has
+		// written the Secret, the kubelet has mounted it and the CA is in the webhook configuration.
+		ready, err := addCertRotator(mgr, c.certDir, c.certs)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(startAfter{ready: ready, Runnable: server}); err != nil {
+			return err
+		}
+	} else {
+		// Registering through the manager's getter is what adds the server to its runnables.
+		mgr.GetWebhookServer()
+	}
 	if err := mgr.Add(manager.RunnableFunc(watchSecretMap)); err != nil {
 		return err
 	}
@@ -94,12 +115,54 @@ func run(ctx context.Context, c config) error {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("namespace-cache", cacheSynced(mgr.GetCache())); err != nil {
-		return err
-	}
-	log.Info("starting", "port", c.port, "namespaceDefaults", true, "secretLookup", c.secretLookup, "secretMap", c.secretMap)
+	log.Info("starting", "port", c.port, "namespaceDefaults", c.namespaceDefaults, "certRotation", c.certs.rotation, "secretLookup", c.secretLookup, "secretMap", c.secretMap)
 	return mgr.Start(ctx)
 }
+
+// addCertRotator has cert-controller keep a CA and serving certificate in the Secret and the CA in
+// the webhook configuration. Every replica runs it (no leader election): they share the Secret, so
+// all serve certificates of one CA, and an update conflict just makes a replica read the winner's.
+func addCertRotator(mgr manager.Manager, certDir string, cc certConfig) (<-chan struct{}, error) {
+	namespace, name, _ := strings.Cut(cc.secret, "/")
+	ready := make(chan struct{})
+	err := rotator.AddRotator(mgr, &rotator.CertRotator{
+		SecretKey:              types.NamespacedName{Namespace: namespace, Name: name},
+		CertDir:                certDir,
+		CAName:                 "flowauth-ca",
+		CAOrganization:         "flowauth",
+		DNSName:                cc.dnsName,
+		IsReady:                ready,
+		Webhooks:               []rotator.WebhookInfo{{Name: cc.webhookConfiguration, Type: rotator.Mutating}},
+		FieldOwner:             "flowauth",
+		ServerCertDuration:     cc.validity,
+		LookaheadInterval:      cc.validity / 4,
+		RotationCheckFrequency: min(12*time.Hour, cc.validity/8),
+		EnableReadinessCheck:   true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting up certificate rotation: %w", err)
+	}
+	return ready, nil
+}
+
+// startAfter starts a runnable once ready is closed. It never needs leader election: every
+// replica serves.
+type startAfter struct {
+	ready <-chan struct{}
+	manager.Runnable
+}
+
+func (s startAfter) Start(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		ctrl.Log.WithName("setup").Info("serving certificate in place; starting the webhook server")
+		return s.Runnable.Start(ctx)
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (startAfter) NeedLeaderElection() bool { return false }
 
 // runStandalone serves the webhook, metrics and probes with no manager, so no kubeconfig or
 // in-cluster credentials are needed.
