@@ -49,12 +49,20 @@ control_plane() {
 }
 
 helm() {
-  local stamp="$bin/.helm.stamp"
-  if fresh "$stamp" "$HELM_VERSION" && [ -x "$bin/helm" ]; then return; fi
+  # helm's idea of the cluster version (for `helm template`, `helm lint` and kubeVersion checks) is
+  # set at link time, as helm's own Makefile does from the client-go it is built with; without it,
+  # helm assumes Kubernetes 1.20 and the chart's kubeVersion (>=1.30) refuses to render.
+  local kmajor=1 kminor
+  kminor=$(cd "$root/hack/tools/helm" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)
+  local stamp="$bin/.helm.stamp" want="$HELM_VERSION k8s=1.$kminor"
+  if fresh "$stamp" "$want" && [ -x "$bin/helm" ]; then return; fi
   say "building helm $HELM_VERSION from Go modules"
-  (cd "$root/hack/tools/helm" && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  local p=helm.sh/helm/v3/pkg
+  (cd "$root/hack/tools/helm" && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+-X $p/chartutil.k8sVersionMajor=$kmajor -X $p/chartutil.k8sVersionMinor=$kminor \
+-X $p/lint/rules.k8sVersionMajor=$kmajor -X $p/lint/rules.k8sVersionMinor=$kminor" \
     -o "$bin/helm" helm.sh/helm/v3/cmd/helm)
-  echo "$HELM_VERSION" >"$stamp"
+  echo "$want" >"$stamp"
 }
 
 # go_install NAME PACKAGE VERSION: plain `go install pkg@version` into bin/, for tools whose

@@ -35,6 +35,9 @@ type Options struct {
 	WorkDir string
 	// WebhookArgs are extra flags for the webhook binary.
 	WebhookArgs []string
+	// NoWebhook starts the control plane and the Job controller only: nothing is registered and
+	// the test runs webhooks itself with RunWebhook.
+	NoWebhook bool
 	// Log receives the webhook's and the controller manager's output; nil discards it.
 	Log io.Writer
 }
@@ -44,15 +47,16 @@ type Cluster struct {
 	Config     *rest.Config
 	Client     client.Client
 	Kubeconfig string
-	// WebhookLog holds everything the webhook binary printed.
+	// WebhookLog holds everything the webhook binary printed (nil with NoWebhook).
 	WebhookLog *SyncBuffer
 	// MetricsURL is the webhook's Prometheus endpoint.
 	MetricsURL string
 
-	opts   Options
-	assets string
-	env    *envtest.Environment
-	procs  []*exec.Cmd
+	opts       Options
+	assets     string
+	webhookBin string
+	env        *envtest.Environment
+	procs      []*exec.Cmd
 }
 
 // Start builds the webhook binary and starts everything; Stop undoes it, also after an error.
@@ -66,33 +70,30 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			return nil, fmt.Errorf("%s not found in %s: run `hack/tools.sh control-plane` (make test and make demo do)", bin, assets)
 		}
 	}
-	c := &Cluster{opts: o, assets: assets, WebhookLog: &SyncBuffer{}}
-	webhookBin := filepath.Join(o.WorkDir, "webhook")
-	build := exec.CommandContext(ctx, "go", "build", "-o", webhookBin, "./cmd/webhook")
+	c := &Cluster{opts: o, assets: assets, webhookBin: filepath.Join(o.WorkDir, "webhook")}
+	build := exec.CommandContext(ctx, "go", "build", "-o", c.webhookBin, "./cmd/webhook")
 	build.Dir = o.RepoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building the webhook: %w\n%s", err, out)
 	}
 
-	c.env = &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{
-			Paths: []string{filepath.Join(o.RepoRoot, "config", "webhook", "manifests.yaml")},
-		},
+	c.env = &envtest.Environment{BinaryAssetsDirectory: assets}
+	if !o.NoWebhook {
+		c.env.WebhookInstallOptions.Paths = []string{filepath.Join(o.RepoRoot, "config", "webhook", "manifests.yaml")}
 	}
 	cfg, err := c.env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
 	c.Config = cfg
-	if err := c.start(ctx, assets, webhookBin); err != nil {
+	if err := c.start(ctx, assets); err != nil {
 		c.Stop()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Cluster) start(ctx context.Context, assets, webhookBin string) error {
+func (c *Cluster) start(ctx context.Context, assets string) error {
 	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		return err
@@ -108,43 +109,76 @@ func (c *Cluster) start(ctx context.Context, assets, webhookBin string) error {
 	if c.Client, err = client.New(c.Config, client.Options{}); err != nil {
 		return err
 	}
-	logTo := c.opts.Log
-	if logTo == nil {
-		logTo = io.Discard
-	}
 
 	// The Job controller alone: Job → Pod, as on a real cluster. No kubelet runs, so pods never
 	// start; what is stored is exactly what the webhook changed.
 	kcm := exec.CommandContext(ctx, filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+c.Kubeconfig, "--controllers=job", "--leader-elect=false",
 		"--secure-port=0", "--use-service-account-credentials=false")
-	kcm.Stdout, kcm.Stderr = logTo, logTo
+	kcm.Stdout, kcm.Stderr = c.logTo(), c.logTo()
 	if err := c.run(kcm); err != nil {
 		return fmt.Errorf("starting kube-controller-manager: %w", err)
 	}
+	if c.opts.NoWebhook {
+		return nil
+	}
 
 	wh := c.env.WebhookInstallOptions
-	health, err := FreeAddr()
+	w, err := c.RunWebhook(ctx, append([]string{
+		"--port=" + strconv.Itoa(wh.LocalServingPort), "--cert-dir=" + wh.LocalServingCertDir, "--kubeconfig=" + c.Kubeconfig,
+	}, c.opts.WebhookArgs...)...)
 	if err != nil {
 		return err
+	}
+	c.WebhookLog, c.MetricsURL = w.Log, w.MetricsURL
+	return w.WaitReady(ctx, net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort)))
+}
+
+func (c *Cluster) logTo() io.Writer {
+	if c.opts.Log == nil {
+		return io.Discard
+	}
+	return c.opts.Log
+}
+
+// Webhook is one running webhook binary.
+type Webhook struct {
+	// Log holds everything it printed.
+	Log *SyncBuffer
+	// MetricsURL is its Prometheus endpoint; ReadyzURL its readiness probe.
+	MetricsURL, ReadyzURL string
+	cmd                   *exec.Cmd
+}
+
+// RunWebhook starts the webhook binary with args (plus free probe and metrics addresses). It
+// does not wait: call WaitReady. Stop ends it, and so does the cluster's Stop.
+func (c *Cluster) RunWebhook(ctx context.Context, args ...string) (*Webhook, error) {
+	health, err := FreeAddr()
+	if err != nil {
+		return nil, err
 	}
 	metrics, err := FreeAddr()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.MetricsURL = "http://" + metrics + "/metrics"
-	args := append([]string{
-		"--port=" + strconv.Itoa(wh.LocalServingPort), "--cert-dir=" + wh.LocalServingCertDir,
-		"--kubeconfig=" + c.Kubeconfig, "--health-probe-bind-address=" + health, "--metrics-bind-address=" + metrics,
-	}, c.opts.WebhookArgs...)
-	webhook := exec.CommandContext(ctx, webhookBin, args...)
-	out := io.MultiWriter(c.WebhookLog, logTo)
-	webhook.Stdout, webhook.Stderr = out, out
-	if err := c.run(webhook); err != nil {
-		return fmt.Errorf("starting the webhook: %w", err)
+	w := &Webhook{Log: &SyncBuffer{}, MetricsURL: "http://" + metrics + "/metrics", ReadyzURL: "http://" + health + "/readyz"}
+	args = append([]string{"--health-probe-bind-address=" + health, "--metrics-bind-address=" + metrics}, args...)
+	w.cmd = exec.CommandContext(ctx, c.webhookBin, args...)
+	out := io.MultiWriter(w.Log, c.logTo())
+	w.cmd.Stdout, w.cmd.Stderr = out, out
+	if err := c.run(w.cmd); err != nil {
+		return nil, fmt.Errorf("starting the webhook: %w", err)
 	}
-	return waitReady(ctx, "http://"+health+"/readyz", net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort)), c.WebhookLog)
+	return w, nil
 }
+
+// WaitReady waits for /readyz and for the TLS listener at tlsAddr.
+func (w *Webhook) WaitReady(ctx context.Context, tlsAddr string) error {
+	return waitReady(ctx, w.ReadyzURL, tlsAddr, w.Log)
+}
+
+// Stop ends the webhook as the kubelet would (SIGTERM, then kill) and returns its exit error.
+func (w *Webhook) Stop() error { return stop(w.cmd) }
 
 func (c *Cluster) run(cmd *exec.Cmd) error {
 	cmd.WaitDelay = 5 * time.Second
@@ -182,23 +216,31 @@ func (c *Cluster) WaitForJobPod(ctx context.Context, namespace, job string) (*co
 	}
 }
 
-// Stop ends the webhook and controller manager (SIGTERM, then kill) and the control plane.
+// Stop ends the webhooks and controller manager (SIGTERM, then kill) and the control plane.
 func (c *Cluster) Stop() {
 	for i := len(c.procs) - 1; i >= 0; i-- {
-		p := c.procs[i]
-		_ = p.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
+		_ = stop(c.procs[i])
 	}
 	c.procs = nil
 	if c.env != nil {
 		_ = c.env.Stop()
+	}
+}
+
+// stop sends SIGTERM and waits, killing after 10 s; stopping twice is harmless.
+func stop(p *exec.Cmd) error {
+	if p.ProcessState != nil {
+		return nil
+	}
+	_ = p.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- p.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		_ = p.Process.Kill()
+		return errors.Join(errors.New("did not stop within 10s of SIGTERM"), <-done)
 	}
 }
 

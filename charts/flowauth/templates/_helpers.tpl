@@ -1,0 +1,67 @@
+{{- define "flowauth.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "flowauth.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "flowauth.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "flowauth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "flowauth.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "flowauth.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: webhook
+{{- end }}
+
+{{- define "flowauth.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "flowauth.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret with tls.crt and tls.key, whoever writes it. */}}
+{{- define "flowauth.certSecretName" -}}
+{{- default (printf "%s-certs" (include "flowauth.fullname" .)) .Values.certs.secretName }}
+{{- end }}
+
+{{/* Who provides the serving certificate: cert-manager, the user (caBundle), or flowauth itself. */}}
+{{- define "flowauth.tlsMode" -}}
+{{- if .Values.certManager.enabled }}cert-manager
+{{- else if .Values.certs.caBundle }}provided
+{{- else }}self-managed
+{{- end }}
+{{- end }}
+
+{{- define "flowauth.serviceDNSName" -}}
+{{ include "flowauth.fullname" . }}.{{ .Release.Namespace }}.svc
+{{- end }}
+
+{{/* Checks that a schema cannot express because they span several values. */}}
+{{- define "flowauth.validate" -}}
+{{- if and .Values.certManager.enabled .Values.certs.caBundle }}
+{{- fail "certManager.enabled and certs.caBundle are exclusive: cert-manager injects the CA itself; unset certs.caBundle or certManager.enabled" }}
+{{- end }}
+{{- if and .Values.certs.caBundle (not .Values.certs.secretName) }}
+{{- fail "certs.caBundle needs certs.secretName: the existing Secret (tls.crt, tls.key) signed by that CA" }}
+{{- end }}
+{{- if and (eq .Values.secretLookup "none") (ne .Values.missingSecret "warn") }}
+{{- fail (printf "missingSecret=%s has no effect with secretLookup=none: set secretLookup=keys" .Values.missingSecret) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,126 @@
+package chart
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// The kustomize config and the chart name things differently (namePrefix against the release
+// name); these placeholders let the two renderings be compared field by field.
+var (
+	chartNames     = map[string]string{"flowauth": "<webhook-configuration>", "flowauth-certs": "<cert-secret>"}
+	kustomizeNames = map[string]string{"flowauth-mutating-webhook-configuration": "<webhook-configuration>", "flowauth-certs": "<cert-secret>"}
+)
+
+// TestKustomizeConfigMatchesTheChart keeps config/ (kubebuilder style) and the chart's defaults
+// from drifting: the same webhook registration, RBAC, container args and pod hardening.
+func TestKustomizeConfigMatchesTheChart(t *testing.T) {
+	tests := []struct {
+		name       string
+		component  string // config/<component> in place of selfcerts
+		chartFlags []string
+	}{
+		{name: "self-managed certificates", component: "selfcerts"},
+		{name: "cert-manager", component: "certmanager", chartFlags: []string{"--set", "certManager.enabled=true"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chart := decode(t, mustHelm(t, append(slices.Clone(release), tt.chartFlags...)...))
+			kust := decode(t, kustomize(t, tt.component))
+
+			chartWebhook, kustWebhook := webhookEntry(t, chart), webhookEntry(t, kust)
+			if diff := cmp.Diff(chartWebhook, kustWebhook); diff != "" {
+				t.Errorf("webhook registration differs (-chart +config):\n%s", diff)
+			}
+			if diff := cmp.Diff(rbacRules(chart, chartNames), rbacRules(kust, kustomizeNames)); diff != "" {
+				t.Errorf("RBAC differs (-chart +config):\n%s", diff)
+			}
+			chartPod, kustPod := podSpec(t, chart, chartNames), podSpec(t, kust, kustomizeNames)
+			if diff := cmp.Diff(chartPod, kustPod); diff != "" {
+				t.Errorf("pod spec differs (-chart +config):\n%s", diff)
+			}
+			chartMWC, kustMWC := find(t, chart, "MutatingWebhookConfiguration"), find(t, kust, "MutatingWebhookConfiguration")
+			_, chartInject := chartMWC.GetAnnotations()["cert-manager.io/inject-ca-from"]
+			_, kustInject := kustMWC.GetAnnotations()["cert-manager.io/inject-ca-from"]
+			if chartInject != kustInject || chartInject != (tt.component == "certmanager") {
+				t.Errorf("cainjector annotation: chart %v, config %v", chartInject, kustInject)
+			}
+		})
+	}
+}
+
+// kustomize renders config/default, with component in place of selfcerts.
+func kustomize(t *testing.T, component string) string {
+	t.Helper()
+	dir := filepath.Join(root, "config", "default")
+	if component != "selfcerts" {
+		// A copy of config/ whose default uses the other component, as the README tells users to do.
+		copied := filepath.Join(t.TempDir(), "config")
+		if err := os.CopyFS(copied, os.DirFS(filepath.Join(root, "config"))); err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(copied, "default")
+		file := filepath.Join(dir, "kustomization.yaml")
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Replace(string(src), "- ../selfcerts", "- ../"+component, 1)
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kubectl(t, "kustomize", dir)
+}
+
+// webhookEntry is the registration minus how the webhook is reached (service names differ).
+func webhookEntry(t *testing.T, objs []*unstructured.Unstructured) map[string]any {
+	t.Helper()
+	wh := at(find(t, objs, "MutatingWebhookConfiguration").Object, "webhooks.0").(map[string]any)
+	wh = deepCopy(wh)
+	delete(wh, "clientConfig")
+	return wh
+}
+
+// podSpec is the Deployment's pod spec with object names replaced by placeholders and the
+// labels (chart-specific) left out.
+func podSpec(t *testing.T, objs []*unstructured.Unstructured, names map[string]string) map[string]any {
+	t.Helper()
+	d := find(t, objs, "Deployment")
+	spec := deepCopy(at(d.Object, "spec.template.spec").(map[string]any))
+	delete(spec, "serviceAccountName")
+	delete(spec, "affinity") // selects by labels, which differ; its shape is checked in TestSafeByDefault
+	container := at(spec, "containers.0").(map[string]any)
+	delete(container, "image")
+	var args []any
+	for _, a := range stringsAt(container, "args") {
+		flag, value, _ := strings.Cut(a, "=")
+		switch flag {
+		case "--cert-dns-name":
+			value = "<service>.<namespace>.svc"
+		case "--webhook-configuration":
+			value = names[value]
+		case "--cert-secret":
+			_, name, _ := strings.Cut(value, "/")
+			value = "<namespace>/" + names[name]
+		}
+		if value != "" {
+			a = flag + "=" + value
+		}
+		args = append(args, a)
+	}
+	container["args"] = args
+	volume := at(spec, "volumes.0.secret").(map[string]any)
+	volume["secretName"] = names[volume["secretName"].(string)]
+	return spec
+}
+
+func deepCopy(m map[string]any) map[string]any {
+	return (&unstructured.Unstructured{Object: m}).DeepCopy().Object
+}
