@@ -42,7 +42,7 @@ run: ## Run the webhook locally without a cluster (certs from bin/certs: tls.crt
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint test-unit test-integration test-e2e ## Everything CI runs: format, vet, lint, unit, integration and e2e tests.
+test: fmt-check vet lint test-unit test-integration test-e2e test-chart ## Everything CI runs: format, vet, lint, unit, integration, e2e and chart tests.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).
@@ -56,9 +56,14 @@ test-integration: tools-control-plane ## Integration tests against a real etcd +
 test-e2e: tools-control-plane ## End-to-end: webhook binary, Job controller, kubectl apply of examples/.
 	go test -count=1 ./test/e2e/...
 
+.PHONY: test-chart
+test-chart: tools-control-plane tools-helm ## Helm chart and config/: lint, render, install into the API server, e2e with self-managed TLS.
+	go test -count=1 ./test/chart/...
+
 .PHONY: update-golden
-update-golden: ## Rewrite the golden files of pkg/mutate after an intended change.
+update-golden: tools-helm ## Rewrite the golden files (pkg/mutate, rendered chart) after an intended change.
 	go test ./pkg/mutate -update
+	go test ./test/chart -run TestRenderedChartMatchesGolden -update
 
 ##@ Performance
 
@@ -94,6 +99,15 @@ tools-lint:
 .PHONY: tools-helm
 tools-helm:
 	@hack/tools.sh helm
+
+##@ Image
+
+CONTAINER_TOOL ?= docker
+IMG ?= flowauth/flowauth:dev
+
+.PHONY: image
+image: ## Build the container image $(IMG) with $(CONTAINER_TOOL) (static binary on scratch, non-root).
+	$(CONTAINER_TOOL) build -t $(IMG) .
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached tools in bin/).

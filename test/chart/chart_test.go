@@ -14,12 +14,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
+
+// commandTimeout bounds each helm and kubectl run, so a hang fails one test instead of the suite.
+const commandTimeout = 2 * time.Minute
 
 var (
 	root    string
@@ -59,7 +63,9 @@ func runSuite(m *testing.M) int {
 
 // helm runs bin/helm against the local cluster.
 func helm(args ...string) (stdout, stderr string, err error) {
-	cmd := exec.Command(filepath.Join(root, "bin", "helm"), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "helm"), args...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), helmEnv...)
 	cmd.Env = append(cmd.Env, "KUBECONFIG="+cluster.Kubeconfig)
@@ -80,7 +86,9 @@ func mustHelm(t *testing.T, args ...string) string {
 
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := cluster.Kubectl(context.Background(), args...)
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	out, errOut, err := cluster.Kubectl(ctx, args...)
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errOut)
 	}

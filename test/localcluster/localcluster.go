@@ -110,10 +110,11 @@ func (c *Cluster) start(ctx context.Context, assets string) error {
 		return err
 	}
 
-	// The Job controller alone: Job → Pod, as on a real cluster. No kubelet runs, so pods never
-	// start; what is stored is exactly what the webhook changed.
+	// The Job controller (Job → Pod, as on a real cluster) and the namespace controller (so a
+	// deleted Namespace goes away). No kubelet runs, so pods never start: what is stored is
+	// exactly what the webhook changed.
 	kcm := exec.CommandContext(ctx, filepath.Join(assets, "kube-controller-manager"),
-		"--kubeconfig="+c.Kubeconfig, "--controllers=job", "--leader-elect=false",
+		"--kubeconfig="+c.Kubeconfig, "--controllers=job,namespace", "--leader-elect=false",
 		"--secure-port=0", "--use-service-account-credentials=false")
 	kcm.Stdout, kcm.Stderr = c.logTo(), c.logTo()
 	if err := c.run(kcm); err != nil {

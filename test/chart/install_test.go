@@ -1,0 +1,143 @@
+package chart
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const (
+	namespace      = "flowauth-system"
+	serviceAccount = "system:serviceaccount:flowauth-system:flowauth"
+)
+
+var crdsOnce sync.Once
+
+func installCRDs(t *testing.T) {
+	t.Helper()
+	crdsOnce.Do(func() {
+		kubectl(t, "apply", "-f", filepath.Join("testdata", "crds.yaml"))
+		kubectl(t, "wait", "--for=condition=Established", "--timeout=30s",
+			"crd/issuers.cert-manager.io", "crd/certificates.cert-manager.io", "crd/servicemonitors.monitoring.coreos.com")
+	})
+}
+
+// TestEveryExampleInstallsAndUninstalls installs the chart with each example values file into
+// the real kube-apiserver, so the API server itself validates every object (schemas, RBAC
+// rules, the webhook configuration and its CEL matchConditions), then checks what the webhook's
+// ServiceAccount may and may not do, and uninstalls.
+func TestEveryExampleInstallsAndUninstalls(t *testing.T) {
+	installCRDs(t)
+	type can struct {
+		verb, resource, namespace string
+		allowed                   bool
+	}
+	namespaceDefaults := []can{{"list", "namespaces", "", true}, {"watch", "namespaces", "", true}}
+	selfManaged := []can{
+		{"update", "mutatingwebhookconfigurations/flowauth", "", true},
+		{"get", "secrets/flowauth-certs", namespace, true},
+		{"update", "secrets/flowauth-certs", namespace, true},
+	}
+	never := []can{
+		{"update", "mutatingwebhookconfigurations/someone-else", "", false},
+		{"delete", "mutatingwebhookconfigurations/flowauth", "", false},
+		{"update", "validatingwebhookconfigurations/flowauth", "", false},
+		{"get", "secrets/someone-elses", namespace, false},
+		{"update", "secrets/someone-elses", namespace, false},
+		{"list", "secrets", "flows", false},
+		{"create", "pods", "flows", false},
+		{"update", "namespaces/flows", "", false},
+	}
+	tests := []struct {
+		file string
+		can  []can
+	}{
+		{"values-bare-cluster.yaml", slices.Concat(namespaceDefaults, selfManaged, never)},
+		{"values-cert-manager.yaml", slices.Concat(namespaceDefaults, never, []can{
+			{"update", "mutatingwebhookconfigurations/flowauth", "", false},
+			{"list", "secrets", namespace, false},
+		})},
+		{"values-key-lookup.yaml", slices.Concat(namespaceDefaults, selfManaged)},
+		{"values-own-certificate.yaml", slices.Concat(never, []can{
+			{"list", "namespaces", "", false},
+			{"list", "secrets", namespace, false},
+			{"update", "mutatingwebhookconfigurations/flowauth", "", false},
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			out := mustHelm(t, "install", "flowauth", "charts/flowauth", "--namespace", namespace, "--create-namespace",
+				"-f", filepath.Join("examples", tt.file))
+			t.Cleanup(func() { mustHelm(t, "uninstall", "flowauth", "--namespace", namespace, "--wait") })
+			if !strings.Contains(out, "STATUS: deployed") || !strings.Contains(out, "kubectl label namespace flows flowauth.io/injection=enabled") {
+				t.Errorf("helm install output lacks the status or the NOTES' next commands:\n%s", out)
+			}
+			rendered := decode(t, mustHelm(t, "get", "manifest", "flowauth", "--namespace", namespace))
+			for _, o := range rendered {
+				args := []string{"get", strings.ToLower(o.GetKind()) + "." + groupOf(o.GetAPIVersion()), o.GetName(), "-o", "name"}
+				if o.GetNamespace() != "" {
+					args = append(args, "-n", o.GetNamespace())
+				}
+				kubectl(t, args...)
+			}
+			for _, c := range tt.can {
+				if got := canI(t, c.verb, c.resource, c.namespace); got != c.allowed {
+					t.Errorf("ServiceAccount may %s %s (namespace %q): %v, want %v", c.verb, c.resource, c.namespace, got, c.allowed)
+				}
+			}
+		})
+	}
+}
+
+// TestKustomizeConfigApplies: `kubectl apply -k config/default`, as the README says, is accepted
+// by the API server (server-side, strict field validation), and gives the same privileges.
+func TestKustomizeConfigApplies(t *testing.T) {
+	kubectl(t, "apply", "--server-side", "--field-manager=flowauth-test", "--validate=strict", "-k", filepath.Join(root, "config", "default"))
+	t.Cleanup(func() { kubectl(t, "delete", "-k", filepath.Join(root, "config", "default"), "--wait") })
+	as := "system:serviceaccount:flowauth-system:flowauth-webhook"
+	for _, c := range []struct {
+		verb, resource, namespace string
+		allowed                   bool
+	}{
+		{"list", "namespaces", "", true},
+		{"update", "mutatingwebhookconfigurations/flowauth-mutating-webhook-configuration", "", true},
+		{"update", "secrets/flowauth-certs", namespace, true},
+		{"update", "mutatingwebhookconfigurations/someone-else", "", false},
+		{"list", "secrets", "flows", false},
+	} {
+		if got := canIAs(t, as, c.verb, c.resource, c.namespace); got != c.allowed {
+			t.Errorf("%s may %s %s (namespace %q): %v, want %v", as, c.verb, c.resource, c.namespace, got, c.allowed)
+		}
+	}
+}
+
+func canI(t *testing.T, verb, resource, ns string) bool {
+	t.Helper()
+	return canIAs(t, serviceAccount, verb, resource, ns)
+}
+
+// canIAs asks the API server's authorizer (kubectl auth can-i with impersonation).
+func canIAs(t *testing.T, user, verb, resource, ns string) bool {
+	t.Helper()
+	args := []string{"auth", "can-i", verb, resource, "--as=" + user}
+	if ns != "" {
+		args = append(args, "-n", ns)
+	}
+	out, errOut, err := cluster.Kubectl(context.Background(), args...)
+	answer := strings.TrimSpace(out)
+	if answer != "yes" && answer != "no" {
+		t.Fatalf("kubectl %s: %q %v %s", strings.Join(args, " "), out, err, errOut)
+	}
+	return answer == "yes"
+}
+
+func groupOf(apiVersion string) string {
+	group, _, found := strings.Cut(apiVersion, "/")
+	if !found {
+		return ""
+	}
+	return group
+}
