@@ -250,4 +250,3 @@ func admissionRequests(t *testing.T, url string) float64 {
 	}
 	return total
 }
-

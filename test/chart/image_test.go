@@ -53,4 +53,3 @@ func TestImageIsAStaticNonRootBinary(t *testing.T) {
 		}
 	}
 }
-
