@@ -97,7 +97,8 @@ func TestInstalledChartServesWithItsOwnCertificate(t *testing.T) {
 		if !pool.AppendCertsFromPEM(bundle) {
 			t.Fatal("caBundle holds no PEM certificate")
 		}
-		conn, err := tls.Dial("tcp", net.JoinHostPort("localhost", port), &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12})
+		dialer := &tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}
+		conn, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort("localhost", port))
 		if err != nil {
 			t.Fatalf("the served certificate does not verify against the injected CA: %v", err)
 		}

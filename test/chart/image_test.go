@@ -37,7 +37,7 @@ func TestImageIsAStaticNonRootBinary(t *testing.T) {
 		t.Fatal("no `RUN CGO_ENABLED=0 ... go build ... -o /out/webhook PKG` line in the Dockerfile")
 	}
 	out := filepath.Join(t.TempDir(), "webhook")
-	cmd := exec.Command("sh", "-c", build[1]+" -o "+out+" "+build[2]) //nolint:gosec // the Dockerfile's own command
+	cmd := exec.CommandContext(t.Context(), "sh", "-c", build[1]+" -o "+out+" "+build[2])
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", build[1], err, b)

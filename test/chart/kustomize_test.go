@@ -72,7 +72,7 @@ func kustomize(t *testing.T, component string) string {
 			t.Fatal(err)
 		}
 		text := strings.Replace(string(src), "- ../selfcerts", "- ../"+component, 1)
-		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil { //nolint:gosec // a path under t.TempDir()
 			t.Fatal(err)
 		}
 	}
