@@ -106,6 +106,37 @@ func TestInstalledChartServesWithItsOwnCertificate(t *testing.T) {
 		if !strings.Contains(webhook.Log.String(), "serving certificate in place; starting the webhook server") {
 			t.Error("the log does not show the server waiting for its certificate")
 		}
+
+		// A second replica finds the certificate in the Secret and serves the same CA's.
+		addr2, err := localcluster.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port2, _ := net.SplitHostPort(addr2)
+		certDir2 := t.TempDir()
+		cluster.ProjectSecret(projection, namespace, "flowauth-certs", certDir2)
+		second, err := cluster.RunWebhook(ctx, localArgs(deploy.Spec.Template.Spec.Containers[0].Args, map[string]string{
+			"--port": port2, "--cert-dir": certDir2, "--cert-dns-name": "localhost", "--kubeconfig": kubeconfig,
+		})...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = second.Stop() }()
+		if err := second.WaitReady(ctx, net.JoinHostPort("localhost", port2)); err != nil {
+			t.Fatal(err)
+		}
+		conn, err = dialer.DialContext(ctx, "tcp", net.JoinHostPort("localhost", port2))
+		if err != nil {
+			t.Fatalf("the second replica's certificate does not verify against the same CA: %v", err)
+		}
+		_ = conn.Close()
+		var after admissionregistrationv1.MutatingWebhookConfiguration
+		if err := cluster.Client.Get(ctx, types.NamespacedName{Name: "flowauth"}, &after); err != nil {
+			t.Fatal(err)
+		}
+		if string(after.Webhooks[0].ClientConfig.CABundle) != string(bundle) {
+			t.Error("the second replica replaced the CA")
+		}
 	})
 
 	t.Run("flow-run pods in opted-in namespaces are injected, no other pod is sent", func(t *testing.T) {
