@@ -19,12 +19,23 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden out.yaml and findings.txt files")
 
 // goldenCase is one folder of testdata/: in.yaml (the pod as the API server sends it), an optional
-// namespace-defaults.txt, and the golden out.yaml (the pod after flowauth) and findings.txt
+// namespace-defaults.txt and keys.yaml, and the golden out.yaml (the pod after flowauth) and findings.txt
 // (status, warnings, denials).
 type goldenCase struct {
 	dir               string
 	pod               *corev1.Pod
 	namespaceDefaults string
+	// keys, from an optional keys.yaml, turns key lookup on.
+	keys *StaticKeys
+}
+
+// input is the case's mutate.Input for pod.
+func (c goldenCase) input(pod *corev1.Pod, m *secretmap.Map) Input {
+	in := Input{Pod: pod, NamespaceDefaults: c.namespaceDefaults, Map: m}
+	if c.keys != nil {
+		in.Keys, in.Missing = c.keys, c.keys.MissingSecret
+	}
+	return in
 }
 
 func goldenCases(t testing.TB) []goldenCase {
@@ -39,6 +50,12 @@ func goldenCases(t testing.TB) []goldenCase {
 		c := goldenCase{dir: dir, pod: readPod(t, in)}
 		if b, err := os.ReadFile(filepath.Join(dir, "namespace-defaults.txt")); err == nil {
 			c.namespaceDefaults = strings.TrimSpace(string(b))
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "keys.yaml")); err == nil {
+			c.keys = &StaticKeys{}
+			if err := yaml.UnmarshalStrict(b, c.keys); err != nil {
+				t.Fatalf("%s/keys.yaml: %v", dir, err)
+			}
 		}
 		cases = append(cases, c)
 	}
@@ -93,7 +110,7 @@ func TestGolden(t *testing.T) {
 	for _, c := range goldenCases(t) {
 		t.Run(filepath.Base(c.dir), func(t *testing.T) {
 			before := c.pod.DeepCopy()
-			res := Pod(Input{Pod: c.pod, NamespaceDefaults: c.namespaceDefaults, Map: m})
+			res := Pod(c.input(c.pod, m))
 			if diff := cmp.Diff(before, c.pod); diff != "" {
 				t.Fatalf("Pod modified its input:\n%s", diff)
 			}
@@ -109,7 +126,7 @@ func TestGolden(t *testing.T) {
 			compareGolden(t, filepath.Join(c.dir, "findings.txt"), []byte(renderFindings(res)))
 
 			// Idempotent: flowauth's own output, reinvoked, needs no change.
-			again := Pod(Input{Pod: out, NamespaceDefaults: c.namespaceDefaults, Map: m})
+			again := Pod(c.input(out, m))
 			if again.Changed {
 				d, _ := yaml.Marshal(again.Pod)
 				t.Errorf("second pass changed the pod again:\n%s", cmp.Diff(string(y), string(d)))

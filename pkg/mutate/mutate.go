@@ -23,6 +23,12 @@ type Input struct {
 	NamespaceDefaults string
 	// Map is the secret map in force.
 	Map *secretmap.Map
+	// Namespace is the request's namespace; the pod's own is used when empty.
+	Namespace string
+	// Keys, when set, tells which Secret and ConfigMap keys exist (--secret-lookup=keys).
+	Keys KeyLookup
+	// Missing is what a missing Secret or required key is, with Keys; "" means MissingWarn.
+	Missing MissingPolicy
 }
 
 // Finding is one warning or denial: a reason for metrics and Events, a message for people that
@@ -133,6 +139,7 @@ func Pod(in Input) Result {
 	}
 
 	plans := make([]plan, 0, len(names))
+	entries := make([]secretmap.Entry, 0, len(names))
 	for _, name := range names {
 		entry, ok := in.Map.Resolve(name)
 		if !ok {
@@ -144,12 +151,23 @@ func Pod(in Input) Result {
 				AnnotationSecrets, name, hint, secretmap.CustomKey, secretName(entry, overrides))
 		}
 		plans = append(plans, planFor(entry, secretName(entry, overrides), layers))
+		entries = append(entries, entry)
+	}
+	namespace := in.Namespace
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+	if in.Keys != nil {
+		checkKeys(in, namespace, entries, plans, &r)
+		if r.Denied() {
+			return r
+		}
 	}
 
 	claimEnv(plans, &r)
 
 	out := pod.DeepCopy()
-	a := applier{result: &r, served: map[string]bool{}}
+	a := applier{result: &r, served: map[string]bool{}, keys: in.Keys, namespace: namespace}
 	a.checkVolumes(out, plans)
 	for _, t := range targets {
 		a.addToContainer(t.get(out), plans)

@@ -52,6 +52,8 @@ const (
 	ReasonUserMountKept          Reason = "UserMountKept"
 	ReasonVolumeConflict         Reason = "VolumeConflict"
 	ReasonTooManyNames           Reason = "TooManyNames"
+	ReasonSecretNotFound         Reason = "SecretNotFound"
+	ReasonSecretKeyMissing       Reason = "SecretKeyMissing"
 )
 
 // MaxDeclaredNames bounds one declaration: no flow run needs more, and it bounds the work a

@@ -13,6 +13,7 @@ import (
 // read-only secret volume with its mount.
 type plan struct {
 	name   string
+	secret string
 	env    []corev1.EnvVar
 	volume *corev1.Volume
 	mount  *corev1.VolumeMount
@@ -24,7 +25,7 @@ type plan struct {
 // planFor builds the items of DESIGN.md §3 for one entry. Every env var is a secretKeyRef and
 // every file a secret volume: no value is ever copied into the pod spec.
 func planFor(e secretmap.Entry, secret string, layers Layers) plan {
-	p := plan{name: e.Name}
+	p := plan{name: e.Name, secret: secret}
 	ref := func(envName, key string) corev1.EnvVar {
 		k, _ := e.Key(key)
 		sel := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
@@ -96,6 +97,9 @@ func claimEnv(plans []plan, r *Result) {
 // applier adds plans to a pod copy and remembers what it did and what it left alone.
 type applier struct {
 	result  *Result
+	// keys and namespace find the names a container gets through envFrom; nil keys: unknown.
+	keys      KeyLookup
+	namespace string
 	changed bool
 	// served: declared names with at least one item present in at least one container.
 	served map[string]bool
@@ -143,12 +147,16 @@ func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
 func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 	for _, p := range plans {
 		blocked := a.blockedVolumes[p.name]
+		fromEnvFrom := envFromNames(a.keys, a.namespace, c)
 		for _, e := range p.env {
 			if blocked && p.fileEnv[e.Name] {
 				continue
 			}
 			i := indexEnv(c.Env, e.Name)
 			switch {
+			case i < 0 && fromEnvFrom[e.Name] != "":
+				a.keptEnv = appendOnce(a.keptEnv, e.Name)
+				a.result.warn(ReasonUserEnvKept, "container %q: env %s comes from envFrom (%s); kept it, so %s's %s is not injected there", c.Name, e.Name, fromEnvFrom[e.Name], p.name, e.Name)
 			case i < 0:
 				c.Env = append(c.Env, e)
 				a.served[p.name] = true

@@ -64,6 +64,16 @@ type Entry struct {
 }
 
 // Key returns the named key of the entry.
+// IsFile reports whether the native layer mounts the key as a file (a key file, not a string).
+func (e Entry) IsFile(key string) bool {
+	for _, f := range e.Native.Files {
+		if f.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 func (e Entry) Key(name string) (Key, bool) {
 	for _, k := range e.Keys {
 		if k.Name == name {

@@ -1,0 +1,200 @@
+package mutate
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// KeyLookup tells which keys exist in a namespace's Secrets and ConfigMaps: key names only,
+// never a value (pkg/secretkeys keeps no values at all). Implementations are in-memory snapshots,
+// so Pod stays free of I/O.
+type KeyLookup interface {
+	// SecretKeys returns the Secret's key names, sorted, and whether the Secret exists.
+	SecretKeys(namespace, name string) (keys []string, found bool)
+	// ConfigMapKeys does the same for a ConfigMap (data and binaryData).
+	ConfigMapKeys(namespace, name string) (keys []string, found bool)
+}
+
+// MissingPolicy says what a missing Secret or required key is, when keys are looked up.
+type MissingPolicy string
+
+const (
+	// MissingWarn serves the pod as declared and warns: the pod waits in
+	// CreateContainerConfigError until the Secret is created, then starts.
+	MissingWarn MissingPolicy = "warn"
+	// MissingDeny refuses the pod (and, on the Job path, the Job) with the same message.
+	MissingDeny MissingPolicy = "deny"
+	// MissingIgnore serves the pod as declared and says nothing.
+	MissingIgnore MissingPolicy = "ignore"
+)
+
+// checkKeys compares each plan with the keys its Secret has. Optional keys that are absent are
+// not referenced at all; a missing Secret or required key is reported under the policy, with
+// the command that would fix it. The plan keeps its required references either way: a pod that
+// is let through starts as soon as the Secret is there.
+func checkKeys(in Input, namespace string, entries []secretmap.Entry, plans []plan, r *Result) {
+	for i := range plans {
+		p, e := &plans[i], entries[i]
+		keys, found := in.Keys.SecretKeys(namespace, p.secret)
+		has := func(k string) bool { _, ok := slices.BinarySearch(keys, k); return found && ok }
+		var required, optional []string
+		for _, k := range p.referencedKeys() {
+			if ek, _ := e.Key(k); ek.Optional {
+				optional = append(optional, k)
+			} else {
+				required = append(required, k)
+			}
+		}
+		p.dropAbsentOptional(e, has)
+
+		var missing []string
+		for _, k := range required {
+			if !has(k) {
+				missing = append(missing, k)
+			}
+		}
+		switch {
+		case !found:
+			report(in.Missing, r, ReasonSecretNotFound, "namespace %q: Secret %q not found; %s needs it%s. Create it: %s",
+				namespace, p.secret, p.name, keyList(required, optional), createCommand(namespace, p.secret, required, e))
+		case len(missing) > 0:
+			report(in.Missing, r, ReasonSecretKeyMissing, "namespace %q: Secret %q has no key %s, which %s needs. Add it: %s",
+				namespace, p.secret, quoteAll(missing), p.name, patchCommand(namespace, p.secret, missing))
+		}
+	}
+}
+
+func report(policy MissingPolicy, r *Result, reason Reason, format string, args ...any) {
+	switch policy {
+	case MissingDeny:
+		r.deny(reason, format, args...)
+	case MissingIgnore:
+	default:
+		r.warn(reason, format, args...)
+	}
+}
+
+// referencedKeys lists the Secret keys the plan reads, in order, once each.
+func (p *plan) referencedKeys() []string {
+	var keys []string
+	for _, e := range p.env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && !slices.Contains(keys, e.ValueFrom.SecretKeyRef.Key) {
+			keys = append(keys, e.ValueFrom.SecretKeyRef.Key)
+		}
+	}
+	if p.volume != nil {
+		for _, item := range p.volume.Secret.Items {
+			if !slices.Contains(keys, item.Key) {
+				keys = append(keys, item.Key)
+			}
+		}
+	}
+	return keys
+}
+
+// dropAbsentOptional removes references to optional keys the Secret does not have, and the
+// volume (with its mount and path variables) when none of its files is left.
+func (p *plan) dropAbsentOptional(e secretmap.Entry, has func(string) bool) {
+	absent := func(key string) bool {
+		k, _ := e.Key(key)
+		return k.Optional && !has(key)
+	}
+	if p.volume != nil {
+		src := p.volume.Secret
+		items := slices.DeleteFunc(slices.Clone(src.Items), func(it corev1.KeyToPath) bool { return absent(it.Key) })
+		if len(items) == 0 {
+			p.volume, p.mount = nil, nil
+			p.env = slices.DeleteFunc(p.env, func(v corev1.EnvVar) bool { return p.fileEnv[v.Name] })
+		} else if len(items) < len(src.Items) {
+			kept := make(map[string]bool, len(items))
+			for _, it := range items {
+				kept[it.Key] = true
+			}
+			p.env = slices.DeleteFunc(p.env, func(v corev1.EnvVar) bool {
+				return p.fileEnv[v.Name] && !kept[strings.TrimPrefix(v.Value, secretmap.MountDir(e.Name)+"/")]
+			})
+			vol := p.volume.DeepCopy()
+			vol.Secret.Items = items
+			p.volume = vol
+		}
+	}
+	p.env = slices.DeleteFunc(p.env, func(v corev1.EnvVar) bool {
+		return v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil && absent(v.ValueFrom.SecretKeyRef.Key)
+	})
+}
+
+func keyList(required, optional []string) string {
+	var parts []string
+	if len(required) > 0 {
+		parts = append(parts, "keys "+strings.Join(required, ", "))
+	}
+	if len(optional) > 0 {
+		parts = append(parts, "optional "+strings.Join(optional, ", "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, "; ") + ")"
+}
+
+// createCommand is the kubectl command that creates the Secret with every required key: files
+// (keys flowauth mounts) from a path, the rest as literals. Placeholders stand for the values.
+func createCommand(namespace, secret string, required []string, e secretmap.Entry) string {
+	cmd := fmt.Sprintf("kubectl create secret generic %s -n %s", secret, namespace)
+	for _, k := range required {
+		if e.IsFile(k) {
+			cmd += fmt.Sprintf(" --from-file=%s=<path to %s>", k, k)
+		} else {
+			cmd += fmt.Sprintf(" --from-literal=%s=<value>", k)
+		}
+	}
+	return cmd
+}
+
+func patchCommand(namespace, secret string, missing []string) string {
+	fields := make([]string, len(missing))
+	for i, k := range missing {
+		fields[i] = fmt.Sprintf("%q:%q", k, "<value>")
+	}
+	return fmt.Sprintf(`kubectl patch secret %s -n %s --type=merge -p '{"stringData":{%s}}'`, secret, namespace, strings.Join(fields, ","))
+}
+
+func quoteAll(keys []string) string {
+	q := make([]string, len(keys))
+	for i, k := range keys {
+		q[i] = fmt.Sprintf("%q", k)
+	}
+	return strings.Join(q, ", ")
+}
+
+// envFromNames lists the env var names a container gets through envFrom, with where each comes
+// from, for the sources whose keys are known. They count as set by the user.
+func envFromNames(keys KeyLookup, namespace string, c *corev1.Container) map[string]string {
+	if keys == nil || len(c.EnvFrom) == 0 {
+		return nil
+	}
+	names := map[string]string{}
+	for _, src := range c.EnvFrom {
+		var ks []string
+		var from string
+		switch {
+		case src.SecretRef != nil:
+			ks, _ = keys.SecretKeys(namespace, src.SecretRef.Name)
+			from = fmt.Sprintf("Secret %q", src.SecretRef.Name)
+		case src.ConfigMapRef != nil:
+			ks, _ = keys.ConfigMapKeys(namespace, src.ConfigMapRef.Name)
+			from = fmt.Sprintf("ConfigMap %q", src.ConfigMapRef.Name)
+		}
+		for _, k := range ks {
+			if _, seen := names[src.Prefix+k]; !seen {
+				names[src.Prefix+k] = from
+			}
+		}
+	}
+	return names
+}

@@ -1,0 +1,29 @@
+package mutate
+
+import "slices"
+
+// StaticKeys is a fixed KeyLookup for one namespace, as written in a golden case's keys.yaml:
+// Secret and ConfigMap names with their key names, and the missing-secret policy.
+type StaticKeys struct {
+	MissingSecret MissingPolicy       `json:"missingSecret"`
+	Secrets       map[string][]string `json:"secrets"`
+	ConfigMaps    map[string][]string `json:"configMaps"`
+}
+
+// SecretKeys implements KeyLookup; the namespace is ignored.
+func (k *StaticKeys) SecretKeys(_, name string) ([]string, bool) {
+	keys, ok := k.Secrets[name]
+	return sorted(keys), ok
+}
+
+// ConfigMapKeys implements KeyLookup; the namespace is ignored.
+func (k *StaticKeys) ConfigMapKeys(_, name string) ([]string, bool) {
+	keys, ok := k.ConfigMaps[name]
+	return sorted(keys), ok
+}
+
+func sorted(keys []string) []string {
+	out := slices.Clone(keys)
+	slices.Sort(out)
+	return out
+}
