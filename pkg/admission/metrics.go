@@ -28,6 +28,7 @@ type Metrics struct {
 	injections *prometheus.CounterVec
 	warnings   *prometheus.CounterVec
 	denials    *prometheus.CounterVec
+	templates  *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -49,8 +50,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flowauth_denials_total",
 			Help: "Reasons of denied flow-run pods.",
 		}, []string{"reason"}),
+		templates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_template_checks_total",
+			Help: "Pod templates of Jobs and CronJobs checked at apply time, by kind and result: passed (not a flow run), allowed, warned, denied, error.",
+		}, []string{"kind", "result"}),
 	}
-	reg.MustRegister(m.requests, m.injections, m.warnings, m.denials)
+	reg.MustRegister(m.requests, m.injections, m.warnings, m.denials, m.templates)
 	return m
 }
 
@@ -60,7 +65,14 @@ func (m *Metrics) admission(result string) {
 	}
 }
 
-func (m *Metrics) findings(r mutate.Result, sm *secretmap.Map) {
+func (m *Metrics) template(kind, result string) {
+	if m != nil {
+		m.templates.WithLabelValues(kind, result).Inc()
+	}
+}
+
+// findings counts warnings and denials, and, for pods (not templates), the names injected.
+func (m *Metrics) findings(r mutate.Result, sm *secretmap.Map, pod bool) {
 	if m == nil {
 		return
 	}
@@ -70,7 +82,7 @@ func (m *Metrics) findings(r mutate.Result, sm *secretmap.Map) {
 	for _, d := range r.Denials {
 		m.denials.WithLabelValues(string(d.Reason)).Inc()
 	}
-	if r.Denied() {
+	if r.Denied() || !pod {
 		return
 	}
 	for _, name := range r.Injected {

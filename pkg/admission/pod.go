@@ -35,8 +35,14 @@ type PodMutator struct {
 	Secrets *secretmap.Store
 	// Namespaces gives namespace defaults; nil when --namespace-defaults=false.
 	Namespaces NamespaceDefaults
+	// Keys tells which Secret keys exist (--secret-lookup=keys); nil looks nothing up.
+	Keys mutate.KeyLookup
+	// Missing is --missing-secret, used with Keys.
+	Missing mutate.MissingPolicy
 	// Metrics records outcomes; nil records nothing.
 	Metrics *Metrics
+	// Events records every warning and denial on the pod's Job; nil records none.
+	Events EventRecorder
 }
 
 var _ admission.Handler = (*PodMutator)(nil)
@@ -84,8 +90,11 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: decoding pod: %w", err))
 	}
 	m := h.Secrets.Map()
-	res := mutate.Pod(mutate.Input{Pod: &pod, NamespaceDefaults: defaults, Map: m})
-	h.Metrics.findings(res, m)
+	res := mutate.Pod(h.input(&pod, namespace, defaults, m))
+	h.Metrics.findings(res, m, true)
+	if job := ownerJob(&pod, namespace); job != nil && !isDryRun(req) {
+		recordFindings(h.Events, job, res, "CreatePod")
+	}
 	warnings := messages(res.Warnings)
 	// Loggers are built only when something is logged: zap encodes values eagerly.
 	log := func() logr.Logger {
@@ -115,6 +124,12 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	}
 	return admission.Patched("", patch...).WithWarnings(warnings...)
 }
+
+func (h *PodMutator) input(pod *corev1.Pod, namespace, defaults string, m *secretmap.Map) mutate.Input {
+	return mutate.Input{Pod: pod, Namespace: namespace, NamespaceDefaults: defaults, Map: m, Keys: h.Keys, Missing: h.Missing}
+}
+
+func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }
 
 func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, meta metav1.PartialObjectMetadata) (string, error) {
 	if h.Namespaces == nil || !mutate.NeedsNamespaceDefaults(meta.Annotations, meta.Labels) {

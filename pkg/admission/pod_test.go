@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
+	"github.com/flowauth/flowauth/pkg/mutate"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
@@ -93,7 +94,15 @@ func TestPatchGivesGoldenPod(t *testing.T) {
 				defaults = strings.TrimSpace(string(b))
 			}
 			raw := yamlToJSON(t, in)
-			resp := newMutator(defaults).Handle(context.Background(), request(admissionv1.Create, raw))
+			h := newMutator(defaults)
+			if b, err := os.ReadFile(filepath.Join(dir, "keys.yaml")); err == nil {
+				keys := &mutate.StaticKeys{}
+				if err := yaml.UnmarshalStrict(b, keys); err != nil {
+					t.Fatal(err)
+				}
+				h.Keys, h.Missing = keys, keys.MissingSecret
+			}
+			resp := h.Handle(context.Background(), request(admissionv1.Create, raw))
 			findings, _ := os.ReadFile(filepath.Join(dir, "findings.txt"))
 			if strings.Contains(string(findings), "\ndeny ") {
 				if resp.Allowed || resp.Result.Code != http.StatusForbidden || len(resp.Patches) > 0 {

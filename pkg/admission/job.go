@@ -1,0 +1,113 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/flowauth/flowauth/pkg/mutate"
+)
+
+// JobPath is where the API server sends Jobs and CronJobs (DESIGN.md §6).
+const JobPath = "/validate-batch-v1-job"
+
+// TemplateValidator checks the pod template of a Job or CronJob at apply time with exactly the
+// decision the pod will get, so `kubectl apply` prints the warnings (and, in deny mode, the Job
+// is refused) before any pod exists. It only validates: a Job is never changed.
+type TemplateValidator struct {
+	Pods *PodMutator
+}
+
+var _ admission.Handler = (*TemplateValidator)(nil)
+
+// NewTemplateWebhook serves a TemplateValidator at JobPath.
+func NewTemplateWebhook(v *TemplateValidator) *webhook.Admission {
+	return &webhook.Admission{
+		Handler:        v,
+		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName("jobs") },
+	}
+}
+
+// Handle answers CREATE and UPDATE of batch/v1 Jobs and CronJobs.
+func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	h := v.Pods
+	kind := req.Kind.Kind
+	if (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.SubResource != "" ||
+		req.Kind.Group != batchv1.GroupName || (kind != "Job" && kind != "CronJob") {
+		return admission.Allowed("flowauth only checks Job and CronJob pod templates")
+	}
+	owner, template, err := decodeTemplate(kind, req.Object.Raw)
+	if err != nil {
+		h.Metrics.template(kind, resultError)
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a batch/v1 %s: %w", kind, err))
+	}
+	namespace := req.Namespace
+	if namespace == "" {
+		namespace = owner.GetNamespace()
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Labels: template.Labels, Annotations: template.Annotations},
+		Spec:       template.Spec,
+	}
+	defaults, err := h.namespaceDefaults(ctx, namespace, metav1.PartialObjectMetadata{ObjectMeta: pod.ObjectMeta})
+	if err != nil {
+		h.Metrics.template(kind, resultError)
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
+	}
+	m := h.Secrets.Map()
+	res := mutate.Pod(h.input(pod, namespace, defaults, m))
+	if !res.FlowRun {
+		h.Metrics.template(kind, resultPassed)
+		return admission.Allowed("")
+	}
+	h.Metrics.findings(res, m, false)
+	if !isDryRun(req) {
+		recordFindings(h.Events, owner, res, "Validate"+kind)
+	}
+	warnings := messages(res.Warnings)
+	if res.Denied() {
+		h.Metrics.template(kind, resultDenied)
+		logf.FromContext(ctx).Info("denied "+kind+" with a flow-run pod template", "namespace", namespace, "name", owner.GetName(), "reasons", reasons(res.Denials))
+		return admission.Denied(res.DenialMessage()).WithWarnings(warnings...)
+	}
+	if len(warnings) > 0 {
+		h.Metrics.template(kind, "warned")
+	} else {
+		h.Metrics.template(kind, "allowed")
+	}
+	return admission.Allowed("").WithWarnings(warnings...)
+}
+
+// templateOwner is a Job or CronJob: an object Events can refer to.
+type templateOwner interface {
+	runtime.Object
+	metav1.Object
+}
+
+func decodeTemplate(kind string, raw []byte) (templateOwner, *corev1.PodTemplateSpec, error) {
+	if kind == "CronJob" {
+		var cj batchv1.CronJob
+		if err := json.Unmarshal(raw, &cj); err != nil {
+			return nil, nil, err
+		}
+		cj.TypeMeta = metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: kind}
+		return &cj, &cj.Spec.JobTemplate.Spec.Template, nil
+	}
+	var job batchv1.Job
+	if err := json.Unmarshal(raw, &job); err != nil {
+		return nil, nil, err
+	}
+	job.TypeMeta = metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: kind}
+	return &job, &job.Spec.Template, nil
+}
