@@ -29,6 +29,7 @@ type config struct {
 	namespaceDefaults      bool
 	secretMap              string
 	secretLookup           string
+	secretLookupNamespaces []string
 	missingSecret          string
 	metricsBindAddress     string
 	healthProbeBindAddress string
@@ -84,6 +85,15 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.namespaceDefaults, "namespace-defaults", true, "read the flowauth.io/secrets defaults annotation from Namespaces")
 	fs.StringVar(&c.secretMap, "secret-map", "", "YAML file extending or overriding the built-in secret map; reloaded when it changes")
 	newEnum(fs, &c.secretLookup, "secret-lookup", "none", "look up which Secret keys exist", "none", "keys")
+	fs.Func("secret-lookup-namespaces", "comma-separated namespaces whose Secret and ConfigMap key names are watched (with --secret-lookup=keys); default all, which needs cluster-wide list/watch", func(v string) error {
+		c.secretLookupNamespaces = nil
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				c.secretLookupNamespaces = append(c.secretLookupNamespaces, ns)
+			}
+		}
+		return nil
+	})
 	newEnum(fs, &c.missingSecret, "missing-secret", "warn", "what to do when a declared Secret or required key is missing (with --secret-lookup=keys)", "warn", "deny", "ignore")
 	fs.StringVar(&c.metricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&c.healthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -92,7 +102,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.certs.rotation, "cert-rotation", false, "provision and rotate a CA and serving certificate with cert-controller, kept in --cert-secret (mounted at --cert-dir) and injected into --webhook-configuration; serving starts once the certificate is in place")
 	fs.StringVar(&c.certs.secret, "cert-secret", "", "NAMESPACE/NAME of the Secret that holds the CA and serving certificate (with --cert-rotation)")
 	fs.StringVar(&c.certs.dnsName, "cert-dns-name", "", "DNS name the serving certificate is issued for, the Service's <name>.<namespace>.svc (with --cert-rotation)")
-	fs.StringVar(&c.certs.webhookConfiguration, "webhook-configuration", "", "name of the MutatingWebhookConfiguration whose caBundle is kept current (with --cert-rotation)")
+	fs.StringVar(&c.certs.webhookConfiguration, "webhook-configuration", "", "name of the MutatingWebhookConfiguration and ValidatingWebhookConfiguration whose caBundle is kept current (with --cert-rotation)")
 	fs.DurationVar(&c.certs.validity, "cert-validity", 365*24*time.Hour, "lifetime of each serving certificate (with --cert-rotation); it is renewed when a quarter of it is left")
 	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2; off by default because of the HTTP/2 stream-reset CVEs (CVE-2023-44487, CVE-2023-39325)")
 	// Usage is printed for --help only: on a bad value main's one-line error says it all.

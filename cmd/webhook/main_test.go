@@ -1,6 +1,7 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081",
 		logFormat: "text", logLevel: "info", certs: certConfig{validity: 365 * 24 * time.Hour},
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults = %+v\nwant       %+v", c, want)
 	}
 }
@@ -26,11 +27,12 @@ func TestEveryFlagCanComeFromTheEnvironment(t *testing.T) {
 	t.Setenv("FLOWAUTH_SECRET_LOOKUP", "keys")
 	t.Setenv("FLOWAUTH_NAMESPACE_DEFAULTS", "false")
 	t.Setenv("FLOWAUTH_LOG_FORMAT", "json")
+	t.Setenv("FLOWAUTH_SECRET_LOOKUP_NAMESPACES", "flows, etl,")
 	c, err := parseFlags([]string{"--log-format=text"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.port != 10443 || c.secretLookup != "keys" || c.namespaceDefaults {
+	if c.port != 10443 || c.secretLookup != "keys" || c.namespaceDefaults || !reflect.DeepEqual(c.secretLookupNamespaces, []string{"flows", "etl"}) {
 		t.Errorf("env not applied: %+v", c)
 	}
 	if c.logFormat != "text" {

@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	fwadmission "github.com/flowauth/flowauth/pkg/admission"
+	"github.com/flowauth/flowauth/pkg/mutate"
+	"github.com/flowauth/flowauth/pkg/secretkeys"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
@@ -38,15 +40,13 @@ var secretMapReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func run(ctx context.Context, c config) error {
 	log := ctrl.Log.WithName("setup")
-	if c.secretLookup == "keys" {
-		return errors.New("--secret-lookup=keys is not available in this version; use --secret-lookup=none")
-	}
 	store, err := secretmap.NewStore(c.secretMap)
 	if err != nil {
 		return fmt.Errorf("--secret-map: %w", err)
 	}
 	ctrlmetrics.Registry.MustRegister(secretMapReloads)
-	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry)}
+	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret)}
+	templates := &fwadmission.TemplateValidator{Pods: handler}
 
 	server := webhook.NewServer(webhook.Options{Port: c.port, CertDir: c.certDir, TLSOpts: tlsOptions(c)})
 	watchSecretMap := func(ctx context.Context) error {
@@ -61,9 +61,12 @@ func run(ctx context.Context, c config) error {
 		})
 	}
 
-	if !c.namespaceDefaults && !c.certs.rotation {
-		// Nothing needs the API server: run with no cluster connection and no privilege at all.
+	keyLookup := c.secretLookup == "keys"
+	if !c.namespaceDefaults && !c.certs.rotation && !keyLookup {
+		// Nothing needs the API server: run with no cluster connection and no privilege at all
+		// (and no Events: warnings reach clients in the admission response only).
 		server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
+		server.Register(fwadmission.JobPath, fwadmission.NewTemplateWebhook(templates))
 		log.Info("starting without a cluster connection", "namespaceDefaults", false, "secretLookup", c.secretLookup)
 		return runStandalone(ctx, c, server, watchSecretMap)
 	}
@@ -72,11 +75,15 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
+	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
+	if keyLookup {
+		cacheOptions = secretkeys.CacheOptions(cacheOptions, c.secretLookupNamespaces)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Metrics:                metricsserver.Options{BindAddress: c.metricsBindAddress},
 		HealthProbeBindAddress: c.healthProbeBindAddress,
 		WebhookServer:          server,
-		Cache:                  cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache:                  cacheOptions,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -91,7 +98,27 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
+	if keyLookup {
+		index := secretkeys.NewIndex()
+		synced, err := index.Watch(ctx, mgr.GetCache())
+		if err != nil {
+			return err
+		}
+		handler.Keys = index
+		ctrlmetrics.Registry.MustRegister(index.Collector(synced))
+		// Before the key names are known every declared Secret would look missing.
+		if err := mgr.AddReadyzCheck("key-cache", func(*http.Request) error {
+			if !synced() {
+				return errors.New("Secret and ConfigMap key cache not synced")
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	handler.Events = mgr.GetEventRecorder("flowauth-webhook")
 	server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
+	server.Register(fwadmission.JobPath, fwadmission.NewTemplateWebhook(templates))
 	if c.certs.rotation {
 		// The server reads its certificate when it starts, so it starts once cert-controller has
 		// written the Secret, the kubelet has mounted it and the CA is in the webhook configuration.
@@ -115,7 +142,7 @@ func run(ctx context.Context, c config) error {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
-	log.Info("starting", "port", c.port, "namespaceDefaults", c.namespaceDefaults, "certRotation", c.certs.rotation, "secretLookup", c.secretLookup, "secretMap", c.secretMap)
+	log.Info("starting", "port", c.port, "namespaceDefaults", c.namespaceDefaults, "missingSecret", c.missingSecret, "certRotation", c.certs.rotation, "secretLookup", c.secretLookup, "secretMap", c.secretMap)
 	return mgr.Start(ctx)
 }
 
@@ -126,13 +153,17 @@ func addCertRotator(mgr manager.Manager, certDir string, cc certConfig) (<-chan 
 	namespace, name, _ := strings.Cut(cc.secret, "/")
 	ready := make(chan struct{})
 	err := rotator.AddRotator(mgr, &rotator.CertRotator{
-		SecretKey:              types.NamespacedName{Namespace: namespace, Name: name},
-		CertDir:                certDir,
-		CAName:                 "flowauth-ca",
-		CAOrganization:         "flowauth",
-		DNSName:                cc.dnsName,
-		IsReady:                ready,
-		Webhooks:               []rotator.WebhookInfo{{Name: cc.webhookConfiguration, Type: rotator.Mutating}},
+		SecretKey:      types.NamespacedName{Namespace: namespace, Name: name},
+		CertDir:        certDir,
+		CAName:         "flowauth-ca",
+		CAOrganization: "flowauth",
+		DNSName:        cc.dnsName,
+		IsReady:        ready,
+		// One name for both configurations: pods are mutated, Job and CronJob templates validated.
+		Webhooks: []rotator.WebhookInfo{
+			{Name: cc.webhookConfiguration, Type: rotator.Mutating},
+			{Name: cc.webhookConfiguration, Type: rotator.Validating},
+		},
 		FieldOwner:             "flowauth",
 		ServerCertDuration:     cc.validity,
 		LookaheadInterval:      cc.validity / 4,

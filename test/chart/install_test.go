@@ -38,13 +38,14 @@ func TestEveryExampleInstallsAndUninstalls(t *testing.T) {
 	namespaceDefaults := []can{{"list", "namespaces", "", true}, {"watch", "namespaces", "", true}}
 	selfManaged := []can{
 		{"update", "mutatingwebhookconfigurations/flowauth", "", true},
+		{"update", "validatingwebhookconfigurations/flowauth", "", true},
 		{"get", "secrets/flowauth-certs", namespace, true},
 		{"update", "secrets/flowauth-certs", namespace, true},
 	}
 	never := []can{
 		{"update", "mutatingwebhookconfigurations/someone-else", "", false},
 		{"delete", "mutatingwebhookconfigurations/flowauth", "", false},
-		{"update", "validatingwebhookconfigurations/flowauth", "", false},
+		{"update", "validatingwebhookconfigurations/someone-else", "", false},
 		{"get", "secrets/someone-elses", namespace, false},
 		{"update", "secrets/someone-elses", namespace, false},
 		{"list", "secrets", "flows", false},
@@ -57,12 +58,19 @@ func TestEveryExampleInstallsAndUninstalls(t *testing.T) {
 	}{
 		{"values-bare-cluster.yaml", slices.Concat(namespaceDefaults, selfManaged, never)},
 		{"values-cert-manager.yaml", slices.Concat(namespaceDefaults, never, []can{
+			{"create", "events.events.k8s.io", "flows", true},
 			{"update", "mutatingwebhookconfigurations/flowauth", "", false},
 			{"list", "secrets", namespace, false},
 		})},
-		{"values-key-lookup.yaml", slices.Concat(namespaceDefaults, selfManaged)},
+		{"values-key-lookup.yaml", slices.Concat(namespaceDefaults, selfManaged, []can{
+			{"list", "secrets", "flows", true},
+			{"watch", "configmaps", "flows", true},
+			{"get", "secrets/aws-credentials", "flows", false},
+			{"create", "events.events.k8s.io", "flows", true},
+		})},
 		{"values-own-certificate.yaml", slices.Concat(never, []can{
 			{"list", "namespaces", "", false},
+			{"create", "events.events.k8s.io", "flows", false},
 			{"list", "secrets", namespace, false},
 			{"update", "mutatingwebhookconfigurations/flowauth", "", false},
 		})},
@@ -103,8 +111,10 @@ func TestKustomizeConfigApplies(t *testing.T) {
 		allowed                   bool
 	}{
 		{"list", "namespaces", "", true},
-		{"update", "mutatingwebhookconfigurations/flowauth-mutating-webhook-configuration", "", true},
+		{"update", "mutatingwebhookconfigurations/flowauth-webhook-configuration", "", true},
 		{"update", "secrets/flowauth-certs", namespace, true},
+		{"update", "validatingwebhookconfigurations/flowauth-webhook-configuration", "", true},
+		{"create", "events.events.k8s.io", "flows", true},
 		{"update", "mutatingwebhookconfigurations/someone-else", "", false},
 		{"list", "secrets", "flows", false},
 	} {

@@ -15,7 +15,7 @@ import (
 // name); these placeholders let the two renderings be compared field by field.
 var (
 	chartNames     = map[string]string{"flowauth": "<webhook-configuration>", "flowauth-certs": "<cert-secret>"}
-	kustomizeNames = map[string]string{"flowauth-mutating-webhook-configuration": "<webhook-configuration>", "flowauth-certs": "<cert-secret>"}
+	kustomizeNames = map[string]string{"flowauth-webhook-configuration": "<webhook-configuration>", "flowauth-certs": "<cert-secret>"}
 )
 
 // TestKustomizeConfigMatchesTheChart keeps config/ (kubebuilder style) and the chart's defaults
@@ -34,9 +34,10 @@ func TestKustomizeConfigMatchesTheChart(t *testing.T) {
 			chart := decode(t, mustHelm(t, append(slices.Clone(release), tt.chartFlags...)...))
 			kust := decode(t, kustomize(t, tt.component))
 
-			chartWebhook, kustWebhook := webhookEntry(t, chart), webhookEntry(t, kust)
-			if diff := cmp.Diff(chartWebhook, kustWebhook); diff != "" {
-				t.Errorf("webhook registration differs (-chart +config):\n%s", diff)
+			for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+				if diff := cmp.Diff(webhookEntries(t, chart, kind), webhookEntries(t, kust, kind)); diff != "" {
+					t.Errorf("%s differs (-chart +config):\n%s", kind, diff)
+				}
 			}
 			if diff := cmp.Diff(rbacRules(chart, chartNames), rbacRules(kust, kustomizeNames)); diff != "" {
 				t.Errorf("RBAC differs (-chart +config):\n%s", diff)
@@ -45,11 +46,12 @@ func TestKustomizeConfigMatchesTheChart(t *testing.T) {
 			if diff := cmp.Diff(chartPod, kustPod); diff != "" {
 				t.Errorf("pod spec differs (-chart +config):\n%s", diff)
 			}
-			chartMWC, kustMWC := find(t, chart, "MutatingWebhookConfiguration"), find(t, kust, "MutatingWebhookConfiguration")
-			_, chartInject := chartMWC.GetAnnotations()["cert-manager.io/inject-ca-from"]
-			_, kustInject := kustMWC.GetAnnotations()["cert-manager.io/inject-ca-from"]
-			if chartInject != kustInject || chartInject != (tt.component == "certmanager") {
-				t.Errorf("cainjector annotation: chart %v, config %v", chartInject, kustInject)
+			for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+				_, chartInject := find(t, chart, kind).GetAnnotations()["cert-manager.io/inject-ca-from"]
+				_, kustInject := find(t, kust, kind).GetAnnotations()["cert-manager.io/inject-ca-from"]
+				if chartInject != kustInject || chartInject != (tt.component == "certmanager") {
+					t.Errorf("%s cainjector annotation: chart %v, config %v", kind, chartInject, kustInject)
+				}
 			}
 		})
 	}
@@ -79,13 +81,18 @@ func kustomize(t *testing.T, component string) string {
 	return kubectl(t, "kustomize", dir)
 }
 
-// webhookEntry is the registration minus how the webhook is reached (service names differ).
-func webhookEntry(t *testing.T, objs []*unstructured.Unstructured) map[string]any {
+// webhookEntries are the registrations minus how the webhook is reached (service names differ).
+func webhookEntries(t *testing.T, objs []*unstructured.Unstructured, kind string) []map[string]any {
 	t.Helper()
-	wh := at(find(t, objs, "MutatingWebhookConfiguration").Object, "webhooks.0").(map[string]any)
-	wh = deepCopy(wh)
-	delete(wh, "clientConfig")
-	return wh
+	var out []map[string]any
+	for _, wh := range at(find(t, objs, kind).Object, "webhooks").([]any) {
+		entry := deepCopy(wh.(map[string]any))
+		path := at(entry, "clientConfig.service.path")
+		delete(entry, "clientConfig")
+		entry["path"] = path
+		out = append(out, entry)
+	}
+	return out
 }
 
 // podSpec is the Deployment's pod spec with object names replaced by placeholders and the

@@ -106,7 +106,7 @@ func checkWebhookConfiguration(t *testing.T, mwc *unstructured.Unstructured) {
 	t.Helper()
 	wh := at(mwc.Object, "webhooks.0").(map[string]any)
 	for path, want := range map[string]any{
-		"sideEffects":                   "None",
+		"sideEffects":                   "NoneOnDryRun",
 		"reinvocationPolicy":            "IfNeeded",
 		"failurePolicy":                 "Fail",
 		"timeoutSeconds":                float64(5),
@@ -153,13 +153,14 @@ func TestTLSModesAndPrivileges(t *testing.T) {
 	}{
 		{
 			file:      "",
-			wantKinds: []string{"Secret/flowauth-certs", "ClusterRole/flowauth", "ClusterRoleBinding/flowauth", "Role/flowauth-certs", "RoleBinding/flowauth-certs"},
+			wantKinds: []string{"Secret/flowauth-certs", "ClusterRole/flowauth", "ClusterRoleBinding/flowauth", "Role/flowauth-certs", "RoleBinding/flowauth-certs", "ValidatingWebhookConfiguration/flowauth"},
 			args: []string{"--cert-rotation", "--cert-secret=flowauth-system/flowauth-certs", "--cert-dns-name=flowauth.flowauth-system.svc",
 				"--webhook-configuration=flowauth", "--namespace-defaults=true", "--secret-lookup=none"},
 			rbac: []string{
 				"ClusterRole: get,list,watch namespaces",
-				"ClusterRole: list,watch admissionregistration.k8s.io/mutatingwebhookconfigurations",
-				"ClusterRole: get,update admissionregistration.k8s.io/mutatingwebhookconfigurations [flowauth]",
+				"ClusterRole: list,watch admissionregistration.k8s.io/mutatingwebhookconfigurations,admissionregistration.k8s.io/validatingwebhookconfigurations",
+				"ClusterRole: get,update admissionregistration.k8s.io/mutatingwebhookconfigurations,admissionregistration.k8s.io/validatingwebhookconfigurations [flowauth]",
+				"ClusterRole: create,patch events.k8s.io/events",
 				"Role flowauth-system: list,watch secrets",
 				"Role flowauth-system: get,update secrets [flowauth-certs]",
 			},
@@ -168,12 +169,21 @@ func TestTLSModesAndPrivileges(t *testing.T) {
 			file:      "values-cert-manager.yaml",
 			wantKinds: []string{"Issuer/flowauth-selfsigned", "Certificate/flowauth-serving", "ServiceMonitor/flowauth", "ClusterRole/flowauth", "ClusterRoleBinding/flowauth"},
 			noArgs:    []string{"--cert-rotation"},
-			rbac:      []string{"ClusterRole: get,list,watch namespaces"},
+			rbac:      []string{"ClusterRole: get,list,watch namespaces", "ClusterRole: create,patch events.k8s.io/events"},
 		},
 		{
 			file:      "values-key-lookup.yaml",
 			wantKinds: []string{"ConfigMap/flowauth-secret-map", "Secret/flowauth-certs"},
 			args:      []string{"--secret-lookup=keys", "--secret-map=/etc/flowauth/secret-map/secret-map.yaml", "--cert-rotation"},
+			rbac: []string{
+				"ClusterRole: get,list,watch namespaces",
+				"ClusterRole: list,watch admissionregistration.k8s.io/mutatingwebhookconfigurations,admissionregistration.k8s.io/validatingwebhookconfigurations",
+				"ClusterRole: get,update admissionregistration.k8s.io/mutatingwebhookconfigurations,admissionregistration.k8s.io/validatingwebhookconfigurations [flowauth]",
+				"ClusterRole: list,watch secrets,configmaps",
+				"ClusterRole: create,patch events.k8s.io/events",
+				"Role flowauth-system: list,watch secrets",
+				"Role flowauth-system: get,update secrets [flowauth-certs]",
+			},
 		},
 		{
 			file:   "values-own-certificate.yaml",

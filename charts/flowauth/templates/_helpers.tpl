@@ -65,3 +65,8 @@ app.kubernetes.io/component: webhook
 {{- fail (printf "missingSecret=%s has no effect with secretLookup=none: set secretLookup=keys" .Values.missingSecret) }}
 {{- end }}
 {{- end }}
+
+{{/* "true" when flowauth talks to the API server at all (and so mounts a token and records Events). */}}
+{{- define "flowauth.needsAPI" -}}
+{{- if or .Values.namespaceDefaults (eq (include "flowauth.tlsMode" .) "self-managed") (eq .Values.secretLookup "keys") }}true{{- end }}
+{{- end }}
