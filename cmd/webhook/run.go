@@ -109,7 +109,7 @@ func run(ctx context.Context, c config) error {
 		// Before the key names are known every declared Secret would look missing.
 		if err := mgr.AddReadyzCheck("key-cache", func(*http.Request) error {
 			if !synced() {
-				return errors.New("Secret and ConfigMap key cache not synced")
+				return errors.New("key cache of Secrets and ConfigMaps not synced")
 			}
 			return nil
 		}); err != nil {

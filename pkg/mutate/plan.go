@@ -96,11 +96,11 @@ func claimEnv(plans []plan, r *Result) {
 
 // applier adds plans to a pod copy and remembers what it did and what it left alone.
 type applier struct {
-	result  *Result
+	result *Result
 	// keys and namespace find the names a container gets through envFrom; nil keys: unknown.
 	keys      KeyLookup
 	namespace string
-	changed bool
+	changed   bool
 	// served: declared names with at least one item present in at least one container.
 	served map[string]bool
 	// blockedVolumes: plans whose volume name is taken by a volume that is not flowauth's.

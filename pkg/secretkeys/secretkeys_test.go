@@ -19,9 +19,9 @@ func secretWithEverything() *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "aws-credentials", Namespace: "flows", UID: "u1", ResourceVersion: "7",
-			Labels: map[string]string{"team": distinctive},
-			Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"ACCESS_KEY":"` + distinctive + `"}}`},
-			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:data":{"f:` + distinctive + `":{}}}`)}}},
+			Labels:        map[string]string{"team": distinctive},
+			Annotations:   map[string]string{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{"ACCESS_KEY":"` + distinctive + `"}}`},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", FieldsV1: metav1.NewFieldsV1(`{"f:data":{"f:` + distinctive + `":{}}}`)}},
 		},
 		Type:       corev1.SecretTypeOpaque,
 		Data:       map[string][]byte{"ACCESS_KEY": []byte(distinctive), "SECRET_ACCESS_KEY": []byte(distinctive + "2")},

@@ -114,11 +114,13 @@ func startWebhook(ctx context.Context, o envtest.WebhookInstallOptions) error {
 	registry = prometheus.NewRegistry()
 	// Registering through the manager's getter is what adds the server to its runnables.
 	server = mgr.GetWebhookServer()
-	server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(&fwadmission.PodMutator{
+	pods := &fwadmission.PodMutator{
 		Secrets:    secretmap.StaticStore(secretmap.Builtin()),
 		Namespaces: namespaces,
 		Metrics:    fwadmission.NewMetrics(registry),
-	}))
+	}
+	server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(pods))
+	server.Register(fwadmission.JobPath, fwadmission.NewTemplateWebhook(&fwadmission.TemplateValidator{Pods: pods}))
 	server.Register(containerAdderPath, &webhook.Admission{Handler: containerAdder{}})
 	go func() {
 		if err := mgr.Start(ctx); err != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -55,8 +56,12 @@ type Cluster struct {
 	opts       Options
 	assets     string
 	webhookBin string
-	env        *envtest.Environment
-	procs      []*exec.Cmd
+	// the registered webhook: its process, flags and TLS address, for RestartWebhook.
+	webhook     *Webhook
+	webhookArgs []string
+	webhookAddr string
+	env         *envtest.Environment
+	procs       []*exec.Cmd
 }
 
 // Start builds the webhook binary and starts everything; Stop undoes it, also after an error.
@@ -125,14 +130,28 @@ func (c *Cluster) start(ctx context.Context, assets string) error {
 	}
 
 	wh := c.env.WebhookInstallOptions
-	w, err := c.RunWebhook(ctx, append([]string{
+	c.webhookArgs = append([]string{
 		"--port=" + strconv.Itoa(wh.LocalServingPort), "--cert-dir=" + wh.LocalServingCertDir, "--kubeconfig=" + c.Kubeconfig,
-	}, c.opts.WebhookArgs...)...)
+	}, c.opts.WebhookArgs...)
+	c.webhookAddr = net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort))
+	return c.RestartWebhook(ctx)
+}
+
+// RestartWebhook stops the registered webhook binary (if it runs) and starts it again with its
+// flags plus extra (a later flag wins), then waits until it is ready. WebhookLog and MetricsURL
+// then belong to the new process.
+func (c *Cluster) RestartWebhook(ctx context.Context, extra ...string) error {
+	if c.webhook != nil {
+		if err := c.webhook.Stop(); err != nil {
+			return fmt.Errorf("stopping the webhook: %w", err)
+		}
+	}
+	w, err := c.RunWebhook(ctx, append(slices.Clone(c.webhookArgs), extra...)...)
 	if err != nil {
 		return err
 	}
-	c.WebhookLog, c.MetricsURL = w.Log, w.MetricsURL
-	return w.WaitReady(ctx, net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort)))
+	c.webhook, c.WebhookLog, c.MetricsURL = w, w.Log, w.MetricsURL
+	return w.WaitReady(ctx, c.webhookAddr)
 }
 
 func (c *Cluster) logTo() io.Writer {

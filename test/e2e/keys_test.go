@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// leakProbe is a Secret value that must never appear in any output of flowauth or of the cluster
+// about flowauth's work: logs, Events, metrics, admission responses, stored objects.
+const leakProbe = "flowauth-e2e-leak-probe-7d41c9"
+
+// flowRunJob writes a flow-run Job declaring GITHUB_ACCESS_TOKEN, as a Prefect worker would
+// create it, and returns the file.
+func flowRunJob(t *testing.T, name string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name+".yaml")
+	job := fmt.Sprintf(`apiVersion: batch/v1
+kind: Job
+metadata:
+  name: %s
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      labels:
+        prefect.io/flow-run-id: 0b7a2c1e-4f7d-4f5e-9d4c-2f3b9a8e7c61
+      annotations:
+        flowauth.io/secrets: GITHUB_ACCESS_TOKEN
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: prefect-job
+        image: prefecthq/prefect:3-python3.12
+`, name)
+	if err := os.WriteFile(file, []byte(job), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// apply runs `kubectl apply` and returns stderr, where kubectl prints admission warnings.
+func apply(t *testing.T, ns, file string) (stderr string, err error) {
+	t.Helper()
+	_, stderr, err = cluster.Kubectl(context.Background(), "-n", ns, "apply", "-f", file)
+	return stderr, err
+}
+
+func eventually(t *testing.T, what string, ok func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done, last := ok()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never happened; last seen:\n%s", what, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestMissingSecretIsToldAtApplyTime: with key lookup, `kubectl apply` of a flow-run Job whose
+// Secret is missing prints the warning, the Job's pod is still created (it starts once the
+// Secret exists) and the Job shows an Event; a Secret created afterwards clears the warning.
+func TestMissingSecretIsToldAtApplyTime(t *testing.T) {
+	ns := newEmptyNamespace(t, true)
+	job := flowRunJob(t, "needs-github")
+	stderr, err := apply(t, ns, job)
+	if err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, stderr)
+	}
+	want := fmt.Sprintf(`Warning: flowauth: namespace %q: Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n %s --from-literal=token=<value>`, ns, ns)
+	if !strings.Contains(stderr, want) {
+		t.Errorf("kubectl apply printed:\n%s\nwant the line:\n%s", stderr, want)
+	}
+	t.Logf("kubectl apply printed:\n%s", stderr)
+
+	pod := jobPod(t, ns, "needs-github")
+	if got := pod.Annotations["flowauth.io/status"]; got != "injected=GITHUB_ACCESS_TOKEN" {
+		t.Errorf("the Job's pod status = %q (warn mode still serves it)", got)
+	}
+	eventually(t, "the warning as an Event on the Job", func() (bool, string) {
+		out := kubectl(t, "-n", ns, "describe", "job", "needs-github")
+		return strings.Contains(out, "FlowauthSecretNotFound") && strings.Contains(out, `Secret "github-access-token" not found`), out
+	})
+	// Both the apply-time check and the Job controller's pod left their Event on the Job.
+	eventually(t, "Events from both the Job check and the pod", func() (bool, string) {
+		out := kubectl(t, "-n", ns, "get", "events.events.k8s.io", "-o", "jsonpath={range .items[*]}{.action} {.reason} {.regarding.kind}/{.regarding.name}{\"\\n\"}{end}")
+		return strings.Contains(out, "ValidateJob FlowauthSecretNotFound Job/needs-github") && strings.Contains(out, "CreatePod FlowauthSecretNotFound Job/needs-github"), out
+	})
+
+	kubectl(t, "-n", ns, "create", "secret", "generic", "github-access-token", "--from-literal=token="+leakProbe)
+	kubectl(t, "-n", ns, "delete", "job", "needs-github", "--wait")
+	eventually(t, "a clean apply once the Secret exists", func() (bool, string) {
+		stderr, err := apply(t, ns, job)
+		if err != nil {
+			return false, stderr
+		}
+		if strings.Contains(stderr, "Warning:") {
+			kubectl(t, "-n", ns, "delete", "job", "needs-github", "--wait")
+			return false, stderr
+		}
+		return true, stderr
+	})
+}
+
+// TestDenyModeRejectsTheJob: with --missing-secret=deny the same Job is refused at apply time
+// with the same message, and nothing is created.
+func TestDenyModeRejectsTheJob(t *testing.T) {
+	ctx := context.Background()
+	if err := cluster.RestartWebhook(ctx, "--missing-secret=deny"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.RestartWebhook(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ns := newEmptyNamespace(t, true)
+	stderr, err := apply(t, ns, flowRunJob(t, "denied-github"))
+	if err == nil {
+		t.Fatalf("kubectl apply succeeded; want a denial. stderr:\n%s", stderr)
+	}
+	want := fmt.Sprintf(`admission webhook "jobs.flowauth.io" denied the request: flowauth: namespace %q: Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n %s --from-literal=token=<value>`, ns, ns)
+	if !strings.Contains(stderr, want) {
+		t.Errorf("kubectl apply printed:\n%s\nwant:\n%s", stderr, want)
+	}
+	if out, _, _ := cluster.Kubectl(ctx, "-n", ns, "get", "jobs", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Errorf("a denied Job was stored: %s", out)
+	}
+}
+
+// TestNoSecretValueLeaks scans every output flowauth and the cluster produced in this suite
+// for the Secret values the tests stored: the examples' and the leak probe.
+func TestNoSecretValueLeaks(t *testing.T) {
+	// Run after the other tests of this package (go test runs files in order, this one's last
+	// tests last): make sure there is something to scan.
+	ns := newNamespace(t, true)
+	kubectl(t, "-n", ns, "create", "secret", "generic", "probe", "--from-literal=value="+leakProbe)
+	kubectl(t, "-n", ns, "apply", "-f", "../../examples/prefect1-flow-run-job.yaml")
+	jobPod(t, ns, "prefect-job-3c1b2a9f")
+
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, cluster.MetricsURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	outputs := map[string]string{
+		"webhook log":      cluster.WebhookLog.String(),
+		"metrics":          string(metrics),
+		"events":           kubectl(t, "get", "events", "-A", "-o", "yaml"),
+		"pods":             kubectl(t, "get", "pods", "-A", "-o", "yaml"),
+		"jobs":             kubectl(t, "get", "jobs", "-A", "-o", "yaml"),
+		"describe jobs":    kubectl(t, "describe", "jobs", "-A"),
+		"webhook metadata": kubectl(t, "get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "yaml"),
+	}
+	for what, out := range outputs {
+		for _, value := range []string{leakProbe, "AKIAEXAMPLEEXAMPLE00", "example-secret-access-key-not-real", "ghp_exampleNotARealToken", "private_key_id"} {
+			if strings.Contains(out, value) {
+				t.Errorf("the Secret value %q appears in the %s", value, what)
+			}
+		}
+	}
+	if !strings.Contains(string(metrics), "flowauth_key_cache_synced 1") {
+		t.Error("metrics lack flowauth_key_cache_synced 1")
+	}
+}
