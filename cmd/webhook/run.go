@@ -44,7 +44,7 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return fmt.Errorf("--secret-map: %w", err)
 	}
-	ctrlmetrics.Registry.MustRegister(secretMapReloads)
+	reloads := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapReloads)
 	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret)}
 	templates := &fwadmission.TemplateValidator{Pods: handler}
 
@@ -52,11 +52,11 @@ func run(ctx context.Context, c config) error {
 	watchSecretMap := func(ctx context.Context) error {
 		return store.Watch(ctx, secretMapPoll, func(changed bool, err error) {
 			if err != nil {
-				secretMapReloads.WithLabelValues("failure").Inc()
+				reloads.WithLabelValues("failure").Inc()
 				ctrl.Log.WithName("secret-map").Error(err, "secret map rejected; the previous map stays in force", "path", c.secretMap)
 				return
 			}
-			secretMapReloads.WithLabelValues("success").Inc()
+			reloads.WithLabelValues("success").Inc()
 			ctrl.Log.WithName("secret-map").Info("secret map reloaded", "path", c.secretMap, "names", len(store.Map().Names()))
 		})
 	}

@@ -1,6 +1,8 @@
 package admission
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowauth/flowauth/pkg/mutate"
@@ -55,8 +57,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Pod templates of Jobs and CronJobs checked at apply time, by kind and result: passed (not a flow run), allowed, warned, denied, error.",
 		}, []string{"kind", "result"}),
 	}
-	reg.MustRegister(m.requests, m.injections, m.warnings, m.denials, m.templates)
+	m.requests = MustRegisterOnce(reg, m.requests)
+	m.injections = MustRegisterOnce(reg, m.injections)
+	m.warnings = MustRegisterOnce(reg, m.warnings)
+	m.denials = MustRegisterOnce(reg, m.denials)
+	m.templates = MustRegisterOnce(reg, m.templates)
 	return m
+}
+
+// MustRegisterOnce registers c, or returns the collector already registered under the same
+// descriptor, so a server started twice in one process (tests do) shares its metrics.
+func MustRegisterOnce[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
 }
 
 func (m *Metrics) admission(result string) {

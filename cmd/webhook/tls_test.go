@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/util/cert"
+)
+
+// startStandalone runs the real binary's server (no cluster) on a free port with a fresh
+// self-signed certificate and returns its address.
+func startStandalone(t *testing.T, extra func(*config)) string {
+	t.Helper()
+	dir := t.TempDir()
+	crt, key, err := cert.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), crt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	c, err := parseFlags([]string{"--namespace-defaults=false", "--cert-dir=" + dir, "--port=" + strconv.Itoa(port),
+		"--metrics-bind-address=0", "--health-probe-bind-address=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if extra != nil {
+		extra(&c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, c) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server stopped with %v", err)
+		}
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d := &tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // reachability only
+		conn, err := d.DialContext(context.Background(), "tcp", addr)
+		if err == nil {
+			_ = conn.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServerSpeaksTLS12PlusAndHTTP1Only: what DESIGN.md §4 promises, seen from a client.
+func TestServerSpeaksTLS12PlusAndHTTP1Only(t *testing.T) {
+	addr := startStandalone(t, nil)
+	dial := func(cfg *tls.Config) (*tls.Conn, error) {
+		cfg.InsecureSkipVerify = true //nolint:gosec // the handshake is what is tested
+		conn, err := (&tls.Dialer{Config: cfg}).DialContext(context.Background(), "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return conn.(*tls.Conn), nil
+	}
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		if conn, err := dial(&tls.Config{MinVersion: v, MaxVersion: v}); err == nil { //nolint:gosec // an old version must be refused
+			_ = conn.Close()
+			t.Errorf("a %s handshake succeeded", tls.VersionName(v))
+		}
+	}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		conn, err := dial(&tls.Config{MinVersion: v, MaxVersion: v, NextProtos: []string{"h2", "http/1.1"}})
+		if err != nil {
+			t.Errorf("%s refused: %v", tls.VersionName(v), err)
+			continue
+		}
+		if p := conn.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+			t.Errorf("%s: negotiated %q, want http/1.1 (HTTP/2 is off)", tls.VersionName(v), p)
+		}
+		_ = conn.Close()
+	}
+	conn, err := dial(&tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}})
+	if err == nil {
+		if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
+			t.Error("a client offering only h2 got h2")
+		}
+		_ = conn.Close()
+	}
+}
+
+// TestPlainHTTPIsRefused: an AdmissionReview sent without TLS is never processed.
+func TestPlainHTTPIsRefused(t *testing.T) {
+	addr := startStandalone(t, nil)
+	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","object":{}}}`
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+addr+"/mutate-v1-pod", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return // the connection was closed: refused
+	}
+	defer func() { _ = resp.Body.Close() }()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(got), `"uid"`) {
+		t.Errorf("plain HTTP got %d %q; want 400 from the TLS server and no AdmissionReview", resp.StatusCode, got)
+	}
+}
+
+func TestHTTP2CanBeEnabled(t *testing.T) {
+	addr := startStandalone(t, func(c *config) { c.enableHTTP2 = true })
+	conn, err := (&tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}}}).DialContext(context.Background(), "tcp", addr) //nolint:gosec // test
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	if p := conn.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Errorf("--enable-http2: negotiated %q, want h2", p)
+	}
+}
