@@ -31,6 +31,10 @@ vet: ## Run go vet.
 lint: tools-lint ## Run golangci-lint (config: .golangci.yml).
 	$(GOLANGCI_LINT) run ./...
 
+.PHONY: vulncheck
+vulncheck: ## govulncheck (offline database from Go modules) on the webhook binary as the image builds it.
+	hack/vulncheck.sh
+
 .PHONY: build
 build: ## Build the webhook binary into bin/webhook.
 	go build -o bin/webhook ./cmd/webhook
@@ -42,7 +46,7 @@ run: ## Run the webhook locally without a cluster (certs from bin/certs: tls.crt
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint test-unit test-integration test-e2e test-chart ## Everything CI runs: format, vet, lint, unit, integration, e2e and chart tests.
+test: fmt-check vet lint vulncheck test-unit test-integration test-e2e test-chart ## Everything CI runs: format, vet, lint, govulncheck, unit, integration, e2e and chart tests.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).

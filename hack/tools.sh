@@ -9,6 +9,7 @@
 #   hack/tools.sh helm            # bin/helm
 #   hack/tools.sh golangci-lint   # bin/golangci-lint
 #   hack/tools.sh govulncheck     # bin/govulncheck
+#   hack/tools.sh vulndb          # bin/vulndb: the Go vulnerability database, offline
 #   hack/tools.sh benchstat       # bin/benchstat
 #   hack/tools.sh all
 set -euo pipefail
@@ -18,6 +19,9 @@ ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.22.0
 GOLANGCI_LINT_VERSION=v2.15.0
 GOVULNCHECK_VERSION=v1.9.0
+# The Go vulnerability database as published in the golang.org/x/vulndb module (data/osv), so
+# govulncheck needs no network beyond the module proxy. Bump to get newer advisories.
+VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 BENCHSTAT_VERSION=v0.0.0-20260908200009-22c9c6c9d4da
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,19 +79,34 @@ go_install() {
   echo "$version" >"$stamp"
 }
 
+# vulndb indexes the OSV files of the pinned golang.org/x/vulndb module into the layout that
+# `govulncheck -db file://...` reads, with the module's own cmd/indexdb.
+vulndb() {
+  local stamp="$bin/.vulndb.stamp"
+  if fresh "$stamp" "$VULNDB_VERSION" && [ -f "$bin/vulndb/index/db.json" ]; then return; fi
+  say "building the Go vulnerability database $VULNDB_VERSION from the golang.org/x/vulndb module"
+  local src
+  src=$(cd "$root/hack/tools/vulndb" && go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  (cd "$root/hack/tools/vulndb" && go build -o "$bin/indexdb" golang.org/x/vulndb/cmd/indexdb)
+  rm -rf "$bin/vulndb"
+  "$bin/indexdb" -vulns "$src/data/osv" -out "$bin/vulndb"
+  echo "$VULNDB_VERSION" >"$stamp"
+}
+
 case "${1:-all}" in
 control-plane) control_plane ;;
 helm) helm ;;
 golangci-lint) go_install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION" ;;
 govulncheck) go_install govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION" ;;
 benchstat) go_install benchstat golang.org/x/perf/cmd/benchstat "$BENCHSTAT_VERSION" ;;
+vulndb) vulndb ;;
 all)
   control_plane
   helm
   go_install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION"
   ;;
 *)
-  say "unknown tool '$1' (control-plane, helm, golangci-lint, govulncheck, benchstat, all)"
+  say "unknown tool '$1' (control-plane, helm, golangci-lint, govulncheck, vulndb, benchstat, all)"
   exit 2
   ;;
 esac

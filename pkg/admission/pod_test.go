@@ -46,7 +46,7 @@ func request(op admissionv1.Operation, raw []byte) admission.Request {
 	}}
 }
 
-func yamlToJSON(t *testing.T, path string) []byte {
+func yamlToJSON(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 
 // TestImageIsAStaticNonRootBinary checks the Dockerfile without a container runtime (CI has
 // none): its final stage is empty but for the binary, runs as a non-root uid the chart agrees
-// with, and the build command it runs gives a static binary here too.
+// with, and its build command, run with its Go version, gives a static binary here too.
 func TestImageIsAStaticNonRootBinary(t *testing.T) {
 	src, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
@@ -36,9 +36,15 @@ func TestImageIsAStaticNonRootBinary(t *testing.T) {
 	if build == nil {
 		t.Fatal("no `RUN CGO_ENABLED=0 ... go build ... -o /out/webhook PKG` line in the Dockerfile")
 	}
+	goVersion := regexp.MustCompile(`(?m)^FROM golang:([0-9.]+) AS build$`).FindStringSubmatch(dockerfile)
+	if goVersion == nil {
+		t.Fatal("no `FROM golang:<version> AS build` stage in the Dockerfile")
+	}
 	out := filepath.Join(t.TempDir(), "webhook")
 	cmd := exec.CommandContext(t.Context(), "sh", "-c", build[1]+" -o "+out+" "+build[2])
 	cmd.Dir = root
+	// The same Go as the image's build stage, fetched through the module proxy.
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=go"+goVersion[1])
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", build[1], err, b)
 	}
