@@ -64,6 +64,14 @@ test-e2e: tools-control-plane ## End-to-end: webhook binary, Job controller, kub
 test-chart: tools-control-plane tools-helm ## Helm chart and config/: lint, render, install into the API server, e2e with self-managed TLS.
 	go test -count=1 ./test/chart/...
 
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s); a crash is saved under testdata/fuzz/ and becomes a regression test.
+	go test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(FUZZTIME) ./pkg/admission
+	go test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./pkg/mutate
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/secretmap
+
 .PHONY: update-golden
 update-golden: tools-helm ## Rewrite the golden files (pkg/mutate, rendered chart) after an intended change.
 	go test ./pkg/mutate -update

@@ -43,6 +43,9 @@ func NewTemplateWebhook(v *TemplateValidator) *webhook.Admission {
 func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) admission.Response {
 	h := v.Pods
 	kind := req.Kind.Kind
+	if kind == "" || req.Operation == "" {
+		return admission.Errored(http.StatusBadRequest, errEmptyRequest)
+	}
 	if (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) || req.SubResource != "" ||
 		req.Kind.Group != batchv1.GroupName || (kind != "Job" && kind != "CronJob") {
 		return admission.Allowed("flowauth only checks Job and CronJob pod templates")

@@ -6,6 +6,7 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/flowauth/flowauth/pkg/mutate"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
+
+var errEmptyRequest = errors.New("flowauth: the AdmissionReview has no request (its kind and operation are empty)")
 
 // PodPath is where the API server sends pods (DESIGN.md §6).
 const PodPath = "/mutate-v1-pod"
@@ -60,7 +63,13 @@ func NewPodWebhook(h *PodMutator) *webhook.Admission {
 // Handle mutates pod CREATE requests of flow-run pods and lets everything else through
 // unchanged (DESIGN.md §3: only pod CREATE is mutated, never UPDATE, never a pod being deleted).
 func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	if req.Operation != admissionv1.Create || req.SubResource != "" || req.Kind.Group != "" || req.Kind.Kind != "Pod" {
+	if req.Kind.Kind == "" || req.Operation == "" {
+		// controller-runtime passes on a review without a request (or an empty body) as an
+		// empty request: answer that it is malformed rather than let it through.
+		h.Metrics.admission(resultError)
+		return admission.Errored(http.StatusBadRequest, errEmptyRequest)
+	}
+	if req.Operation != admissionv1.Create || req.SubResource != "" || req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" {
 		h.Metrics.admission(resultSkipped)
 		return admission.Allowed("flowauth only mutates pod CREATE")
 	}
