@@ -31,7 +31,9 @@ func podReview(uid, op, group, version, kind, sub, object string, dryRun bool) [
 		uid, group, version, kind, group, version, sub, op, dryRun, object)
 }
 
-func create(object string) []byte { return podReview("u1", "CREATE", "", "v1", "Pod", "", object, false) }
+func create(object string) []byte {
+	return podReview("u1", "CREATE", "", "v1", "Pod", "", object, false)
+}
 
 // pod returns a pod object with the annotations and n containers.
 func pod(annotations map[string]string, containers int) string {

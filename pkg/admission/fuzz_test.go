@@ -129,4 +129,3 @@ func review(tb testing.TB, op string, pod []byte) []byte {
 	}
 	return b
 }
-
