@@ -3,13 +3,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
@@ -36,6 +41,7 @@ type config struct {
 	logFormat              string
 	logLevel               string
 	enableHTTP2            bool
+	shutdownDelay          time.Duration
 	certs                  certConfig
 }
 
@@ -104,6 +110,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.certs.dnsName, "cert-dns-name", "", "DNS name the serving certificate is issued for, the Service's <name>.<namespace>.svc (with --cert-rotation)")
 	fs.StringVar(&c.certs.webhookConfiguration, "webhook-configuration", "", "name of the MutatingWebhookConfiguration and ValidatingWebhookConfiguration whose caBundle is kept current (with --cert-rotation)")
 	fs.DurationVar(&c.certs.validity, "cert-validity", 365*24*time.Hour, "lifetime of each serving certificate (with --cert-rotation); it is renewed when a quarter of it is left")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, report not ready and keep serving this long, so the Service stops sending new requests; then finish the requests in flight and exit")
 	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2; off by default because of the HTTP/2 stream-reset CVEs (CVE-2023-44487, CVE-2023-39325)")
 	// Usage is printed for --help only: on a bad value main's one-line error says it all.
 	fs.SetOutput(io.Discard)
@@ -180,8 +187,38 @@ func main() {
 		os.Exit(2)
 	}
 	ctrl.SetLogger(zap.New(newLogger(c)))
-	if err := run(ctrl.SetupSignalHandler(), c); err != nil {
+	if err := run(drainOnSignal(c.shutdownDelay), c); err != nil {
 		ctrl.Log.Error(err, "webhook stopped")
 		os.Exit(1)
 	}
+}
+
+// draining is set from the first SIGTERM on: readiness fails, the server keeps serving.
+var draining atomic.Bool
+
+// drainOnSignal returns a context that ends shutdownDelay after the first SIGTERM or SIGINT.
+// Until then the webhook still serves but reports not ready, so the endpoints controller takes
+// it out of the Service before it stops accepting: no admission fails during a rollout. A
+// second signal exits at once.
+func drainOnSignal(shutdownDelay time.Duration) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-signals
+		draining.Store(true)
+		ctrl.Log.WithName("setup").Info("shutting down: not ready from now on, still serving", "delay", shutdownDelay)
+		time.AfterFunc(shutdownDelay, cancel)
+		<-signals
+		os.Exit(1)
+	}()
+	return ctx
+}
+
+// notDraining is the readiness check that fails once shutdown has begun.
+func notDraining(*http.Request) error {
+	if draining.Load() {
+		return errors.New("shutting down")
+	}
+	return nil
 }

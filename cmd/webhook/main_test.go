@@ -15,7 +15,7 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 	want := config{
 		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", namespaceDefaults: true,
 		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081",
-		logFormat: "text", logLevel: "info", certs: certConfig{validity: 365 * 24 * time.Hour},
+		logFormat: "text", logLevel: "info", shutdownDelay: 5 * time.Second, certs: certConfig{validity: 365 * 24 * time.Hour},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults = %+v\nwant       %+v", c, want)

@@ -142,6 +142,9 @@ func run(ctx context.Context, c config) error {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
+	if err := mgr.AddReadyzCheck("shutdown", notDraining); err != nil {
+		return err
+	}
 	log.Info("starting", "port", c.port, "namespaceDefaults", c.namespaceDefaults, "missingSecret", c.missingSecret, "certRotation", c.certs.rotation, "secretLookup", c.secretLookup, "secretMap", c.secretMap)
 	return mgr.Start(ctx)
 }
@@ -211,7 +214,7 @@ func runStandalone(ctx context.Context, c config, server webhook.Server, watchSe
 	if c.healthProbeBindAddress != "0" {
 		mux := http.NewServeMux()
 		mux.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
-		mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"webhook": server.StartedChecker()}}))
+		mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"webhook": server.StartedChecker(), "shutdown": notDraining}}))
 		probes := &http.Server{Addr: c.healthProbeBindAddress, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
 			if err := probes.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {

@@ -1,0 +1,238 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/client-go/util/cert"
+
+	"github.com/flowauth/flowauth/test/localcluster"
+)
+
+// service stands in for a Service with kube-proxy: each new connection goes to the next backend
+// whose /readyz answers 200, as the endpoints controller and kube-proxy route.
+type service struct {
+	mu       sync.Mutex
+	backends []*backend
+	next     int
+}
+
+type backend struct {
+	addr, readyz string
+	ready        atomic.Bool
+}
+
+func (s *service) pick() *backend {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range s.backends {
+		b := s.backends[s.next%len(s.backends)]
+		s.next++
+		if b.ready.Load() {
+			return b
+		}
+	}
+	return nil
+}
+
+func (s *service) setReadyz(addr, readyz string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.backends {
+		if b.addr == addr {
+			b.readyz = readyz
+		}
+	}
+}
+
+// run probes readiness every 100 ms and proxies connections until ctx ends.
+func (s *service) run(ctx context.Context, l net.Listener) {
+	go func() {
+		for ctx.Err() == nil {
+			s.mu.Lock()
+			backends := append([]*backend(nil), s.backends...)
+			s.mu.Unlock()
+			for _, b := range backends {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.readyz, nil)
+				resp, err := http.DefaultClient.Do(req)
+				b.ready.Store(err == nil && resp.StatusCode == http.StatusOK)
+				if err == nil {
+					_ = resp.Body.Close()
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = conn.Close() }()
+				b := s.pick()
+				if b == nil {
+					return
+				}
+				var d net.Dialer
+				up, err := d.DialContext(ctx, "tcp", b.addr)
+				if err != nil {
+					return
+				}
+				defer func() { _ = up.Close() }()
+				go func() { _, _ = io.Copy(up, conn) }()
+				_, _ = io.Copy(conn, up)
+			}()
+		}
+	}()
+}
+
+// TestRestartOfOneOfTwoReplicasFailsNoAdmission sends flow-run admissions through a stand-in
+// Service to two webhook replicas, restarts one of them (SIGTERM, then a new process on its
+// port) mid-load, and expects every admission answered: the stopping replica reports not ready
+// at once, keeps serving through --shutdown-delay, finishes what is in flight and exits cleanly.
+func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	certDir := t.TempDir()
+	crt, key, err := cert.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"tls.crt": crt, "tls.key": key} {
+		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replica := func(addr string) (*localcluster.Webhook, error) {
+		_, port, _ := net.SplitHostPort(addr)
+		w, err := cluster.RunWebhook(ctx, "--namespace-defaults=false", "--cert-dir="+certDir, "--port="+port, "--shutdown-delay=2s")
+		if err != nil {
+			return nil, err
+		}
+		return w, w.WaitReady(ctx, addr)
+	}
+	svc := &service{}
+	var replicas []*localcluster.Webhook
+	for range 2 {
+		addr, err := localcluster.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := replica(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, w)
+		b := &backend{addr: addr, readyz: w.ReadyzURL}
+		b.ready.Store(true) // WaitReady saw it ready
+		svc.backends = append(svc.backends, b)
+	}
+	defer func() {
+		for _, w := range replicas {
+			_ = w.Stop()
+		}
+	}()
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	svc.run(ctx, l)
+
+	body, err := os.ReadFile("../../pkg/admission/testdata/admload/flowrun.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(crt)
+	// A new connection per request, as the Service sees a client that does not pin a backend.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}}
+	var ok, failed atomic.Int64
+	var firstFailure atomic.Value
+	load, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for load.Err() == nil {
+				if err := admit(load, client, "https://"+l.Addr().String()+"/mutate-v1-pod", body); err != nil {
+					if load.Err() == nil {
+						failed.Add(1)
+						firstFailure.CompareAndSwap(nil, time.Now().Format("15:04:05.000")+" "+err.Error())
+					}
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+
+	time.Sleep(time.Second)
+	t.Logf("%s stopping replica 0", time.Now().Format("15:04:05.000"))
+	before := ok.Load()
+	if err := replicas[0].Stop(); err != nil {
+		t.Errorf("the stopped replica did not exit cleanly: %v", err)
+	}
+	during := ok.Load() - before
+	t.Logf("%s replica 0 exited", time.Now().Format("15:04:05.000"))
+	w, err := replica(svc.backends[0].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas[0] = w
+	svc.setReadyz(svc.backends[0].addr, w.ReadyzURL)
+	time.Sleep(time.Second)
+	stopLoad()
+	wg.Wait()
+
+	t.Logf("%d admissions answered (%d while one replica was stopping), %d failed", ok.Load(), during, failed.Load())
+	if failed.Load() > 0 {
+		t.Errorf("%d admissions failed across the restart; first: %v", failed.Load(), firstFailure.Load())
+	}
+	if ok.Load() < 100 || during == 0 {
+		t.Errorf("too little load to tell: %d answered, %d during the stop", ok.Load(), during)
+	}
+}
+
+// admit posts one AdmissionReview and checks the answer is an allowed, patched review.
+func admit(ctx context.Context, client *http.Client, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var rev admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || rev.Response == nil || !rev.Response.Allowed || len(rev.Response.Patch) == 0 {
+		return &answerError{status: resp.StatusCode}
+	}
+	return nil
+}
+
+type answerError struct{ status int }
+
+func (e *answerError) Error() string { return "unexpected answer, HTTP " + strconv.Itoa(e.status) }
