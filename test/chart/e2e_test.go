@@ -32,47 +32,9 @@ import (
 // flow-run pods; pods the selectors exclude never reach it.
 func TestInstalledChartServesWithItsOwnCertificate(t *testing.T) {
 	ctx := context.Background()
-	mustHelm(t, "install", "flowauth", "charts/flowauth", "--namespace", namespace, "--create-namespace")
-	t.Cleanup(func() { mustHelm(t, "uninstall", "flowauth", "--namespace", namespace, "--wait") })
-
-	addr, err := localcluster.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	kubectl(t, "patch", "mutatingwebhookconfiguration", "flowauth", "--type=json", "-p",
-		fmt.Sprintf(`[{"op":"replace","path":"/webhooks/0/clientConfig","value":{"url":"https://localhost:%s/mutate-v1-pod"}}]`, port))
-
-	var deploy appsv1.Deployment
-	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "flowauth"}, &deploy); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := cluster.ServiceAccountKubeconfig(ctx, namespace, "flowauth")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certDir := t.TempDir()
-	projection, stopProjection := context.WithCancel(ctx)
-	defer stopProjection()
-	cluster.ProjectSecret(projection, namespace, "flowauth-certs", certDir)
-	args := localArgs(deploy.Spec.Template.Spec.Containers[0].Args, map[string]string{
-		"--port": port, "--cert-dir": certDir, "--cert-dns-name": "localhost", "--kubeconfig": kubeconfig, "--log-level": "debug",
-	})
-	webhook, err := cluster.RunWebhook(ctx, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := webhook.Stop(); err != nil {
-			t.Errorf("webhook did not stop cleanly on SIGTERM: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("webhook output:\n%s", webhook.Log.String())
-		}
-	})
-	if err := webhook.WaitReady(ctx, net.JoinHostPort("localhost", port)); err != nil {
-		t.Fatal(err)
-	}
+	webhook := installAndRun(t)
+	port, kubeconfig, projection := webhook.port, webhook.kubeconfig, webhook.projection
+	deploy := webhook.deploy
 
 	t.Run("the certificate is provisioned, injected and served", func(t *testing.T) {
 		var certs corev1.Secret
@@ -234,6 +196,64 @@ func TestInstalledChartServesWithItsOwnCertificate(t *testing.T) {
 		}
 		mustHelm(t, "install", "flowauth", "charts/flowauth", "--namespace", namespace) // for the Cleanup's uninstall
 	})
+}
+
+// chartWebhook is the webhook binary run as the installed chart's Deployment runs it.
+type chartWebhook struct {
+	*localcluster.Webhook
+	port, kubeconfig string
+	deploy           appsv1.Deployment
+	// projection lives as long as the test: it ends the Secret projections.
+	projection context.Context
+}
+
+// installAndRun installs the chart (helm install with helmArgs), points the webhook
+// configurations' clientConfig at a local port, and runs the binary there with the Deployment's
+// args and the ServiceAccount's token, its certificate Secret projected into --cert-dir as the
+// kubelet would. It returns once the webhook is ready; cleanups stop it and uninstall.
+func installAndRun(t *testing.T, helmArgs ...string) *chartWebhook {
+	t.Helper()
+	ctx := context.Background()
+	mustHelm(t, append([]string{"install", "flowauth", "charts/flowauth", "--namespace", namespace, "--create-namespace"}, helmArgs...)...)
+	t.Cleanup(func() { mustHelm(t, "uninstall", "flowauth", "--namespace", namespace, "--wait") })
+
+	addr, err := localcluster.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	kubectl(t, "patch", "mutatingwebhookconfiguration", "flowauth", "--type=json", "-p",
+		fmt.Sprintf(`[{"op":"replace","path":"/webhooks/0/clientConfig","value":{"url":"https://localhost:%s/mutate-v1-pod"}}]`, port))
+	c := &chartWebhook{port: port}
+	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "flowauth"}, &c.deploy); err != nil {
+		t.Fatal(err)
+	}
+	if c.kubeconfig, err = cluster.ServiceAccountKubeconfig(ctx, namespace, "flowauth"); err != nil {
+		t.Fatal(err)
+	}
+	certDir := t.TempDir()
+	projection, stopProjection := context.WithCancel(ctx)
+	t.Cleanup(stopProjection)
+	c.projection = projection
+	cluster.ProjectSecret(projection, namespace, "flowauth-certs", certDir)
+	args := localArgs(c.deploy.Spec.Template.Spec.Containers[0].Args, map[string]string{
+		"--port": port, "--cert-dir": certDir, "--cert-dns-name": "localhost", "--kubeconfig": c.kubeconfig, "--log-level": "debug",
+	})
+	if c.Webhook, err = cluster.RunWebhook(ctx, args...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("webhook did not stop cleanly on SIGTERM: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("webhook output:\n%s", c.Log.String())
+		}
+	})
+	if err := c.WaitReady(ctx, net.JoinHostPort("localhost", port)); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // localArgs is the Deployment's args with the flags that depend on where it runs replaced.

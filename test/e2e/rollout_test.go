@@ -1,23 +1,19 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/client-go/util/cert"
 
 	"github.com/flowauth/flowauth/test/localcluster"
@@ -156,10 +152,7 @@ func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
 	defer func() { _ = l.Close() }()
 	svc.run(ctx, l)
 
-	body, err := os.ReadFile("../../pkg/admission/testdata/admload/flowrun.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := localcluster.FlowRunReview(t, "../..")
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(crt)
 	// A new connection per request, as the Service sees a client that does not pin a backend.
@@ -172,7 +165,7 @@ func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for load.Err() == nil {
-				if err := admit(load, client, "https://"+l.Addr().String()+"/mutate-v1-pod", body); err != nil {
+				if err := localcluster.Admit(load, client, "https://"+l.Addr().String()+"/mutate-v1-pod", body); err != nil {
 					if load.Err() == nil {
 						failed.Add(1)
 						firstFailure.CompareAndSwap(nil, time.Now().Format("15:04:05.000")+" "+err.Error())
@@ -210,29 +203,3 @@ func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
 		t.Errorf("too little load to tell: %d answered, %d during the stop", ok.Load(), during)
 	}
 }
-
-// admit posts one AdmissionReview and checks the answer is an allowed, patched review.
-func admit(ctx context.Context, client *http.Client, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var rev admissionv1.AdmissionReview
-	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK || rev.Response == nil || !rev.Response.Allowed || len(rev.Response.Patch) == 0 {
-		return &answerError{status: resp.StatusCode}
-	}
-	return nil
-}
-
-type answerError struct{ status int }
-
-func (e *answerError) Error() string { return "unexpected answer, HTTP " + strconv.Itoa(e.status) }

@@ -52,7 +52,7 @@ func (c *Cluster) ProjectSecret(ctx context.Context, namespace, name, dir string
 			var s corev1.Secret
 			if err := c.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err == nil &&
 				len(s.Data) > 0 && !maps.EqualFunc(current, s.Data, bytes.Equal) {
-				if err := swapIn(dir, s.Data); err == nil {
+				if err := Project(dir, s.Data); err == nil {
 					current = s.Data
 				}
 			}
@@ -65,7 +65,9 @@ func (c *Cluster) ProjectSecret(ctx context.Context, namespace, name, dir string
 	}()
 }
 
-func swapIn(dir string, data map[string][]byte) error {
+// Project writes data into dir as the kubelet projects a Secret volume: a fresh folder of files,
+// made current by atomically replacing the ..data symlink the files point through.
+func Project(dir string, data map[string][]byte) error {
 	version, err := os.MkdirTemp(dir, "..version-")
 	if err != nil {
 		return err
