@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -111,7 +110,7 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f | %.2f | %d |\n", c, f.RPS, w.RPS, w.RPS/f.RPS,
 			f.P50ms, w.P50ms, f.P99ms, w.P99ms, w.P99ms/f.P99ms, f.Errors+w.Errors)
 	}
-	fmt.Printf("\nflowauth peak RSS (VmHWM): %s, RSS at the end: %s\n", procStatus(whCmd.Process.Pid, "VmHWM"), procStatus(whCmd.Process.Pid, "VmRSS"))
+	fmt.Printf("\nflowauth peak RSS (VmHWM): %s, RSS at the end: %s\n", localcluster.ProcStatus(whCmd.Process.Pid, "VmHWM"), localcluster.ProcStatus(whCmd.Process.Pid, "VmRSS"))
 	return nil
 }
 
@@ -156,19 +155,6 @@ func waitFor(path string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s never appeared", path)
-}
-
-func procStatus(pid int, field string) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return "unknown"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field+":") {
-			return strings.TrimSpace(strings.TrimPrefix(line, field+":"))
-		}
-	}
-	return "unknown"
 }
 
 func nprocs() int {

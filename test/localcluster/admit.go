@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -44,4 +46,18 @@ func Admit(ctx context.Context, client *http.Client, url string, body []byte) er
 		return fmt.Errorf("unexpected answer: HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// ProcStatus reads one field of /proc/<pid>/status (e.g. VmRSS, VmHWM), "unknown" if it cannot.
+func ProcStatus(pid int, field string) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
