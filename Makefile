@@ -88,6 +88,10 @@ bench: ## Benchmarks of the hot path (decode, mutate, patch, encode) per harness
 loadtest: ## Load harness (../shared/bench) against the floor and flowauth on loopback; prints the ratio table.
 	go run ./hack/loadtest -bench $(or $(BENCH_DIR),../shared/bench/admload)
 
+.PHONY: burst
+burst: tools-control-plane ## 2,000 flow-run pods through the local API server at once; time, failures, webhook p50/p99 from its metrics.
+	go run ./hack/burst
+
 .PHONY: soak
 soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails on any error or RSS growth (SOAK_DURATION to change).
 	go run ./hack/soak -d $(or $(SOAK_DURATION),10m)
