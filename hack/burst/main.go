@@ -122,8 +122,8 @@ func latency(ctx context.Context, url string) (p50, p99 string, count float64, e
 		if !strings.HasPrefix(line, "controller_runtime_webhook_latency_seconds_bucket{") || !strings.Contains(line, `webhook="/mutate-v1-pod"`) {
 			continue
 		}
-		le := line[strings.Index(line, `le="`)+4:]
-		le = le[:strings.Index(le, `"`)]
+		_, rest, _ := strings.Cut(line, `le="`)
+		le, _, _ := strings.Cut(rest, `"`)
 		fields := strings.Fields(line)
 		n, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
 		bound := math.Inf(1)
