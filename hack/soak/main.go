@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
@@ -22,9 +21,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	admissionv1 "k8s.io/api/admission/v1"
-	"k8s.io/client-go/util/cert"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
@@ -56,12 +52,14 @@ func run(dur time.Duration, rate int, reload time.Duration) error {
 	if out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "./cmd/webhook").CombinedOutput(); err != nil {
 		return fmt.Errorf("building the webhook: %w\n%s", err, out)
 	}
-	crt, key, err := cert.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	certDir := filepath.Join(tmp, "certs")
+	if err := os.Mkdir(certDir, 0o700); err != nil {
+		return err
+	}
+	crt, err := localcluster.ServingCert(certDir)
 	if err != nil {
 		return err
 	}
-	_ = os.WriteFile(filepath.Join(tmp, "tls.crt"), crt, 0o600)
-	_ = os.WriteFile(filepath.Join(tmp, "tls.key"), key, 0o600)
 	mapFile := filepath.Join(tmp, "secret-map.yaml")
 	if err := os.WriteFile(mapFile, []byte(mapVersions[0]), 0o600); err != nil {
 		return err
@@ -77,7 +75,7 @@ func run(dur time.Duration, rate int, reload time.Duration) error {
 	_, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wh := exec.CommandContext(ctx, bin, "--namespace-defaults=false", "--port="+port, "--cert-dir="+tmp, "--secret-map="+mapFile,
+	wh := exec.CommandContext(ctx, bin, "--namespace-defaults=false", "--port="+port, "--cert-dir="+certDir, "--secret-map="+mapFile,
 		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0", "--log-level=error")
 	if err := wh.Start(); err != nil {
 		return err
@@ -115,7 +113,7 @@ func run(dur time.Duration, rate int, reload time.Duration) error {
 			i++
 			wg.Go(func() {
 				sent.Add(1)
-				if err := admit(ctx, client, url, body); err != nil {
+				if err := localcluster.Admit(ctx, client, url, body); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
 				}
@@ -141,27 +139,6 @@ func run(dur time.Duration, rate int, reload time.Duration) error {
 	}
 	if a, b := kib(rssStart), kib(rssEnd); a > 0 && b > a+a/5 {
 		return fmt.Errorf("RSS grew from %s to %s (more than 20%%)", rssStart, rssEnd)
-	}
-	return nil
-}
-
-func admit(ctx context.Context, client *http.Client, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var rev admissionv1.AdmissionReview
-	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK || rev.Response == nil || !rev.Response.Allowed {
-		return fmt.Errorf("HTTP %d, answer %+v", resp.StatusCode, rev.Response)
 	}
 	return nil
 }

@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,54 +31,23 @@ func TestCertControllerRotationUnderLoad(t *testing.T) {
 	if !pool.AppendCertsFromPEM(mwc.Webhooks[0].ClientConfig.CABundle) {
 		t.Fatal("no caBundle injected")
 	}
-	var mu sync.Mutex
-	served := map[string]bool{}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12,
-			VerifyConnection: func(cs tls.ConnectionState) error {
-				mu.Lock()
-				served[string(cs.PeerCertificates[0].Signature)] = true
-				mu.Unlock()
-				return nil
-			}}}}
+	tlsConfig := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	served := localcluster.ServedCertificates(tlsConfig)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsConfig}}
 	url := "https://" + net.JoinHostPort("localhost", w.port) + "/mutate-v1-pod"
-	body := localcluster.FlowRunReview(t, root)
-	var ok, failed atomic.Int64
-	load, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			for load.Err() == nil {
-				if err := localcluster.Admit(load, client, url, body); err != nil {
-					if load.Err() == nil {
-						failed.Add(1)
-						t.Logf("%s admission failed: %v", time.Now().Format("15:04:05.000"), err)
-					}
-				} else {
-					ok.Add(1)
-				}
-				time.Sleep(10 * time.Millisecond) // steady, not saturating: this is about rotation
-			}
-		})
-	}
+	// Steady, not saturating: this is about rotation.
+	load := localcluster.StartLoad(ctx, 2, client, url, localcluster.FlowRunReview(t, root), 10*time.Millisecond)
 	deadline := time.Now().Add(100 * time.Second)
-	for {
-		mu.Lock()
-		n := len(served)
-		mu.Unlock()
-		if n >= 2 || time.Now().After(deadline) {
-			break
-		}
+	for served() < 2 && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	stopLoad()
-	wg.Wait()
-	t.Logf("%d admissions answered, %d failed, %d serving certificates seen", ok.Load(), failed.Load(), len(served))
-	if len(served) < 2 {
+	ok, failed, first := load.Stop()
+	t.Logf("%d admissions answered, %d failed, %d serving certificates seen", ok, failed, served())
+	if served() < 2 {
 		t.Errorf("no rotation happened within 100 s; args %v", w.deploy.Spec.Template.Spec.Containers[0].Args)
 	}
-	if failed.Load() > 0 {
-		t.Errorf("%d admissions failed across the rotation", failed.Load())
+	if failed > 0 {
+		t.Errorf("%d admissions failed across the rotation; first: %v", failed, first)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,57 +49,26 @@ func TestCertificateFileSwapUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	body := localcluster.FlowRunReview(t, "../..")
-	var mu sync.Mutex
-	served := map[string]bool{}
-	transport := &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			mu.Lock()
-			served[string(cs.PeerCertificates[0].Signature)] = true
-			mu.Unlock()
-			return nil
-		}}}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
-	var ok, failed atomic.Int64
-	load, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			for load.Err() == nil {
-				if err := localcluster.Admit(load, client, "https://"+addr+"/mutate-v1-pod", body); err != nil {
-					if load.Err() == nil {
-						failed.Add(1)
-						t.Logf("admission failed: %v", err)
-					}
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
+	tlsConfig := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+	served := localcluster.ServedCertificates(tlsConfig)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsConfig}}
+	load := localcluster.StartLoad(ctx, 2, client, "https://"+addr+"/mutate-v1-pod", localcluster.FlowRunReview(t, "../.."), 0)
 	time.Sleep(500 * time.Millisecond)
 	if err := localcluster.Project(certDir, second); err != nil {
 		t.Fatal(err)
 	}
 	// certwatcher reacts to the file events, or at the latest on its 10 s poll.
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		mu.Lock()
-		n := len(served)
-		mu.Unlock()
-		if n >= 2 || time.Now().After(deadline) {
-			break
-		}
+	for served() < 2 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond)
-	stopLoad()
-	wg.Wait()
-	t.Logf("%d admissions answered across the swap, %d failed, %d certificates served", ok.Load(), failed.Load(), len(served))
-	if failed.Load() > 0 {
-		t.Errorf("%d admissions failed across the certificate swap", failed.Load())
+	ok, failed, first := load.Stop()
+	t.Logf("%d admissions answered across the swap, %d failed, %d certificates served", ok, failed, served())
+	if failed > 0 {
+		t.Errorf("%d admissions failed across the certificate swap; first: %v", failed, first)
 	}
-	if len(served) < 2 {
+	if served() < 2 {
 		t.Errorf("the new certificate was never served")
 	}
 }

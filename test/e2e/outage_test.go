@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/util/cert"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
@@ -111,12 +109,9 @@ func TestAPIServerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	certDir := t.TempDir()
-	crt, key, err := cert.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
-	if err != nil {
+	if _, err := localcluster.ServingCert(certDir); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.WriteFile(filepath.Join(certDir, "tls.crt"), crt, 0o600)
-	_ = os.WriteFile(filepath.Join(certDir, "tls.key"), key, 0o600)
 	addr, err := localcluster.FreeAddr()
 	if err != nil {
 		t.Fatal(err)

@@ -7,14 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"k8s.io/client-go/util/cert"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
@@ -106,14 +102,9 @@ func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	certDir := t.TempDir()
-	crt, key, err := cert.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	crt, err := localcluster.ServingCert(certDir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for name, data := range map[string][]byte{"tls.crt": crt, "tls.key": key} {
-		if err := os.WriteFile(filepath.Join(certDir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 	replica := func(addr string) (*localcluster.Webhook, error) {
 		_, port, _ := net.SplitHostPort(addr)
@@ -152,38 +143,20 @@ func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
 	defer func() { _ = l.Close() }()
 	svc.run(ctx, l)
 
-	body := localcluster.FlowRunReview(t, "../..")
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(crt)
 	// A new connection per request, as the Service sees a client that does not pin a backend.
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}}
-	var ok, failed atomic.Int64
-	var firstFailure atomic.Value
-	load, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for load.Err() == nil {
-				if err := localcluster.Admit(load, client, "https://"+l.Addr().String()+"/mutate-v1-pod", body); err != nil {
-					if load.Err() == nil {
-						failed.Add(1)
-						firstFailure.CompareAndSwap(nil, time.Now().Format("15:04:05.000")+" "+err.Error())
-					}
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
+	load := localcluster.StartLoad(ctx, 4, client, "https://"+l.Addr().String()+"/mutate-v1-pod", localcluster.FlowRunReview(t, "../.."), 0)
 
 	time.Sleep(time.Second)
 	t.Logf("%s stopping replica 0", time.Now().Format("15:04:05.000"))
-	before := ok.Load()
+	before := load.Answered()
 	if err := replicas[0].Stop(); err != nil {
 		t.Errorf("the stopped replica did not exit cleanly: %v", err)
 	}
-	during := ok.Load() - before
+	during := load.Answered() - before
 	t.Logf("%s replica 0 exited", time.Now().Format("15:04:05.000"))
 	w, err := replica(svc.backends[0].addr)
 	if err != nil {
@@ -192,14 +165,13 @@ func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
 	replicas[0] = w
 	svc.setReadyz(svc.backends[0].addr, w.ReadyzURL)
 	time.Sleep(time.Second)
-	stopLoad()
-	wg.Wait()
+	ok, failed, first := load.Stop()
 
-	t.Logf("%d admissions answered (%d while one replica was stopping), %d failed", ok.Load(), during, failed.Load())
-	if failed.Load() > 0 {
-		t.Errorf("%d admissions failed across the restart; first: %v", failed.Load(), firstFailure.Load())
+	t.Logf("%d admissions answered (%d while one replica was stopping), %d failed", ok, during, failed)
+	if failed > 0 {
+		t.Errorf("%d admissions failed across the restart; first: %v", failed, first)
 	}
-	if ok.Load() < 100 || during == 0 {
-		t.Errorf("too little load to tell: %d answered, %d during the stop", ok.Load(), during)
+	if ok < 100 || during == 0 {
+		t.Errorf("too little load to tell: %d answered, %d during the stop", ok, during)
 	}
 }

@@ -3,16 +3,22 @@ package localcluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/client-go/util/cert"
 )
 
 // FlowRunReview is the load harness's flow-run AdmissionReview (pkg/admission/testdata/admload).
@@ -26,7 +32,7 @@ func FlowRunReview(t testing.TB, repoRoot string) []byte {
 }
 
 // Admit posts one AdmissionReview as the API server does and checks that the answer is an
-// allowed review with a patch.
+// allowed review, with a patch when the body is a flow run's.
 func Admit(ctx context.Context, client *http.Client, url string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -42,8 +48,9 @@ func Admit(ctx context.Context, client *http.Client, url string, body []byte) er
 	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK || rev.Response == nil || !rev.Response.Allowed || len(rev.Response.Patch) == 0 {
-		return fmt.Errorf("unexpected answer: HTTP %d", resp.StatusCode)
+	flowRun := bytes.Contains(body, []byte("flowauth.io/secrets"))
+	if resp.StatusCode != http.StatusOK || rev.Response == nil || !rev.Response.Allowed || flowRun != (len(rev.Response.Patch) > 0) {
+		return fmt.Errorf("unexpected answer: HTTP %d, %+v", resp.StatusCode, rev.Response)
 	}
 	return nil
 }
@@ -60,4 +67,73 @@ func ProcStatus(pid int, field string) string {
 		}
 	}
 	return "unknown"
+}
+
+// Load sends one AdmissionReview over and over from several goroutines until Stop, counting
+// allowed answers and failures.
+type Load struct {
+	ok, failed atomic.Int64
+	first      atomic.Value
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// StartLoad starts workers goroutines posting body to url, each pausing between requests.
+func StartLoad(ctx context.Context, workers int, client *http.Client, url string, body []byte, pause time.Duration) *Load {
+	l := &Load{}
+	ctx, l.stop = context.WithCancel(ctx)
+	for range workers {
+		l.wg.Go(func() {
+			for ctx.Err() == nil {
+				if err := Admit(ctx, client, url, body); err != nil {
+					if ctx.Err() == nil {
+						l.failed.Add(1)
+						l.first.CompareAndSwap(nil, time.Now().Format("15:04:05.000")+" "+err.Error())
+					}
+				} else {
+					l.ok.Add(1)
+				}
+				time.Sleep(pause)
+			}
+		})
+	}
+	return l
+}
+
+// Answered is how many admissions were answered so far.
+func (l *Load) Answered() int64 { return l.ok.Load() }
+
+// Stop ends the load and returns the answered and failed counts and the first failure.
+func (l *Load) Stop() (answered, failed int64, first any) {
+	l.stop()
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load(), l.first.Load()
+}
+
+// ServedCertificates makes cfg record each distinct certificate servers present; the returned
+// function counts them.
+func ServedCertificates(cfg *tls.Config) func() int {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[string(cs.PeerCertificates[0].Signature)] = true
+		return nil
+	}
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+}
+
+// ServingCert writes a fresh self-signed serving certificate for localhost and 127.0.0.1 into
+// dir, laid out as a projected Secret, and returns the certificate's PEM (to trust it).
+func ServingCert(dir string) ([]byte, error) {
+	crt, key, err := cert.GenerateSelfSignedCertKey("localhost", []net.IP{net.ParseIP("127.0.0.1")}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return crt, Project(dir, map[string][]byte{"tls.crt": crt, "tls.key": key})
 }
