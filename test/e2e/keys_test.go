@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowauth/flowauth/test/localcluster"
 )
 
 // leakProbe is a Secret value that must never appear in any output of flowauth or of the cluster
@@ -45,10 +49,15 @@ spec:
 	return file
 }
 
+// answers keeps what kubectl printed of admission answers (warnings, denials) in this suite,
+// for TestNoSecretValueLeaks.
+var answers localcluster.SyncBuffer
+
 // apply runs `kubectl apply` and returns stderr, where kubectl prints admission warnings.
 func apply(t *testing.T, ns, file string) (stderr string, err error) {
 	t.Helper()
 	_, stderr, err = cluster.Kubectl(context.Background(), "-n", ns, "apply", "-f", file)
+	_, _ = answers.Write([]byte(stderr))
 	return stderr, err
 }
 
@@ -148,6 +157,26 @@ func TestNoSecretValueLeaks(t *testing.T) {
 	kubectl(t, "-n", ns, "apply", "-f", "../../examples/prefect1-flow-run-job.yaml")
 	jobPod(t, ns, "prefect-job-3c1b2a9f")
 
+	// The error path too: a request the webhook must refuse, answered as the API server would see it.
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(cluster.WebhookCA())
+	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	for _, body := range []string{
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"leak","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"` + ns + `","object":{"metadata":{"annotations":{"flowauth.io/secrets":"AWS_CREDENTIALS bad-name"}},"spec":[]}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"leak","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"` + ns + `","object":{"metadata":{"annotations":{"flowauth.io/secrets":"AWS_CREDENTIALS bad-name"}},"spec":{"containers":[{"name":"c"}]}}}}`,
+		`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"leak","kind":{"version":"v1","kind":"Pod"},"operation":"CREATE","namespace":"` + ns + `","object":{"metadata":{"annotations":{"flowauth.io/secrets":"AWS_CREDENTIALS GCP_CREDENTIALS GITHUB_ACCESS_TOKEN"}},"spec":{"containers":[{"name":"c"}]}}}}`,
+	} {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, cluster.WebhookURL(), strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := direct.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		_, _ = answers.Write(answer)
+	}
+
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, cluster.MetricsURL, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -155,14 +184,18 @@ func TestNoSecretValueLeaks(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
+	if !strings.Contains(answers.String(), "Warning: flowauth:") || !strings.Contains(answers.String(), `"code":400`) || !strings.Contains(answers.String(), `"code":403`) {
+		t.Errorf("the scan lacks a warning, an error or a denial to look at:\n%s", answers.String())
+	}
 	outputs := map[string]string{
-		"webhook log":      cluster.WebhookLog.String(),
-		"metrics":          string(metrics),
-		"events":           kubectl(t, "get", "events", "-A", "-o", "yaml"),
-		"pods":             kubectl(t, "get", "pods", "-A", "-o", "yaml"),
-		"jobs":             kubectl(t, "get", "jobs", "-A", "-o", "yaml"),
-		"describe jobs":    kubectl(t, "describe", "jobs", "-A"),
-		"webhook metadata": kubectl(t, "get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "yaml"),
+		"admission answers": answers.String(),
+		"webhook log":       cluster.WebhookLog.String(),
+		"metrics":           string(metrics),
+		"events":            kubectl(t, "get", "events", "-A", "-o", "yaml"),
+		"pods":              kubectl(t, "get", "pods", "-A", "-o", "yaml"),
+		"jobs":              kubectl(t, "get", "jobs", "-A", "-o", "yaml"),
+		"describe jobs":     kubectl(t, "describe", "jobs", "-A"),
+		"webhook metadata":  kubectl(t, "get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-o", "yaml"),
 	}
 	for what, out := range outputs {
 		for _, value := range []string{leakProbe, "AKIAEXAMPLEEXAMPLE00", "example-secret-access-key-not-real", "ghp_exampleNotARealToken", "private_key_id"} {

@@ -48,8 +48,11 @@ type Cluster struct {
 	Config     *rest.Config
 	Client     client.Client
 	Kubeconfig string
-	// WebhookLog holds everything the webhook binary printed (nil with NoWebhook).
+	// WebhookLog holds everything the webhook binary printed (nil with NoWebhook); after
+	// RestartWebhook, the new process's output.
 	WebhookLog *SyncBuffer
+	// AllWebhookLogs holds the output of every webhook process this cluster ran.
+	AllWebhookLogs *SyncBuffer
 	// MetricsURL is the webhook's Prometheus endpoint.
 	MetricsURL string
 
@@ -75,7 +78,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			return nil, fmt.Errorf("%s not found in %s: run `hack/tools.sh control-plane` (make test and make demo do)", bin, assets)
 		}
 	}
-	c := &Cluster{opts: o, assets: assets, webhookBin: filepath.Join(o.WorkDir, "webhook")}
+	c := &Cluster{opts: o, assets: assets, webhookBin: filepath.Join(o.WorkDir, "webhook"), AllWebhookLogs: &SyncBuffer{}}
 	build := exec.CommandContext(ctx, "go", "build", "-o", c.webhookBin, "./cmd/webhook")
 	build.Dir = o.RepoRoot
 	if out, err := build.CombinedOutput(); err != nil {
@@ -154,6 +157,13 @@ func (c *Cluster) RestartWebhook(ctx context.Context, extra ...string) error {
 	return w.WaitReady(ctx, c.webhookAddr)
 }
 
+// WebhookURL is where the registered webhook serves pods, and WebhookCA the CA its serving
+// certificate chains to: for tests that talk to it as the API server does.
+func (c *Cluster) WebhookURL() string { return "https://" + c.webhookAddr + "/mutate-v1-pod" }
+
+// WebhookCA is the PEM of the CA of the registered webhook's serving certificate.
+func (c *Cluster) WebhookCA() []byte { return c.env.WebhookInstallOptions.LocalServingCAData }
+
 func (c *Cluster) logTo() io.Writer {
 	if c.opts.Log == nil {
 		return io.Discard
@@ -184,7 +194,7 @@ func (c *Cluster) RunWebhook(ctx context.Context, args ...string) (*Webhook, err
 	w := &Webhook{Log: &SyncBuffer{}, MetricsURL: "http://" + metrics + "/metrics", ReadyzURL: "http://" + health + "/readyz"}
 	args = append([]string{"--health-probe-bind-address=" + health, "--metrics-bind-address=" + metrics}, args...)
 	w.cmd = exec.CommandContext(ctx, c.webhookBin, args...)
-	out := io.MultiWriter(w.Log, c.logTo())
+	out := io.MultiWriter(w.Log, c.AllWebhookLogs, c.logTo())
 	w.cmd.Stdout, w.cmd.Stderr = out, out
 	if err := c.run(w.cmd); err != nil {
 		return nil, fmt.Errorf("starting the webhook: %w", err)
