@@ -164,10 +164,14 @@ func TestOnlyPodCreateIsMutated(t *testing.T) {
 	}
 }
 
+// TestBadObjectIsABadRequest: an object that may be a flow run but does not decode as a pod is a
+// 400. (Objects that mention neither flowauth.io/secrets nor a Prefect label are let through
+// unread: controller-runtime has already checked that they are JSON.)
 func TestBadObjectIsABadRequest(t *testing.T) {
 	for name, raw := range map[string]string{
-		"not json":          `{"metadata":`,
-		"metadata a string": `{"metadata":"x"}`,
+		"not json":          `{"metadata":{"annotations":{"flowauth.io/secrets":`,
+		"metadata a string": `{"metadata":"x","flowauth.io/secrets":1}`,
+		"not an object":     `["flowauth.io/secrets"]`,
 		"spec wrong type":   `{"metadata":{"annotations":{"flowauth.io/secrets":"AWS_CREDENTIALS"}},"spec":{"containers":"flow"}}`,
 	} {
 		resp := newMutator("").Handle(context.Background(), request(admissionv1.Create, []byte(raw)))
