@@ -104,6 +104,8 @@ all)
   control_plane
   helm
   go_install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION"
+  go_install govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION"
+  vulndb
   ;;
 *)
   say "unknown tool '$1' (control-plane, helm, golangci-lint, govulncheck, vulndb, benchstat, all)"
