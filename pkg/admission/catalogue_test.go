@@ -84,10 +84,10 @@ func TestBadInputCatalogue(t *testing.T) {
 
 		// Objects that are not pods.
 		{"missing object", create("null"), "", answer{Code: 400, Message: "flowauth: request object is not a pod: unexpected end of JSON input"}},
-		{"object is a string", create(`"pod"`), "", answer{Code: 400, Message: "flowauth: request object is not a pod: json: cannot unmarshal string into Go value of type v1.PartialObjectMetadata"}},
-		{"object is an array", create(`[1]`), "", answer{Code: 400, Message: "flowauth: request object is not a pod: json: cannot unmarshal array into Go value of type v1.PartialObjectMetadata"}},
+		{"object is a string", create(`"pod"`), "", answer{Code: 400, Message: "flowauth: request object is not a pod: json: cannot unmarshal string into Go value of type v1.Pod"}},
+		{"object is an array", create(`[1]`), "", answer{Code: 400, Message: "flowauth: request object is not a pod: json: cannot unmarshal array into Go value of type v1.Pod"}},
 		{"annotations of the wrong type", create(`{"metadata":{"annotations":{"flowauth.io/secrets":7}}}`), "", answer{Code: 400, Message: "flowauth: request object is not a pod: json: cannot unmarshal number into Go struct field ObjectMeta.metadata.annotations of type string"}},
-		{"spec of the wrong type", create(`{"metadata":{"annotations":{"flowauth.io/secrets":"A"}},"spec":[]}`), "", answer{Code: 400, Message: "flowauth: decoding pod: json: cannot unmarshal array into Go struct field Pod.spec of type v1.PodSpec"}},
+		{"spec of the wrong type", create(`{"metadata":{"annotations":{"flowauth.io/secrets":"A"}},"spec":[]}`), "", answer{Code: 400, Message: "flowauth: request object is not a pod: json: cannot unmarshal array into Go struct field Pod.spec of type v1.PodSpec"}},
 
 		// Hostile or mistaken declarations.
 		{"name with ..", create(declares("AWS..X")), "", answer{Code: 403, Message: fmt.Sprintf(notAName, `"AWS..X"`)}},

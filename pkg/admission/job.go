@@ -63,7 +63,7 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Labels: template.Labels, Annotations: template.Annotations},
 		Spec:       template.Spec,
 	}
-	defaults, err := h.namespaceDefaults(ctx, namespace, metav1.PartialObjectMetadata{ObjectMeta: pod.ObjectMeta})
+	defaults, err := h.namespaceDefaults(ctx, namespace, pod.Annotations, pod.Labels)
 	if err != nil {
 		h.Metrics.template(kind, resultError)
 		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))

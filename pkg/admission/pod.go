@@ -14,7 +14,6 @@ import (
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -82,30 +81,24 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		h.Metrics.admission(resultPassed)
 		return admission.Allowed("")
 	}
-	// Metadata first: a pod that is not a flow run is let through without decoding its spec.
-	var meta metav1.PartialObjectMetadata
-	if err := json.Unmarshal(req.Object.Raw, &meta); err != nil {
+	// One decode: pods that are not flow runs rarely get this far (see above).
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		h.Metrics.admission(resultError)
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a pod: %w", err))
 	}
 	namespace := req.Namespace // pods made by a Job controller may carry no namespace themselves
 	if namespace == "" {
-		namespace = meta.Namespace
+		namespace = pod.Namespace
 	}
-	defaults, err := h.namespaceDefaults(ctx, namespace, meta)
+	defaults, err := h.namespaceDefaults(ctx, namespace, pod.Annotations, pod.Labels)
 	if err != nil {
 		h.Metrics.admission(resultError)
 		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
 	}
-	if !mutate.IsFlowRun(meta.Annotations, meta.Labels, defaults) {
+	if !mutate.IsFlowRun(pod.Annotations, pod.Labels, defaults) {
 		h.Metrics.admission(resultPassed)
 		return admission.Allowed("")
-	}
-
-	var pod corev1.Pod
-	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		h.Metrics.admission(resultError)
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: decoding pod: %w", err))
 	}
 	m := h.Secrets.Map()
 	res := mutate.Pod(h.input(&pod, namespace, defaults, m))
@@ -165,8 +158,8 @@ func (h *PodMutator) input(pod *corev1.Pod, namespace, defaults string, m *secre
 
 func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }
 
-func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, meta metav1.PartialObjectMetadata) (string, error) {
-	if h.Namespaces == nil || !mutate.NeedsNamespaceDefaults(meta.Annotations, meta.Labels) {
+func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, annotations, labels map[string]string) (string, error) {
+	if h.Namespaces == nil || !mutate.NeedsNamespaceDefaults(annotations, labels) {
 		return "", nil
 	}
 	return h.Namespaces.Defaults(ctx, namespace)
