@@ -105,7 +105,7 @@ func TestTemplateValidator(t *testing.T) {
 				t.Errorf("allowed=%v code=%d message=%q\nwant allowed=%v code=%d message=%q", resp.Allowed, resp.Result.Code, resp.Result.Message, tt.wantAllowed, tt.wantCode, tt.wantMessage)
 			}
 			if len(resp.Patches) > 0 || resp.Patch != nil {
-				t.Errorf("a validating answer carries a patch: %v", resp.Patches)
+				t.Errorf("a validating answer carries a patch: %s", resp.Patch)
 			}
 			if diff := cmp.Diff(tt.warnings, resp.Warnings); diff != "" {
 				t.Errorf("warnings (-want +got):\n%s", diff)

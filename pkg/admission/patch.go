@@ -28,6 +28,23 @@ func jsonPatch(original, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {
 	return diffPatch(original, mutated)
 }
 
+// encodePatch writes the operations as a JSON Patch document.
+func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
+	type operation struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value,omitempty"`
+	}
+	plain := make([]operation, len(ops))
+	for i, o := range ops {
+		if o.Value == nil && (o.Operation == "add" || o.Operation == "replace") {
+			return json.Marshal(ops) // "value": null must be written: the library's encoder does it
+		}
+		plain[i] = operation{Op: o.Operation, Path: o.Path, Value: o.Value}
+	}
+	return json.Marshal(plain)
+}
+
 // diffPatch diffs the two pods' JSON. Both sides go through the same Go types, so unknown fields
 // are absent from both and never show up as a "remove".
 func diffPatch(original, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {

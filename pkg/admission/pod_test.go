@@ -61,10 +61,13 @@ func yamlToJSON(t testing.TB, path string) []byte {
 
 func applyPatch(t *testing.T, raw []byte, resp admission.Response) []byte {
 	t.Helper()
-	if len(resp.Patches) == 0 {
+	if len(resp.Patch) == 0 && len(resp.Patches) == 0 {
 		return raw
 	}
-	ops, err := json.Marshal(resp.Patches)
+	ops, err := resp.Patch, error(nil)
+	if ops == nil {
+		ops, err = json.Marshal(resp.Patches)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +108,7 @@ func TestPatchGivesGoldenPod(t *testing.T) {
 			resp := h.Handle(context.Background(), request(admissionv1.Create, raw))
 			findings, _ := os.ReadFile(filepath.Join(dir, "findings.txt"))
 			if strings.Contains(string(findings), "\ndeny ") {
-				if resp.Allowed || resp.Result.Code != http.StatusForbidden || len(resp.Patches) > 0 {
+				if resp.Allowed || resp.Result.Code != http.StatusForbidden || len(resp.Patch) > 0 {
 					t.Fatalf("want a denial, got allowed=%v code=%d", resp.Allowed, resp.Result.Code)
 				}
 				return
@@ -136,9 +139,13 @@ func TestPatchKeepsUnknownFields(t *testing.T) {
 	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"run-","annotations":{"flowauth.io/secrets":"GITHUB_ACCESS_TOKEN"}},
 "spec":{"futureField":{"x":1},"containers":[{"name":"flow","image":"i","futureContainerField":true}]}}`)
 	resp := newMutator("").Handle(context.Background(), request(admissionv1.Create, raw))
-	for _, op := range resp.Patches {
-		if op.Operation != "add" {
-			t.Errorf("patch has %s %s; only adds are allowed", op.Operation, op.Path)
+	var ops []struct{ Op, Path string }
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil || len(ops) == 0 {
+		t.Fatalf("no JSON Patch: %v %s", err, resp.Patch)
+	}
+	for _, op := range ops {
+		if op.Op != "add" {
+			t.Errorf("patch has %s %s; only adds are allowed", op.Op, op.Path)
 		}
 	}
 	out := string(applyPatch(t, raw, resp))
@@ -153,14 +160,14 @@ func TestOnlyPodCreateIsMutated(t *testing.T) {
 	raw := yamlToJSON(t, "../mutate/testdata/prefect1-agent-job-pod/in.yaml")
 	for _, op := range []admissionv1.Operation{admissionv1.Update, admissionv1.Delete, admissionv1.Connect} {
 		resp := newMutator("").Handle(context.Background(), request(op, raw))
-		if !resp.Allowed || len(resp.Patches) > 0 {
-			t.Errorf("%s: allowed=%v patches=%d, want allowed unchanged", op, resp.Allowed, len(resp.Patches))
+		if !resp.Allowed || len(resp.Patch) > 0 {
+			t.Errorf("%s: allowed=%v patches=%d, want allowed unchanged", op, resp.Allowed, len(resp.Patch))
 		}
 	}
 	sub := request(admissionv1.Create, raw)
 	sub.SubResource = "ephemeralcontainers"
-	if resp := newMutator("").Handle(context.Background(), sub); !resp.Allowed || len(resp.Patches) > 0 {
-		t.Errorf("subresource: allowed=%v patches=%d", resp.Allowed, len(resp.Patches))
+	if resp := newMutator("").Handle(context.Background(), sub); !resp.Allowed || len(resp.Patch) > 0 {
+		t.Errorf("subresource: allowed=%v patches=%d", resp.Allowed, len(resp.Patch))
 	}
 }
 
@@ -227,6 +234,13 @@ func TestFastPatchMatchesGeneralDiff(t *testing.T) {
 			general, err := diffPatch(&original, &mutated)
 			if err != nil {
 				t.Fatal(err)
+			}
+			encoded, err := encodePatch(fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if library, _ := json.Marshal(fast); !jsonpatch.Equal(encoded, library) {
+				t.Errorf("encodePatch differs from the library's encoding:\n%s\n%s", encoded, library)
 			}
 			raw, _ := json.Marshal(&original)
 			a := applyPatch(t, raw, admission.Response{Patches: fast})
