@@ -4,7 +4,6 @@
 package admission
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,10 +73,8 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Allowed("flowauth only mutates pod CREATE")
 	}
 	// Most pods are not flow runs (matchConditions keep them away, but the webhook must be cheap
-	// without them too). A pod that names neither flowauth's annotation nor a Prefect flow-run
-	// label cannot be one: let it through without decoding anything. The API server encodes
-	// objects without escaping these characters, so the bytes are found whenever they are there.
-	if cannotBeFlowRun(req.Object.Raw) {
+	// without them too): those are let through without decoding anything.
+	if !mutate.MayBeFlowRun(req.Object.Raw) {
 		h.Metrics.admission(resultPassed)
 		return admission.Allowed("")
 	}
@@ -148,22 +145,6 @@ func patched(patch []byte) admission.Response {
 	r := admission.Allowed("")
 	r.Patch, r.PatchType = patch, &patchType
 	return r
-}
-
-var (
-	secretsKey   = []byte(`"` + mutate.AnnotationSecrets + `"`)
-	prefectLabel = []byte(`"prefect.io/flow`) // prefect.io/flow_run_id and prefect.io/flow-run-id
-)
-
-// cannotBeFlowRun is true for a JSON object that mentions neither flowauth.io/secrets nor a
-// Prefect flow-run label. Anything that is not a JSON object goes on to the decoder, which says
-// what is wrong with it.
-func cannotBeFlowRun(raw []byte) bool {
-	trimmed := bytes.TrimLeft(raw, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return false
-	}
-	return !bytes.Contains(raw, secretsKey) && !bytes.Contains(raw, prefectLabel)
 }
 
 func (h *PodMutator) input(pod *corev1.Pod, namespace, defaults string, m *secretmap.Map) mutate.Input {

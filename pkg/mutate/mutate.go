@@ -4,6 +4,7 @@
 package mutate
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"sort"
@@ -83,6 +84,31 @@ func IsFlowRun(annotations, labels map[string]string, namespaceDefaults string) 
 		return true
 	}
 	return strings.TrimSpace(namespaceDefaults) != "" && hasPrefectLabel(labels)
+}
+
+// MayBeFlowRun is IsFlowRun's cheap first pass over a pod's raw JSON: false when the object
+// names neither flowauth.io/secrets nor a Prefect flow-run label, so it cannot be a flow run
+// whatever its namespace says, and nothing needs decoding. The API server encodes objects
+// without escaping these characters, so the keys are found whenever they are there. Input that
+// is not a JSON object is not judged here (true): the decoder says what is wrong with it.
+func MayBeFlowRun(raw []byte) bool {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return true
+	}
+	for _, key := range flowRunKeys {
+		if bytes.Contains(raw, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// flowRunKeys are the JSON keys IsFlowRun looks at, quoted as they appear in an object.
+var flowRunKeys = [][]byte{
+	[]byte(`"` + AnnotationSecrets + `"`),
+	[]byte(`"` + LabelFlowRunIDPrefect1 + `"`),
+	[]byte(`"` + LabelFlowRunIDPrefect2 + `"`),
 }
 
 // NeedsNamespaceDefaults tells whether the namespace's defaults can matter to a pod: only to one

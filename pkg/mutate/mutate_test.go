@@ -1,6 +1,7 @@
 package mutate
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -53,6 +54,34 @@ secrets:
 	for _, w := range second.Warnings {
 		if w.Reason == ReasonUserEnvKept {
 			t.Errorf("reinvocation took flowauth's own GH_TOKEN for a user setting: %s", w.Message)
+		}
+	}
+}
+
+// TestMayBeFlowRunNeverMissesAFlowRun: for every golden pod, and with namespace defaults set,
+// the byte-level first pass says "may be" whenever IsFlowRun says "is".
+func TestMayBeFlowRunNeverMissesAFlowRun(t *testing.T) {
+	for _, c := range goldenCases(t) {
+		raw, err := json.Marshal(c.pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if IsFlowRun(c.pod.Annotations, c.pod.Labels, "AWS_CREDENTIALS") && !MayBeFlowRun(raw) {
+			t.Errorf("%s: a flow run was missed", c.dir)
+		}
+	}
+	for raw, want := range map[string]bool{
+		`{"metadata":{"labels":{"app":"web"}},"spec":{}}`:                         false,
+		` {"metadata":{"labels":{"prefect.io/flow-run-id":"x"}}}`:                 true,
+		`{"metadata":{"labels":{"prefect.io/flow_run_id":"x"}}}`:                  true,
+		`{"metadata":{"labels":{"prefect.io/flow-run-name":"x"}}}`:                false,
+		`{"metadata":{"annotations":{"secret.flowauth.io/AWS_CREDENTIALS":"x"}}}`: false,
+		`null`:  true,
+		`["x"]`: true,
+		``:      true,
+	} {
+		if got := MayBeFlowRun([]byte(raw)); got != want {
+			t.Errorf("MayBeFlowRun(%s) = %v, want %v", raw, got, want)
 		}
 	}
 }

@@ -19,6 +19,8 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/client-go/util/cert"
+
+	"github.com/flowauth/flowauth/pkg/mutate"
 )
 
 // FlowRunReview is the load harness's flow-run AdmissionReview (pkg/admission/testdata/admload).
@@ -48,7 +50,7 @@ func Admit(ctx context.Context, client *http.Client, url string, body []byte) er
 	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil {
 		return err
 	}
-	flowRun := bytes.Contains(body, []byte("flowauth.io/secrets"))
+	flowRun := mutate.MayBeFlowRun(body) // the harness's bodies: flow runs exactly when this says so
 	if resp.StatusCode != http.StatusOK || rev.Response == nil || !rev.Response.Allowed || flowRun != (len(rev.Response.Patch) > 0) {
 		return fmt.Errorf("unexpected answer: HTTP %d, %+v", resp.StatusCode, rev.Response)
 	}
