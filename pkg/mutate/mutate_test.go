@@ -70,18 +70,21 @@ func TestMayBeFlowRunNeverMissesAFlowRun(t *testing.T) {
 			t.Errorf("%s: a flow run was missed", c.dir)
 		}
 	}
-	for raw, want := range map[string]bool{
-		`{"metadata":{"labels":{"app":"web"}},"spec":{}}`:                         false,
-		` {"metadata":{"labels":{"prefect.io/flow-run-id":"x"}}}`:                 true,
-		`{"metadata":{"labels":{"prefect.io/flow_run_id":"x"}}}`:                  true,
-		`{"metadata":{"labels":{"prefect.io/flow-run-name":"x"}}}`:                false,
-		`{"metadata":{"annotations":{"secret.flowauth.io/AWS_CREDENTIALS":"x"}}}`: false,
-		`null`:  true,
-		`["x"]`: true,
-		``:      true,
+	for _, tt := range []struct {
+		raw  string
+		want bool
+	}{
+		{`{"metadata":{"labels":{"app":"web"}},"spec":{}}`, false},
+		{"\n {\"metadata\":{\"labels\":{\"prefect.io/flow-run-id\":\"x\"}}}", true},
+		{`{"metadata":{"labels":{"prefect.io/flow_run_id":"x"}}}`, true},
+		{`{"metadata":{"labels":{"prefect.io/flow-run-name":"x"}}}`, false},
+		{`{"metadata":{"annotations":{"secret.flowauth.io/AWS_CREDENTIALS":"x"}}}`, false},
+		{`null`, true},
+		{`["x"]`, true},
+		{``, true},
 	} {
-		if got := MayBeFlowRun([]byte(raw)); got != want {
-			t.Errorf("MayBeFlowRun(%s) = %v, want %v", raw, got, want)
+		if got := MayBeFlowRun([]byte(tt.raw)); got != tt.want {
+			t.Errorf("MayBeFlowRun(%q) = %v, want %v", tt.raw, got, tt.want)
 		}
 	}
 }
