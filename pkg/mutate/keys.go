@@ -105,19 +105,16 @@ func (p *plan) dropAbsentOptional(e secretmap.Entry, has func(string) bool) {
 		return k.Optional && !has(key)
 	}
 	if p.volume != nil {
-		src := p.volume.Secret
-		items := slices.DeleteFunc(slices.Clone(src.Items), func(it corev1.KeyToPath) bool { return absent(it.Key) })
-		if len(items) == 0 {
+		items := slices.DeleteFunc(slices.Clone(p.volume.Secret.Items), func(it corev1.KeyToPath) bool { return absent(it.Key) })
+		// A path variable goes with its file.
+		p.env = slices.DeleteFunc(p.env, func(v corev1.EnvVar) bool {
+			key, isPath := p.fileEnv[v.Name]
+			return isPath && absent(key)
+		})
+		switch {
+		case len(items) == 0:
 			p.volume, p.mount = nil, nil
-			p.env = slices.DeleteFunc(p.env, func(v corev1.EnvVar) bool { return p.fileEnv[v.Name] })
-		} else if len(items) < len(src.Items) {
-			kept := make(map[string]bool, len(items))
-			for _, it := range items {
-				kept[it.Key] = true
-			}
-			p.env = slices.DeleteFunc(p.env, func(v corev1.EnvVar) bool {
-				return p.fileEnv[v.Name] && !kept[strings.TrimPrefix(v.Value, secretmap.MountDir(e.Name)+"/")]
-			})
+		case len(items) < len(p.volume.Secret.Items):
 			vol := p.volume.DeepCopy()
 			vol.Secret.Items = items
 			p.volume = vol

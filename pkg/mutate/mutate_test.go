@@ -88,3 +88,54 @@ func TestMayBeFlowRunNeverMissesAFlowRun(t *testing.T) {
 		}
 	}
 }
+
+// TestAbsentOptionalFilesAreNotMounted: with key lookup, a file whose optional key the Secret
+// lacks is left out of the volume together with the variable pointing at it; with no file left,
+// there is no volume and no mount.
+func TestAbsentOptionalFilesAreNotMounted(t *testing.T) {
+	m, err := secretmap.Parse([]byte(`
+apiVersion: flowauth.io/v1alpha1
+kind: SecretMap
+secrets:
+  KUBE_ACCESS:
+    shape: dict
+    keys: [{name: token, optional: true}, {name: CA, optional: true}]
+    native:
+      files: [{key: token, env: KUBE_TOKEN_FILE}, {key: CA, env: KUBE_CA_FILE}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Namespace: "flows", Annotations: map[string]string{AnnotationSecrets: "KUBE_ACCESS", AnnotationInject: "native"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "i"}}},
+	}
+	for _, tt := range []struct {
+		keys      []string
+		wantItems []string
+		wantEnv   []string
+	}{
+		{keys: []string{"token", "CA"}, wantItems: []string{"token", "CA"}, wantEnv: []string{"KUBE_TOKEN_FILE", "KUBE_CA_FILE"}},
+		{keys: []string{"CA"}, wantItems: []string{"CA"}, wantEnv: []string{"KUBE_CA_FILE"}},
+		{keys: []string{}, wantItems: nil, wantEnv: nil},
+	} {
+		res := Pod(Input{Pod: pod, Map: m, Keys: &StaticKeys{Secrets: map[string][]string{"kube-access": tt.keys}}})
+		var items, env []string
+		if res.Pod != nil {
+			for _, v := range res.Pod.Spec.Volumes {
+				for _, it := range v.Secret.Items {
+					items = append(items, it.Key)
+				}
+			}
+			for _, e := range res.Pod.Spec.Containers[0].Env {
+				env = append(env, e.Name)
+			}
+			if len(items) == 0 && len(res.Pod.Spec.Containers[0].VolumeMounts) > 0 {
+				t.Errorf("keys %v: a mount without a volume", tt.keys)
+			}
+		}
+		if strings.Join(items, ",") != strings.Join(tt.wantItems, ",") || strings.Join(env, ",") != strings.Join(tt.wantEnv, ",") {
+			t.Errorf("keys %v: volume items %v, env %v; want %v, %v", tt.keys, items, env, tt.wantItems, tt.wantEnv)
+		}
+	}
+}

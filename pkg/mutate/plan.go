@@ -19,7 +19,7 @@ type plan struct {
 	mount  *corev1.VolumeMount
 	// fileEnv names the env vars that hold a mounted file's path: dropped with the volume when
 	// the volume cannot be added, so no variable points at a file that is not there.
-	fileEnv map[string]bool
+	fileEnv map[string]string // env var name → the key whose file it points at
 }
 
 // planFor builds the items of DESIGN.md §3 for one entry. Every env var is a secretKeyRef and
@@ -53,7 +53,7 @@ func planFor(e secretmap.Entry, secret string, layers Layers) plan {
 			dir := secretmap.MountDir(e.Name)
 			src := &corev1.SecretVolumeSource{SecretName: secret}
 			allOptional := true
-			p.fileEnv = map[string]bool{}
+			p.fileEnv = map[string]string{}
 			for _, f := range e.Native.Files {
 				src.Items = append(src.Items, corev1.KeyToPath{Key: f.Key, Path: f.Key})
 				if k, _ := e.Key(f.Key); !k.Optional {
@@ -61,7 +61,7 @@ func planFor(e secretmap.Entry, secret string, layers Layers) plan {
 				}
 				if f.Env != "" {
 					p.env = append(p.env, corev1.EnvVar{Name: f.Env, Value: dir + "/" + f.Key})
-					p.fileEnv[f.Env] = true
+					p.fileEnv[f.Env] = f.Key
 				}
 			}
 			if allOptional {
@@ -149,7 +149,7 @@ func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 		blocked := a.blockedVolumes[p.name]
 		fromEnvFrom := envFromNames(a.keys, a.namespace, c)
 		for _, e := range p.env {
-			if blocked && p.fileEnv[e.Name] {
+			if _, isPath := p.fileEnv[e.Name]; blocked && isPath {
 				continue
 			}
 			i := indexEnv(c.Env, e.Name)
