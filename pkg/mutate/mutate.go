@@ -6,6 +6,7 @@ package mutate
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -44,7 +45,8 @@ type Finding struct {
 type Result struct {
 	// FlowRun is false for pods that are not flow runs; everything else is then empty.
 	FlowRun bool
-	// Pod is the mutated copy when Changed; nil otherwise.
+	// Pod is the mutated copy when Changed; nil otherwise. It shares every field it did not
+	// change with the input pod: treat both as read-only.
 	Pod     *corev1.Pod
 	Changed bool
 	// Denials, when not empty, mean the pod cannot be served correctly and must be refused.
@@ -192,7 +194,7 @@ func Pod(in Input) Result {
 
 	claimEnv(plans, &r)
 
-	out := pod.DeepCopy()
+	out := appendableCopy(pod)
 	a := applier{result: &r, served: map[string]bool{}, keys: in.Keys, namespace: namespace}
 	a.checkVolumes(out, plans)
 	for _, t := range targets {
@@ -217,6 +219,28 @@ func Pod(in Input) Result {
 		r.Pod, r.Changed = out, true
 	}
 	return r
+}
+
+// appendableCopy copies what Pod writes and shares the rest with pod: the annotations, the
+// container lists, each container's env and mounts, and the volumes are the copy's own, clipped so
+// that an append reallocates rather than writes into the input's spare capacity. Nothing else is
+// written by either side. A deep copy was 8% of a flow-run admission under load.
+func appendableCopy(pod *corev1.Pod) *corev1.Pod {
+	out := *pod
+	out.Annotations = maps.Clone(pod.Annotations)
+	out.Spec.InitContainers = appendableContainers(pod.Spec.InitContainers)
+	out.Spec.Containers = appendableContainers(pod.Spec.Containers)
+	out.Spec.Volumes = slices.Clip(pod.Spec.Volumes)
+	return &out
+}
+
+func appendableContainers(containers []corev1.Container) []corev1.Container {
+	out := slices.Clone(containers)
+	for i := range out {
+		out[i].Env = slices.Clip(out[i].Env)
+		out[i].VolumeMounts = slices.Clip(out[i].VolumeMounts)
+	}
+	return out
 }
 
 func secretName(e secretmap.Entry, overrides map[string]string) string {

@@ -139,3 +139,57 @@ secrets:
 		}
 	}
 }
+
+// TestPodNeverWritesIntoTheInputsSpareCapacity: the mutated pod shares its unchanged parts with
+// the input, so an append must reallocate rather than fill spare capacity of the input's
+// slices, which a comparison of the input alone (up to its length) would never see.
+func TestPodNeverWritesIntoTheInputsSpareCapacity(t *testing.T) {
+	sentinelEnv := corev1.EnvVar{Name: "SENTINEL", Value: "untouched"}
+	sentinelMount := corev1.VolumeMount{Name: "sentinel", MountPath: "/sentinel"}
+	sentinelVolume := corev1.Volume{Name: "sentinel"}
+	withSpare := func(c corev1.Container) corev1.Container {
+		c.Env = append(make([]corev1.EnvVar, 0, 8), c.Env...)
+		c.VolumeMounts = append(make([]corev1.VolumeMount, 0, 8), c.VolumeMounts...)
+		for i := len(c.Env); i < cap(c.Env); i++ {
+			c.Env[:cap(c.Env)][i] = sentinelEnv
+		}
+		for i := len(c.VolumeMounts); i < cap(c.VolumeMounts); i++ {
+			c.VolumeMounts[:cap(c.VolumeMounts)][i] = sentinelMount
+		}
+		return c
+	}
+	containers := make([]corev1.Container, 1, 4)
+	containers[0] = withSpare(corev1.Container{Name: "job", Image: "i", Env: []corev1.EnvVar{{Name: "A", Value: "a"}}})
+	volumes := make([]corev1.Volume, 1, 8)
+	volumes[0] = corev1.Volume{Name: "scratch"}
+	for i := 1; i < cap(volumes); i++ {
+		volumes[:cap(volumes)][i] = sentinelVolume
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Annotations: map[string]string{AnnotationSecrets: "AWS_CREDENTIALS GCP_CREDENTIALS"}},
+		Spec:       corev1.PodSpec{Containers: containers, Volumes: volumes},
+	}
+	res := Pod(Input{Pod: pod, Map: secretmap.Builtin()})
+	if !res.Changed || len(res.Pod.Spec.Volumes) <= 1 || len(res.Pod.Spec.Containers[0].Env) <= 1 {
+		t.Fatalf("the pod was not injected: changed=%v", res.Changed)
+	}
+	c := pod.Spec.Containers[0]
+	for _, e := range c.Env[len(c.Env):cap(c.Env)] {
+		if e != sentinelEnv {
+			t.Errorf("the input's env spare capacity was written: %+v", e)
+		}
+	}
+	for _, m := range c.VolumeMounts[len(c.VolumeMounts):cap(c.VolumeMounts)] {
+		if m.Name != sentinelMount.Name || m.MountPath != sentinelMount.MountPath {
+			t.Errorf("the input's mount spare capacity was written: %+v", m)
+		}
+	}
+	for _, v := range pod.Spec.Volumes[1:cap(pod.Spec.Volumes)] {
+		if v.Name != sentinelVolume.Name || v.Secret != nil {
+			t.Errorf("the input's volume spare capacity was written: %+v", v)
+		}
+	}
+	if _, ok := pod.Annotations[AnnotationStatus]; ok {
+		t.Error("the status annotation was written into the input's annotations")
+	}
+}

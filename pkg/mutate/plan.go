@@ -145,9 +145,9 @@ func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
 // is there already (a reinvocation) is left as is; a different item of the same name or path
 // was set by the user and wins (DESIGN.md §3).
 func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
+	fromEnvFrom := envFromNames(a.keys, a.namespace, c)
 	for _, p := range plans {
 		blocked := a.blockedVolumes[p.name]
-		fromEnvFrom := envFromNames(a.keys, a.namespace, c)
 		for _, e := range p.env {
 			if _, isPath := p.fileEnv[e.Name]; blocked && isPath {
 				continue
