@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 )
 
 // The bodies in testdata/admload/ are `admload -dump -profile <name>` from ../shared/bench: the
@@ -39,7 +38,7 @@ func serve(h http.Handler, body []byte) *httptest.ResponseRecorder {
 // TestHarnessProfilesAreAnswered checks what the benchmarks measure: every profile is answered,
 // allowed, and patched exactly when it is a flow run.
 func TestHarnessProfilesAreAnswered(t *testing.T) {
-	h := &webhook.Admission{Handler: newMutator("")}
+	h := NewPodWebhook(newMutator(""))
 	for _, p := range profiles {
 		rec := serve(h, readProfile(t, p))
 		var rev admissionv1.AdmissionReview
@@ -59,7 +58,7 @@ func TestHarnessProfilesAreAnswered(t *testing.T) {
 func BenchmarkServe(b *testing.B) {
 	for _, p := range profiles {
 		body := readProfile(b, p)
-		h := &webhook.Admission{Handler: newMutator("")}
+		h := NewPodWebhook(newMutator(""))
 		b.Run(p, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))

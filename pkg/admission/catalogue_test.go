@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/flowauth/flowauth/pkg/mutate"
 )
@@ -49,19 +48,22 @@ func declares(value string) string { return pod(map[string]string{"flowauth.io/s
 
 const notAName = "flowauth: annotation flowauth.io/secrets: entry %s is not a valid secret name: it must match [A-Z][A-Z0-9_]* (upper-case letters, digits and '_', starting with a letter)"
 
-// TestBadInputCatalogue: malformed and hostile requests, each with the exact answer. Sent
-// through controller-runtime's HTTP handler, as the API server's requests are.
-func TestBadInputCatalogue(t *testing.T) {
+// catalogueCase is one request of the bad-input catalogue. contentType "" sends
+// application/json; "deny" sends it to a mutator in deny mode that knows of no Secret.
+type catalogueCase struct {
+	name        string
+	body        []byte
+	contentType string
+	want        answer
+}
+
+// catalogue: malformed and hostile requests, each with the exact answer.
+func catalogue() []catalogueCase {
 	many := make([]string, 65)
 	for i := range many {
 		many[i] = fmt.Sprintf("N%d", i)
 	}
-	tests := []struct {
-		name        string
-		body        []byte
-		contentType string
-		want        answer
-	}{
+	return []catalogueCase{
 		// Transport and envelope.
 		{"empty body", nil, "", answer{Code: 400, Message: errEmptyRequest.Error()}},
 		{"not JSON", []byte("hello"), "", answer{Code: 400, Message: "couldn't get version/kind; json parse error: json: cannot unmarshal string into Go value of type struct { APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }"}},
@@ -109,21 +111,33 @@ func TestBadInputCatalogue(t *testing.T) {
 		{"dry run", podReview("u", "CREATE", "", "v1", "Pod", "", declares("GITHUB_ACCESS_TOKEN"), true), "", answer{Allowed: true, Code: 200, Patched: true}},
 		{"missing Secret in deny mode", create(declares("GITHUB_ACCESS_TOKEN")), "deny", answer{Code: 403, Message: `flowauth: namespace "flows": Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n flows --from-literal=token=<value>`}},
 	}
+}
+
+// send sends the case's request to the handler built by serveWith for its mutator.
+func (tt catalogueCase) send(serveWith func(*PodMutator) http.Handler) *httptest.ResponseRecorder {
+	h := newMutator("")
+	contentType := "application/json"
+	switch tt.contentType {
+	case "deny":
+		h.Keys, h.Missing = &mutate.StaticKeys{}, mutate.MissingDeny
+	case "":
+	default:
+		contentType = tt.contentType
+	}
+	req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, PodPath, bytes.NewReader(tt.body))
+	req.Header.Set("Content-Type", contentType)
+	rec := httptest.NewRecorder()
+	serveWith(h).ServeHTTP(rec, req)
+	return rec
+}
+
+// TestBadInputCatalogue sends the catalogue through the pod webhook's HTTP handler, as the API
+// server's requests are.
+func TestBadInputCatalogue(t *testing.T) {
+	tests := catalogue()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newMutator("")
-			contentType := "application/json"
-			switch tt.contentType {
-			case "deny":
-				h.Keys, h.Missing = &mutate.StaticKeys{}, mutate.MissingDeny
-			case "":
-			default:
-				contentType = tt.contentType
-			}
-			req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, PodPath, bytes.NewReader(tt.body))
-			req.Header.Set("Content-Type", contentType)
-			rec := httptest.NewRecorder()
-			(&webhook.Admission{Handler: h}).ServeHTTP(rec, req)
+			rec := tt.send(NewPodWebhook)
 			if rec.Code != http.StatusOK {
 				t.Fatalf("HTTP %d: the API server needs a 200 with an AdmissionReview", rec.Code)
 			}

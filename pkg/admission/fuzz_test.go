@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/flowauth/flowauth/pkg/mutate"
 	"github.com/flowauth/flowauth/pkg/secretmap"
@@ -42,7 +41,7 @@ func FuzzServe(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		h := newMutator("AWS_CREDENTIALS")
 		h.Keys = keys
-		rec := serve(&webhook.Admission{Handler: h}, body)
+		rec := serve(NewPodWebhook(h), body)
 		var rev admissionv1.AdmissionReview
 		if err := json.Unmarshal(rec.Body.Bytes(), &rev); err != nil || rev.Response == nil {
 			t.Fatalf("answer is not an AdmissionReview (HTTP %d): %v %q", rec.Code, err, rec.Body)

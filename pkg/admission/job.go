@@ -32,11 +32,11 @@ type TemplateValidator struct {
 var _ admission.Handler = (*TemplateValidator)(nil)
 
 // NewTemplateWebhook serves a TemplateValidator at JobPath.
-func NewTemplateWebhook(v *TemplateValidator) *webhook.Admission {
-	return &webhook.Admission{
+func NewTemplateWebhook(v *TemplateValidator) http.Handler {
+	return reviewHandler{webhook: &webhook.Admission{
 		Handler:        v,
 		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName("jobs") },
-	}
+	}}
 }
 
 // Handle answers CREATE and UPDATE of batch/v1 Jobs and CronJobs.

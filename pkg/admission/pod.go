@@ -52,11 +52,11 @@ var _ admission.Handler = (*PodMutator)(nil)
 // NewPodWebhook serves a PodMutator at PodPath. Its LogConstructor skips controller-runtime's
 // per-request WithValues, which zap encodes eagerly on every request: the handler adds the
 // request's namespace, pod and UID itself when it logs.
-func NewPodWebhook(h *PodMutator) *webhook.Admission {
-	return &webhook.Admission{
+func NewPodWebhook(h *PodMutator) http.Handler {
+	return reviewHandler{webhook: &webhook.Admission{
 		Handler:        h,
 		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName("pods") },
-	}
+	}}
 }
 
 // Handle mutates pod CREATE requests of flow-run pods and lets everything else through

@@ -1,0 +1,101 @@
+package admission
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
+)
+
+// maxReviewSize is controller-runtime's limit on an AdmissionReview body (7 MiB: two objects of
+// at most 3 MiB each and the rest of the request). Larger bodies go to its handler, which
+// answers 413.
+const maxReviewSize = 7 << 20
+
+// pooledBufferSize: bodies read into larger buffers are not kept for reuse, so one huge pod does
+// not pin its buffer for the life of the process.
+const pooledBufferSize = 64 << 10
+
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+var v1Review = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
+
+// reviewHandler serves one controller-runtime admission webhook, decoding each review once.
+//
+// controller-runtime's handler decodes a review twice through the runtime codec (once to read
+// its apiVersion and kind, once into the request): 22% of a flow-run admission, more than the
+// load harness's floor spends on the whole decode. The API server sends JSON
+// admission.k8s.io/v1 reviews (flowauth's configurations accept only v1), and those take a
+// direct path: one case-sensitive decode, as the codec does, then the same Webhook.Handle (panic
+// recovery, UID and status filled in) and the same encoding of the answer. Anything else (an
+// empty or oversized body, another content type, a v1beta1 or versionless review, a review
+// without a request, a body that does not decode) is handed to controller-runtime's handler
+// with the body as it was sent, so its answer is controller-runtime's, word for word.
+type reviewHandler struct {
+	webhook *webhook.Admission
+}
+
+func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
+		h.webhook.ServeHTTP(w, r)
+		return
+	}
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= pooledBufferSize {
+			buf.Reset()
+			bodyBuffers.Put(buf)
+		}
+	}()
+	if r.ContentLength > 0 && r.ContentLength < maxReviewSize {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, maxReviewSize))
+	if err != nil || buf.Len() >= maxReviewSize {
+		h.fallback(w, r, buf.Bytes(), err)
+		return
+	}
+	var review admissionv1.AdmissionReview
+	if sigsjson.UnmarshalCaseSensitivePreserveInts(buf.Bytes(), &review) != nil || review.TypeMeta != v1Review || review.Request == nil {
+		h.fallback(w, r, buf.Bytes(), nil)
+		return
+	}
+	ctx := r.Context()
+	if h.webhook.WithContextFunc != nil {
+		ctx = h.webhook.WithContextFunc(ctx, r)
+	}
+	resp := h.webhook.Handle(ctx, admission.Request{AdmissionRequest: *review.Request})
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &resp.AdmissionResponse}); err != nil {
+		// The answer is plain data that always encodes: this is the connection failing, and
+		// there is nobody left to answer.
+		logf.FromContext(ctx).Error(err, "unable to write the admission response", "uid", review.Request.UID)
+	}
+}
+
+// fallback replays the body read so far, then the rest of the request (or the read error), to
+// controller-runtime's handler.
+func (h reviewHandler) fallback(w http.ResponseWriter, r *http.Request, read []byte, readErr error) {
+	rest := r.Body
+	if readErr != nil {
+		rest = io.NopCloser(errReader{readErr})
+	}
+	replay := r.Clone(r.Context())
+	replay.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(read), rest), r.Body}
+	h.webhook.ServeHTTP(w, replay)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

@@ -1,0 +1,81 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// controllerRuntime serves a mutator with controller-runtime's own handler only.
+func controllerRuntime(h *PodMutator) http.Handler {
+	return &webhook.Admission{Handler: h, LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base }}
+}
+
+// TestReviewHandlerAnswersAsControllerRuntime: the direct decode path must not change a single
+// answer. Every catalogue request, every harness profile and the envelope's corner cases get the
+// same HTTP status and the same bytes from reviewHandler as from controller-runtime's handler.
+func TestReviewHandlerAnswersAsControllerRuntime(t *testing.T) {
+	cases := catalogue()
+	for _, p := range profiles {
+		cases = append(cases, catalogueCase{name: "harness " + p, body: readProfile(t, p)})
+	}
+	flowRun := create(declares("GITHUB_ACCESS_TOKEN"))
+	cases = append(cases,
+		catalogueCase{name: "no apiVersion or kind", body: bytes.Replace(flowRun, []byte(`"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview",`), nil, 1)},
+		catalogueCase{name: "request: null", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`)},
+		catalogueCase{name: "request of the wrong type", body: []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"pod"}`)},
+		catalogueCase{name: "keys in another case", body: bytes.Replace(flowRun, []byte(`"request"`), []byte(`"Request"`), 1)},
+		catalogueCase{name: "trailing garbage", body: append(bytes.Clone(flowRun), "}"...)},
+		catalogueCase{name: "another kind of review", body: bytes.Replace(flowRun, []byte(`"AdmissionReview"`), []byte(`"TokenReview"`), 1)},
+		catalogueCase{name: "body of exactly the limit", body: append(bytes.Clone(flowRun), bytes.Repeat([]byte(" "), maxReviewSize-len(flowRun))...)},
+		catalogueCase{name: "body one byte under the limit", body: append(bytes.Clone(flowRun), bytes.Repeat([]byte(" "), maxReviewSize-1-len(flowRun))...)},
+	)
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			want, got := tt.send(controllerRuntime), tt.send(NewPodWebhook)
+			if want.Code != got.Code || !bytes.Equal(want.Body.Bytes(), got.Body.Bytes()) {
+				t.Errorf("controller-runtime: HTTP %d %.300s\nreviewHandler: HTTP %d %.300s", want.Code, want.Body, got.Code, got.Body)
+			}
+			if len(got.Body.Bytes()) == 0 {
+				t.Error("empty answer")
+			}
+		})
+	}
+}
+
+// TestReviewHandlerReportsAReadErrorAsControllerRuntime: a body that fails half way is answered
+// with controller-runtime's message for that error, after the bytes that did arrive.
+func TestReviewHandlerReportsAReadErrorAsControllerRuntime(t *testing.T) {
+	broken := func() io.Reader {
+		return io.MultiReader(strings.NewReader(`{"apiVersion":"admission.k8s.io/v1"`), errReader{errors.New("connection reset")})
+	}
+	var answers []string
+	for _, h := range []http.Handler{controllerRuntime(newMutator("")), NewPodWebhook(newMutator(""))} {
+		req := httptest.NewRequestWithContext(context.Background(), http.MethodPost, PodPath, broken())
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		answers = append(answers, rec.Body.String())
+	}
+	if answers[0] != answers[1] || !strings.Contains(answers[1], "connection reset") {
+		t.Errorf("controller-runtime: %s\nreviewHandler: %s", answers[0], answers[1])
+	}
+}
+
+// TestReviewHandlerSetsTheContentType: the direct path labels its JSON (controller-runtime's
+// handler leaves the type to sniffing).
+func TestReviewHandlerSetsTheContentType(t *testing.T) {
+	rec := serve(NewPodWebhook(newMutator("")), readProfile(t, "flowrun"))
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+}
