@@ -5,7 +5,6 @@ package admission
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -78,9 +77,10 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		h.Metrics.admission(resultPassed)
 		return admission.Allowed("")
 	}
-	// One decode: pods that are not flow runs rarely get this far (see above).
-	var pod corev1.Pod
-	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+	// One decode, of the fields flowauth reads: pods that are not flow runs rarely get this
+	// far (see above).
+	pod, err := decodePod(req.Object.Raw)
+	if err != nil {
 		h.Metrics.admission(resultError)
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a pod: %w", err))
 	}
@@ -98,15 +98,15 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Allowed("")
 	}
 	m := h.Secrets.Map()
-	res := mutate.Pod(h.input(&pod, namespace, defaults, m))
+	res := mutate.Pod(h.input(pod, namespace, defaults, m))
 	h.Metrics.findings(res, m, true)
-	if job := ownerJob(&pod, namespace); job != nil && !isDryRun(req) {
+	if job := ownerJob(pod, namespace); job != nil && !isDryRun(req) {
 		recordFindings(h.Events, job, res, "CreatePod")
 	}
 	warnings := messages(res.Warnings)
 	// Loggers are built only when something is logged: zap encodes values eagerly.
 	log := func() logr.Logger {
-		return logf.FromContext(ctx).WithValues("namespace", namespace, "pod", podName(&pod), "uid", req.UID)
+		return logf.FromContext(ctx).WithValues("namespace", namespace, "pod", podName(pod), "uid", req.UID)
 	}
 
 	if res.Denied() {
@@ -121,7 +121,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		}
 		return admission.Allowed("").WithWarnings(warnings...)
 	}
-	ops, err := jsonPatch(&pod, res.Pod)
+	ops, err := jsonPatch(pod, res.Pod)
 	var patch []byte
 	if err == nil {
 		patch, err = encodePatch(ops)

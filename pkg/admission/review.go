@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"sync"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sigsjson "sigs.k8s.io/json"
 )
 
 // maxReviewSize is controller-runtime's limit on an AdmissionReview body (7 MiB: two objects of
@@ -32,13 +32,15 @@ var v1Review = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String
 //
 // controller-runtime's handler decodes a review twice through the runtime codec (once to read
 // its apiVersion and kind, once into the request): 22% of a flow-run admission, more than the
-// load harness's floor spends on the whole decode. The API server sends JSON
+// load harness's floor spends on its whole decode. The API server sends JSON
 // admission.k8s.io/v1 reviews (flowauth's configurations accept only v1), and those take a
-// direct path: one case-sensitive decode, as the codec does, then the same Webhook.Handle (panic
-// recovery, UID and status filled in) and the same encoding of the answer. Anything else (an
-// empty or oversized body, another content type, a v1beta1 or versionless review, a review
-// without a request, a body that does not decode) is handed to controller-runtime's handler
-// with the body as it was sent, so its answer is controller-runtime's, word for word.
+// direct path: one case-sensitive pass of encoding/json/v2 (as the codec's decoder, it matches
+// names exactly), then the same Webhook.Handle (panic recovery, UID and status filled in) and
+// the same encoding of the answer. Anything else (an empty or oversized body, another content
+// type, a v1beta1 or versionless review, a review without a request, a body v2 refuses) is
+// handed to controller-runtime's handler with the body as it was sent, so its answer is
+// controller-runtime's, word for word. TestReviewHandlerAnswersAsControllerRuntime holds the
+// two paths to byte-identical answers.
 type reviewHandler struct {
 	webhook *webhook.Admission
 }
@@ -64,7 +66,7 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var review admissionv1.AdmissionReview
-	if sigsjson.UnmarshalCaseSensitivePreserveInts(buf.Bytes(), &review) != nil || review.TypeMeta != v1Review || review.Request == nil {
+	if jsonv2.Unmarshal(buf.Bytes(), &review) != nil || review.TypeMeta != v1Review || review.Request == nil {
 		h.fallback(w, r, buf.Bytes(), nil)
 		return
 	}
