@@ -100,8 +100,10 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	m := h.Secrets.Map()
 	res := mutate.Pod(h.input(pod, namespace, defaults, m))
 	h.Metrics.findings(res, m, true)
-	if job := ownerJob(pod, namespace); job != nil && !isDryRun(req) {
-		recordFindings(h.Events, job, res, "CreatePod")
+	if h.Events != nil && (len(res.Warnings) > 0 || len(res.Denials) > 0) && !isDryRun(req) {
+		if job := ownerJob(pod, namespace); job != nil {
+			recordFindings(h.Events, job, res, "CreatePod")
+		}
 	}
 	warnings := messages(res.Warnings)
 	// Loggers are built only when something is logged: zap encodes values eagerly.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -75,10 +76,21 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = h.webhook.WithContextFunc(ctx, r)
 	}
 	resp := h.webhook.Handle(ctx, admission.Request{AdmissionRequest: *review.Request})
+
+	// The answer is encoded whole before it is written, so it goes out with a Content-Length in
+	// one write: streamed, an answer over 2 KiB (any with a patch) would be sent chunked.
+	buf.Reset()
+	if err := json.NewEncoder(buf).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &resp.AdmissionResponse}); err != nil {
+		// Plain data always encodes; should it ever fail, the API server still gets a review.
+		logf.FromContext(ctx).Error(err, "unable to encode the admission response", "uid", review.Request.UID)
+		failed := admission.Errored(http.StatusInternalServerError, err)
+		failed.UID = review.Request.UID
+		buf.Reset()
+		_ = json.NewEncoder(buf).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &failed.AdmissionResponse})
+	}
 	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &resp.AdmissionResponse}); err != nil {
-		// The answer is plain data that always encodes: this is the connection failing, and
-		// there is nobody left to answer.
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	if _, err := w.Write(buf.Bytes()); err != nil {
 		logf.FromContext(ctx).Error(err, "unable to write the admission response", "uid", review.Request.UID)
 	}
 }

@@ -71,11 +71,28 @@ func TestReviewHandlerReportsAReadErrorAsControllerRuntime(t *testing.T) {
 	}
 }
 
-// TestReviewHandlerSetsTheContentType: the direct path labels its JSON (controller-runtime's
-// handler leaves the type to sniffing).
-func TestReviewHandlerSetsTheContentType(t *testing.T) {
-	rec := serve(NewPodWebhook(newMutator("")), readProfile(t, "flowrun"))
-	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+// TestReviewHandlerAnswersWithALength: over HTTP, a patched answer (over 2 KiB) arrives labelled
+// as JSON and with a Content-Length, not chunked (controller-runtime's handler streams it, and
+// net/http chunks whatever passes 2 KiB before the handler returns).
+func TestReviewHandlerAnswersWithALength(t *testing.T) {
+	srv := httptest.NewServer(NewPodWebhook(newMutator("")))
+	defer srv.Close()
+	resp, err := srv.Client().Post(srv.URL+PodPath, "application/json", bytes.NewReader(readProfile(t, "large")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) <= 2048 || !bytes.Contains(body, []byte(`"patch":`)) {
+		t.Fatalf("want a patched answer over 2 KiB, got %d bytes", len(body))
+	}
+	if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) > 0 {
+		t.Errorf("Content-Length %d, Transfer-Encoding %v for %d bytes", resp.ContentLength, resp.TransferEncoding, len(body))
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
 	}
 }
