@@ -112,7 +112,8 @@ func appendOps[T any](ops []jsonpatch.Operation, path string, before, after []T)
 		return append(ops, jsonpatch.NewOperation("add", path, after)), true
 	}
 	for i := len(before); i < len(after); i++ {
-		ops = append(ops, jsonpatch.NewOperation("add", path+"/-", after[i]))
+		// A pointer encodes as the item does, without copying it into an interface.
+		ops = append(ops, jsonpatch.NewOperation("add", path+"/-", &after[i]))
 	}
 	return ops, true
 }

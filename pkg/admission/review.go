@@ -9,8 +9,10 @@ import (
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -25,7 +27,18 @@ const maxReviewSize = 7 << 20
 // not pin its buffer for the life of the process.
 const pooledBufferSize = 64 << 10
 
-var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// buffers are kept for reuse between requests: a review's body, its answer, and the decode
+// option that reads the review's objects in place in that body.
+type buffers struct {
+	body, answer bytes.Buffer
+	inPlace      jsonv2.Options
+}
+
+var buffersPool = sync.Pool{New: func() any {
+	b := &buffers{}
+	b.inPlace = objectsInPlace(b.body.Bytes)
+	return b
+}}
 
 var v1Review = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
 
@@ -51,13 +64,15 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.webhook.ServeHTTP(w, r)
 		return
 	}
-	buf := bodyBuffers.Get().(*bytes.Buffer)
+	b := buffersPool.Get().(*buffers)
 	defer func() {
-		if buf.Cap() <= pooledBufferSize {
-			buf.Reset()
-			bodyBuffers.Put(buf)
+		if b.body.Cap() <= pooledBufferSize && b.answer.Cap() <= pooledBufferSize {
+			b.body.Reset()
+			b.answer.Reset()
+			buffersPool.Put(b)
 		}
 	}()
+	buf := &b.body
 	if r.ContentLength > 0 && r.ContentLength < maxReviewSize {
 		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
@@ -67,7 +82,7 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var review admissionv1.AdmissionReview
-	if jsonv2.Unmarshal(buf.Bytes(), &review) != nil || review.TypeMeta != v1Review || review.Request == nil {
+	if jsonv2.Unmarshal(buf.Bytes(), &review, b.inPlace) != nil || review.TypeMeta != v1Review || review.Request == nil {
 		h.fallback(w, r, buf.Bytes(), nil)
 		return
 	}
@@ -79,18 +94,18 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The answer is encoded whole before it is written, so it goes out with a Content-Length in
 	// one write: streamed, an answer over 2 KiB (any with a patch) would be sent chunked.
-	buf.Reset()
-	if err := json.NewEncoder(buf).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &resp.AdmissionResponse}); err != nil {
+	answer := &b.answer
+	if err := json.NewEncoder(answer).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &resp.AdmissionResponse}); err != nil {
 		// Plain data always encodes; should it ever fail, the API server still gets a review.
 		logf.FromContext(ctx).Error(err, "unable to encode the admission response", "uid", review.Request.UID)
 		failed := admission.Errored(http.StatusInternalServerError, err)
 		failed.UID = review.Request.UID
-		buf.Reset()
-		_ = json.NewEncoder(buf).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &failed.AdmissionResponse})
+		answer.Reset()
+		_ = json.NewEncoder(answer).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &failed.AdmissionResponse})
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	if _, err := w.Write(buf.Bytes()); err != nil {
+	w.Header().Set("Content-Length", strconv.Itoa(answer.Len()))
+	if _, err := w.Write(answer.Bytes()); err != nil {
 		logf.FromContext(ctx).Error(err, "unable to write the admission response", "uid", review.Request.UID)
 	}
 }
@@ -113,3 +128,24 @@ func (h reviewHandler) fallback(w http.ResponseWriter, r *http.Request, read []b
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// objectsInPlace decodes the review's objects (runtime.RawExtension) as slices of the body
+// that bodyOf returns rather than as copies, which RawExtension.UnmarshalJSON makes: the body is
+// kept until the answer is written, and nothing holds the request after that. A value that is not
+// the body's own bytes (a decoder that buffers) is copied. As with UnmarshalJSON, null leaves the
+// object empty. Built once per pooled buffer: building the option costs more than the copy.
+func objectsInPlace(bodyOf func() []byte) jsonv2.Options {
+	return jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(func(dec *jsontext.Decoder, object *runtime.RawExtension) error {
+		value, err := dec.ReadValue()
+		if err != nil || value.Kind() == 'n' {
+			return err
+		}
+		body, end := bodyOf(), int(dec.InputOffset())
+		if start := end - len(value); start >= 0 && end <= len(body) && &body[start] == &value[0] {
+			object.Raw = body[start:end:end]
+		} else {
+			object.Raw = bytes.Clone(value)
+		}
+		return nil
+	}))
+}

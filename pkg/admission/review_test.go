@@ -3,6 +3,7 @@ package admission
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -10,7 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
@@ -94,5 +98,30 @@ func TestReviewHandlerAnswersWithALength(t *testing.T) {
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
+	}
+}
+
+// TestObjectsAreDecodedInPlace: the review's object is the body's own bytes, not a copy, and
+// capped so that an append cannot write into the rest of the body; null stays empty.
+func TestObjectsAreDecodedInPlace(t *testing.T) {
+	body := readProfile(t, "flowrun")
+	var review admissionv1.AdmissionReview
+	if err := jsonv2.Unmarshal(body, &review, objectsInPlace(func() []byte { return body })); err != nil {
+		t.Fatal(err)
+	}
+	raw := review.Request.Object.Raw
+	start := bytes.Index(body, []byte(`"object":`)) + len(`"object":`)
+	if len(raw) == 0 || &raw[0] != &body[start] || !bytes.Equal(raw, body[start:start+len(raw)]) {
+		t.Fatalf("the object is not the body's bytes at offset %d", start)
+	}
+	if cap(raw) != len(raw) {
+		t.Errorf("object capacity %d beyond its length %d", cap(raw), len(raw))
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(raw, &pod); err != nil || pod.GenerateName == "" {
+		t.Errorf("the object is not the pod: %v", err)
+	}
+	if review.Request.OldObject.Raw != nil {
+		t.Errorf("oldObject null decoded as %q", review.Request.OldObject.Raw)
 	}
 }

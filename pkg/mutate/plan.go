@@ -1,6 +1,7 @@
 package mutate
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -132,6 +133,13 @@ func (a *applier) checkVolumes(pod *corev1.Pod, plans []plan) {
 // already. A volume that no container mounts (every target kept the user's mount at that path)
 // is not added: it would still make the kubelet fetch the Secret.
 func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
+	before := pod.Spec.Volumes
+	pod.Spec.Volumes = slices.Grow(pod.Spec.Volumes, len(plans))
+	defer func() {
+		if len(pod.Spec.Volumes) == len(before) {
+			pod.Spec.Volumes = before
+		}
+	}()
 	for _, p := range plans {
 		if p.volume == nil || !a.usedVolumes[p.volume.Name] || indexVolume(pod.Spec.Volumes, p.volume.Name) >= 0 {
 			continue
@@ -146,6 +154,25 @@ func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
 // was set by the user and wins (DESIGN.md §3).
 func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 	fromEnvFrom := envFromNames(a.keys, a.namespace, c)
+	env, mounts := 0, 0
+	for _, p := range plans {
+		env += len(p.env)
+		if p.mount != nil {
+			mounts++
+		}
+	}
+	// Room for every item at once: one allocation per list rather than one per doubling. A list
+	// that gets nothing is put back as it was (nil stays nil).
+	before, beforeMounts := c.Env, c.VolumeMounts
+	c.Env, c.VolumeMounts = slices.Grow(c.Env, env), slices.Grow(c.VolumeMounts, mounts)
+	defer func() {
+		if len(c.Env) == len(before) {
+			c.Env = before
+		}
+		if len(c.VolumeMounts) == len(beforeMounts) {
+			c.VolumeMounts = beforeMounts
+		}
+	}()
 	for _, p := range plans {
 		blocked := a.blockedVolumes[p.name]
 		for _, e := range p.env {
