@@ -71,6 +71,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s); a crash is saved under
 	go test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(FUZZTIME) ./pkg/admission
 	go test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./pkg/mutate
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/secretmap
+	go test -run '^$$' -fuzz '^FuzzNameShapeMatchesThePattern$$' -fuzztime $(FUZZTIME) ./pkg/secretmap
 
 .PHONY: update-golden
 update-golden: tools-helm ## Rewrite the golden files (pkg/mutate, rendered chart) after an intended change.

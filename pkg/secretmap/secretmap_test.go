@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -238,4 +239,17 @@ func TestNewStoreRejectsInvalidFile(t *testing.T) {
 	if _, err := NewStore(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `entry "x"`) {
 		t.Errorf("NewStore error = %v, want the path and the entry", err)
 	}
+}
+
+// FuzzNameShapeMatchesThePattern: the hand-written check is exactly ^[A-Z][A-Z0-9_]*$.
+func FuzzNameShapeMatchesThePattern(f *testing.F) {
+	pattern := regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+	for _, s := range []string{"", "A", "a", "_A", "A_", "A1_B", "1A", "AÅ", "A\n", "A-B", "Z9", "@", "[", "`", "{"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if got, want := isNameShaped(name), pattern.MatchString(name); got != want {
+			t.Fatalf("isNameShaped(%q) = %v, the pattern says %v", name, got, want)
+		}
+	})
 }
