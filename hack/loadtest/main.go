@@ -28,6 +28,8 @@ type result struct {
 	RPS      float64 `json:"rps"`
 	P50ms    float64 `json:"p50_ms"`
 	P99ms    float64 `json:"p99_ms"`
+	// CPUus is the target's CPU time per request during the run (measured here, not by admload).
+	CPUus float64 `json:"-"`
 }
 
 func main() {
@@ -35,7 +37,7 @@ func main() {
 	profile := flag.String("profile", "flowrun", "admload profile")
 	conc := flag.String("c", "1,8,32", "concurrencies")
 	dur := flag.Duration("d", 5*time.Second, "duration of each run")
-	rounds := flag.Int("rounds", 3, "alternating runs per target and concurrency (medians are reported)")
+	rounds := flag.Int("rounds", 5, "alternating runs per target and concurrency (medians are reported)")
 	flag.Parse()
 	if err := run(*bench, *profile, *conc, *dur, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
@@ -92,29 +94,97 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 	defer func() { _ = whCmd.Process.Kill() }()
 	time.Sleep(time.Second)
 
-	targets := []struct{ name, url string }{
-		{"floor", "https://" + floorAddr + "/mutate-v1-pod"},
-		{"flowauth", "https://" + whAddr + "/mutate-v1-pod"},
+	targets := []struct {
+		name, url string
+		pid       int
+	}{
+		{"floor", "https://" + floorAddr + "/mutate-v1-pod", floorCmd.Process.Pid},
+		{"flowauth", "https://" + whAddr + "/mutate-v1-pod", whCmd.Process.Pid},
 	}
 	fmt.Printf("profile=%s, %d alternating rounds of %s per target and concurrency, medians; machine: %d cores\n\n", profile, rounds, dur, nprocs())
-	fmt.Printf("| c | floor rps | flowauth rps | ratio | floor p50 ms | flowauth p50 ms | floor p99 ms | flowauth p99 ms | p99 ratio | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| c | floor rps | flowauth rps | ratio | floor p50 ms | flowauth p50 ms | floor p99 ms | flowauth p99 ms | p99 ratio | floor CPU µs/req | flowauth CPU µs/req | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var rss []int // flowauth's VmRSS in kB, sampled while it is under load
 	for _, c := range strings.Split(conc, ",") {
 		runs := map[string][]result{}
 		for r := 0; r < rounds; r++ {
 			for _, t := range targets {
+				var sampled []int
+				stop := make(chan struct{})
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					sampled = sampleRSS(t.pid, stop)
+				}()
+				before := cpuTime(t.pid)
 				res, err := harness(ctx, admload, t.url, filepath.Join(certs, "tls.crt"), profile, c, dur)
+				close(stop)
+				<-done
 				if err != nil {
 					return fmt.Errorf("%s c=%s: %w", t.name, c, err)
+				}
+				if res.Requests > 0 {
+					res.CPUus = float64((cpuTime(t.pid) - before).Microseconds()) / float64(res.Requests)
+				}
+				if t.name == "flowauth" {
+					rss = append(rss, sampled...)
 				}
 				runs[t.name] = append(runs[t.name], res)
 			}
 		}
 		f, w := median(runs["floor"]), median(runs["flowauth"])
-		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f | %.2f | %d |\n", c, f.RPS, w.RPS, w.RPS/f.RPS,
-			f.P50ms, w.P50ms, f.P99ms, w.P99ms, w.P99ms/f.P99ms, f.Errors+w.Errors)
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %d |\n", c, f.RPS, w.RPS, w.RPS/f.RPS,
+			f.P50ms, w.P50ms, f.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, w.CPUus, f.Errors+w.Errors)
 	}
-	fmt.Printf("\nflowauth peak RSS (VmHWM): %s, RSS at the end: %s\n", localcluster.ProcStatus(whCmd.Process.Pid, "VmHWM"), localcluster.ProcStatus(whCmd.Process.Pid, "VmRSS"))
+	sort.Ints(rss)
+	if len(rss) > 0 {
+		fmt.Printf("\nflowauth RSS under load (VmRSS, %d samples every %s): median %.1f MiB, max %.1f MiB; peak since start (VmHWM): %s\n",
+			len(rss), rssEvery, float64(rss[len(rss)/2])/1024, float64(rss[len(rss)-1])/1024, localcluster.ProcStatus(whCmd.Process.Pid, "VmHWM"))
+	}
 	return nil
+}
+
+// rssEvery is how often VmRSS is sampled during a run.
+const rssEvery = 250 * time.Millisecond
+
+// sampleRSS reads pid's VmRSS (kB) every rssEvery until stop, skipping the first second of the
+// run (the harness's warm-up and connection set-up).
+func sampleRSS(pid int, stop <-chan struct{}) []int {
+	var out []int
+	start := time.Now()
+	tick := time.NewTicker(rssEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return out
+		case <-tick.C:
+			if time.Since(start) < time.Second {
+				continue
+			}
+			var kb int
+			if _, err := fmt.Sscanf(localcluster.ProcStatus(pid, "VmRSS"), "%d kB", &kb); err == nil {
+				out = append(out, kb)
+			}
+		}
+	}
+}
+
+// cpuTime is the user and system CPU time pid has used (fields 14 and 15 of /proc/PID/stat, in
+// clock ticks of 1/100 s, USER_HZ on Linux).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	_, _ = fmt.Sscan(fields[11], &utime)
+	_, _ = fmt.Sscan(fields[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func harness(ctx context.Context, admload, url, ca, profile, c string, dur time.Duration) (result, error) {
@@ -146,6 +216,7 @@ func median(rs []result) result {
 	return result{
 		RPS: pick(func(r result) float64 { return r.RPS }), Errors: errs,
 		P50ms: pick(func(r result) float64 { return r.P50ms }), P99ms: pick(func(r result) float64 { return r.P99ms }),
+		CPUus: pick(func(r result) float64 { return r.CPUus }),
 	}
 }
 
