@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -187,10 +189,27 @@ func main() {
 		os.Exit(2)
 	}
 	ctrl.SetLogger(zap.New(newLogger(c)))
+	setGCPercent(os.LookupEnv)
 	if err := run(drainOnSignal(c.shutdownDelay), c); err != nil {
 		ctrl.Log.Error(err, "webhook stopped")
 		os.Exit(1)
 	}
+}
+
+// defaultGCPercent is the binary's GOGC unless the GOGC environment variable sets one. The
+// webhook's live heap is small (2-3 MiB, mostly type registrations), and every admission
+// allocates about 20 KiB, so at Go's default of 100 the collector runs every few hundred
+// admissions and takes a fifth of the CPU under load. At 125 it runs a fifth less often: 7% less
+// CPU per flow-run admission for about 1 MiB more RSS under load (README, Performance).
+const defaultGCPercent = 125
+
+// setGCPercent applies defaultGCPercent when GOGC is not set, and returns the setting in force.
+func setGCPercent(lookupEnv func(string) (string, bool)) string {
+	if v, set := lookupEnv("GOGC"); set {
+		return v
+	}
+	debug.SetGCPercent(defaultGCPercent)
+	return strconv.Itoa(defaultGCPercent)
 }
 
 // draining is set from the first SIGTERM on: readiness fails, the server keeps serving.

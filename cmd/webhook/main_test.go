@@ -2,6 +2,7 @@ package main
 
 import (
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,22 @@ func TestInvalidValuesNameTheFlagAndWhatIsAllowed(t *testing.T) {
 		if tt.env[0] != "" {
 			t.Setenv(tt.env[0], "")
 		}
+	}
+}
+
+// TestGCPercent: the binary's default applies unless GOGC is set, and GOGC wins when it is.
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	if got := setGCPercent(func(string) (string, bool) { return "", false }); got != "125" {
+		t.Errorf("without GOGC: %s", got)
+	}
+	if now := debug.SetGCPercent(100); now != defaultGCPercent {
+		t.Errorf("GC percent in force %d, want %d", now, defaultGCPercent)
+	}
+	if got := setGCPercent(func(string) (string, bool) { return "off", true }); got != "off" {
+		t.Errorf("with GOGC=off: %s", got)
+	}
+	if now := debug.SetGCPercent(100); now != 100 {
+		t.Errorf("GOGC set, yet the binary changed the GC percent to %d", now)
 	}
 }
