@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -102,10 +103,11 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 		{"flowauth", "https://" + whAddr + "/mutate-v1-pod", whCmd.Process.Pid},
 	}
 	fmt.Printf("profile=%s, %d alternating rounds of %s per target and concurrency, medians; machine: %d cores\n\n", profile, rounds, dur, nprocs())
-	fmt.Printf("| c | floor rps | flowauth rps | ratio | floor p50 ms | flowauth p50 ms | floor p99 ms | flowauth p99 ms | p99 ratio | floor CPU µs/req | flowauth CPU µs/req | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| c | floor rps | flowauth rps | ratio | floor p50 ms | flowauth p50 ms | floor p99 ms | flowauth p99 ms | p99 ratio | floor CPU µs/req | flowauth CPU µs/req | flowauth RSS MiB (median / max) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var rss []int // flowauth's VmRSS in kB, sampled while it is under load
 	for _, c := range strings.Split(conc, ",") {
 		runs := map[string][]result{}
+		var rssHere []int
 		for r := 0; r < rounds; r++ {
 			for _, t := range targets {
 				var sampled []int
@@ -126,21 +128,29 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 					res.CPUus = float64((cpuTime(t.pid) - before).Microseconds()) / float64(res.Requests)
 				}
 				if t.name == "flowauth" {
-					rss = append(rss, sampled...)
+					rssHere = append(rssHere, sampled...)
 				}
 				runs[t.name] = append(runs[t.name], res)
 			}
 		}
 		f, w := median(runs["floor"]), median(runs["flowauth"])
-		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %d |\n", c, f.RPS, w.RPS, w.RPS/f.RPS,
-			f.P50ms, w.P50ms, f.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, w.CPUus, f.Errors+w.Errors)
+		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %s | %d |\n", c, f.RPS, w.RPS, w.RPS/f.RPS,
+			f.P50ms, w.P50ms, f.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, w.CPUus, medianMax(rssHere), f.Errors+w.Errors)
+		rss = append(rss, rssHere...)
 	}
-	sort.Ints(rss)
-	if len(rss) > 0 {
-		fmt.Printf("\nflowauth RSS under load (VmRSS, %d samples every %s): median %.1f MiB, max %.1f MiB; peak since start (VmHWM): %s\n",
-			len(rss), rssEvery, float64(rss[len(rss)/2])/1024, float64(rss[len(rss)-1])/1024, localcluster.ProcStatus(whCmd.Process.Pid, "VmHWM"))
-	}
+	fmt.Printf("\nflowauth RSS under load (VmRSS every %s, first second of each run skipped), all runs: %s MiB; peak since start (VmHWM): %s\n",
+		rssEvery, medianMax(rss), localcluster.ProcStatus(whCmd.Process.Pid, "VmHWM"))
 	return nil
+}
+
+// medianMax formats the median and the largest of samples in kB as MiB.
+func medianMax(samples []int) string {
+	if len(samples) == 0 {
+		return "n/a"
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	return fmt.Sprintf("%.1f / %.1f", float64(s[len(s)/2])/1024, float64(s[len(s)-1])/1024)
 }
 
 // rssEvery is how often VmRSS is sampled during a run.
