@@ -9,8 +9,14 @@ import (
 	"os"
 	"testing"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
+
+// The handlers log through controller-runtime's global logger; without one set it prints a
+// warning (with a stack) into the middle of the benchmark output, which benchstat then misreads.
+func init() { logf.SetLogger(logr.Discard()) }
 
 // The bodies in testdata/admload/ are `admload -dump -profile <name>` from ../shared/bench: the
 // same requests the load harness sends, so benchmark and load figures describe the same work.
