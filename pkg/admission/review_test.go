@@ -81,7 +81,12 @@ func TestReviewHandlerReportsAReadErrorAsControllerRuntime(t *testing.T) {
 func TestReviewHandlerAnswersWithALength(t *testing.T) {
 	srv := httptest.NewServer(NewPodWebhook(newMutator("")))
 	defer srv.Close()
-	resp, err := srv.Client().Post(srv.URL+PodPath, "application/json", bytes.NewReader(readProfile(t, "large")))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, srv.URL+PodPath, bytes.NewReader(readProfile(t, "large")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,23 +148,25 @@ func TestPodNeverWritesIntoTheInputsSpareCapacity(t *testing.T) {
 	sentinelMount := corev1.VolumeMount{Name: "sentinel", MountPath: "/sentinel"}
 	sentinelVolume := corev1.Volume{Name: "sentinel"}
 	withSpare := func(c corev1.Container) corev1.Container {
-		c.Env = append(make([]corev1.EnvVar, 0, 8), c.Env...)
-		c.VolumeMounts = append(make([]corev1.VolumeMount, 0, 8), c.VolumeMounts...)
-		for i := len(c.Env); i < cap(c.Env); i++ {
-			c.Env[:cap(c.Env)][i] = sentinelEnv
+		env := make([]corev1.EnvVar, 8)
+		for i := copy(env, c.Env); i < len(env); i++ {
+			env[i] = sentinelEnv
 		}
-		for i := len(c.VolumeMounts); i < cap(c.VolumeMounts); i++ {
-			c.VolumeMounts[:cap(c.VolumeMounts)][i] = sentinelMount
+		mounts := make([]corev1.VolumeMount, 8)
+		for i := copy(mounts, c.VolumeMounts); i < len(mounts); i++ {
+			mounts[i] = sentinelMount
 		}
+		c.Env, c.VolumeMounts = env[:len(c.Env)], mounts[:len(c.VolumeMounts)]
 		return c
 	}
 	containers := make([]corev1.Container, 1, 4)
 	containers[0] = withSpare(corev1.Container{Name: "job", Image: "i", Env: []corev1.EnvVar{{Name: "A", Value: "a"}}})
-	volumes := make([]corev1.Volume, 1, 8)
+	volumes := make([]corev1.Volume, 8)
 	volumes[0] = corev1.Volume{Name: "scratch"}
-	for i := 1; i < cap(volumes); i++ {
-		volumes[:cap(volumes)][i] = sentinelVolume
+	for i := 1; i < len(volumes); i++ {
+		volumes[i] = sentinelVolume
 	}
+	volumes = volumes[:1] // the sentinels are now spare capacity
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Annotations: map[string]string{AnnotationSecrets: "AWS_CREDENTIALS GCP_CREDENTIALS"}},
 		Spec:       corev1.PodSpec{Containers: containers, Volumes: volumes},
