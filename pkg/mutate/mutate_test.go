@@ -148,7 +148,7 @@ func TestPodNeverWritesIntoTheInputsSpareCapacity(t *testing.T) {
 	sentinelMount := corev1.VolumeMount{Name: "sentinel", MountPath: "/sentinel"}
 	sentinelVolume := corev1.Volume{Name: "sentinel"}
 	withSpare := func(c corev1.Container) corev1.Container {
-		env := make([]corev1.EnvVar, 8)
+		env := make([]corev1.EnvVar, 32) // room for all of AWS_CREDENTIALS and GCP_CREDENTIALS
 		for i := copy(env, c.Env); i < len(env); i++ {
 			env[i] = sentinelEnv
 		}
