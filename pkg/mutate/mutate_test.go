@@ -195,3 +195,21 @@ func TestPodNeverWritesIntoTheInputsSpareCapacity(t *testing.T) {
 		t.Error("the status annotation was written into the input's annotations")
 	}
 }
+
+// TestEnvCountIsWhatPlanForBuilds: planFor sizes its lists with envCount; for every built-in
+// entry, a custom one, and each inject mode, the count is exact.
+func TestEnvCountIsWhatPlanForBuilds(t *testing.T) {
+	m := secretmap.Builtin()
+	entries := []secretmap.Entry{secretmap.CustomEntry("MY_TOKEN")}
+	for _, name := range m.Names() {
+		e, _ := m.Resolve(name)
+		entries = append(entries, e)
+	}
+	for _, e := range entries {
+		for _, layers := range []Layers{LayersPrefect, LayersNative, LayersBoth} {
+			if p := planFor(e, "s", layers); len(p.env) != envCount(e, layers) || cap(p.env) != len(p.env) {
+				t.Errorf("%s %s: %d env vars (capacity %d), envCount %d", e.Name, layers, len(p.env), cap(p.env), envCount(e, layers))
+			}
+		}
+	}
+}

@@ -26,15 +26,22 @@ type plan struct {
 // planFor builds the items of DESIGN.md §3 for one entry. Every env var is a secretKeyRef and
 // every file a secret volume: no value is ever copied into the pod spec.
 func planFor(e secretmap.Entry, secret string, layers Layers) plan {
-	p := plan{name: e.Name, secret: secret}
+	p := plan{name: e.Name, secret: secret, env: make([]corev1.EnvVar, 0, envCount(e, layers))}
+	// The references' parts come from one allocation: a plan's env vars are built per request.
+	parts := make([]struct {
+		source   corev1.EnvVarSource
+		selector corev1.SecretKeySelector
+		optional bool
+	}, cap(p.env))
 	ref := func(envName, key string) corev1.EnvVar {
-		k, _ := e.Key(key)
-		sel := &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
-		if k.Optional {
-			optional := true
-			sel.Optional = &optional
+		part := &parts[len(p.env)]
+		part.selector = corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}
+		if k, _ := e.Key(key); k.Optional {
+			part.optional = true
+			part.selector.Optional = &part.optional
 		}
-		return corev1.EnvVar{Name: envName, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: sel}}
+		part.source.SecretKeyRef = &part.selector
+		return corev1.EnvVar{Name: envName, ValueFrom: &part.source}
 	}
 	if layers.prefect() {
 		base := secretmap.PrefectEnvPrefix + e.Name
@@ -52,7 +59,7 @@ func planFor(e secretmap.Entry, secret string, layers Layers) plan {
 		}
 		if len(e.Native.Files) > 0 {
 			dir := secretmap.MountDir(e.Name)
-			src := &corev1.SecretVolumeSource{SecretName: secret}
+			src := &corev1.SecretVolumeSource{SecretName: secret, Items: make([]corev1.KeyToPath, 0, len(e.Native.Files))}
 			allOptional := true
 			p.fileEnv = map[string]string{}
 			for _, f := range e.Native.Files {
@@ -73,6 +80,26 @@ func planFor(e secretmap.Entry, secret string, layers Layers) plan {
 		}
 	}
 	return p
+}
+
+// envCount is how many env vars planFor gives the entry.
+func envCount(e secretmap.Entry, layers Layers) int {
+	n := 0
+	if layers.prefect() {
+		n = 1
+		if e.Shape == secretmap.ShapeDict {
+			n = len(e.Keys)
+		}
+	}
+	if layers.native() {
+		n += len(e.Native.Env)
+		for _, f := range e.Native.Files {
+			if f.Env != "" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // claimEnv gives every env var one owner, the first declared name that sets it, and drops it
