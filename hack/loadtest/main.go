@@ -54,9 +54,9 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 	defer func() { _ = os.RemoveAll(tmp) }()
 	admload, floor, webhook := filepath.Join(tmp, "admload"), filepath.Join(tmp, "floor"), filepath.Join(tmp, "webhook")
 	for _, b := range []struct{ dir, out, pkg string }{{bench, admload, "."}, {bench, floor, "./cmd/floor"}, {".", webhook, "./cmd/webhook"}} {
-		// All three are built as the image builds flowauth (static, no cgo), so neither side
+		// All three are built as the image builds flowauth (static, no cgo, stripped), so neither side
 		// carries a libc the other does not.
-		cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-o", b.out, b.pkg)
+		cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags=-s -w", "-o", b.out, b.pkg)
 		cmd.Dir = b.dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
