@@ -33,18 +33,4 @@ func floorHandler() http.Handler {
 	})
 }
 
-func BenchmarkFloor(b *testing.B) {
-	for _, p := range profiles {
-		body := readProfile(b, p)
-		h := floorHandler()
-		b.Run(p, func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				if rec := serve(h, body); rec.Code != http.StatusOK {
-					b.Fatal(rec.Code)
-				}
-			}
-		})
-	}
-}
+func BenchmarkFloor(b *testing.B) { benchmarkProfiles(b, floorHandler) }
