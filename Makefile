@@ -69,6 +69,7 @@ FUZZTIME ?= 30s
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s); a crash is saved under testdata/fuzz/ and becomes a regression test.
 	go test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(FUZZTIME) ./pkg/admission
+	go test -run '^$$' -fuzz '^FuzzReviewHandlerAnswersAsControllerRuntime$$' -fuzztime $(FUZZTIME) ./pkg/admission
 	go test -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME) ./pkg/mutate
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/secretmap
 	go test -run '^$$' -fuzz '^FuzzNameShapeMatchesThePattern$$' -fuzztime $(FUZZTIME) ./pkg/secretmap

@@ -130,3 +130,23 @@ func TestObjectsAreDecodedInPlace(t *testing.T) {
 		t.Errorf("oldObject null decoded as %q", review.Request.OldObject.Raw)
 	}
 }
+
+// FuzzReviewHandlerAnswersAsControllerRuntime: for any body, the direct path and
+// controller-runtime's handler give the same HTTP status and the same bytes.
+func FuzzReviewHandlerAnswersAsControllerRuntime(f *testing.F) {
+	for _, tt := range catalogue() {
+		if tt.contentType == "" && len(tt.body) < 1<<16 {
+			f.Add(tt.body)
+		}
+	}
+	for _, p := range profiles {
+		f.Add(readProfile(f, p))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		tt := catalogueCase{body: body}
+		want, got := tt.send(controllerRuntime), tt.send(NewPodWebhook)
+		if want.Code != got.Code || !bytes.Equal(want.Body.Bytes(), got.Body.Bytes()) {
+			t.Fatalf("body %q\ncontroller-runtime: HTTP %d %s\nreviewHandler: HTTP %d %s", body, want.Code, want.Body, got.Code, got.Body)
+		}
+	})
+}
