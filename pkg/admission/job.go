@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flowauth/flowauth/pkg/mutate"
@@ -32,12 +30,7 @@ type TemplateValidator struct {
 var _ admission.Handler = (*TemplateValidator)(nil)
 
 // NewTemplateWebhook serves a TemplateValidator at JobPath.
-func NewTemplateWebhook(v *TemplateValidator) http.Handler {
-	return reviewHandler{webhook: &webhook.Admission{
-		Handler:        v,
-		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName("jobs") },
-	}}
-}
+func NewTemplateWebhook(v *TemplateValidator) http.Handler { return newReviewHandler("jobs", v) }
 
 // Handle answers CREATE and UPDATE of batch/v1 Jobs and CronJobs.
 func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) admission.Response {

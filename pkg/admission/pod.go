@@ -13,7 +13,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/flowauth/flowauth/pkg/mutate"
@@ -48,15 +47,8 @@ type PodMutator struct {
 
 var _ admission.Handler = (*PodMutator)(nil)
 
-// NewPodWebhook serves a PodMutator at PodPath. Its LogConstructor skips controller-runtime's
-// per-request WithValues, which zap encodes eagerly on every request: the handler adds the
-// request's namespace, pod and UID itself when it logs.
-func NewPodWebhook(h *PodMutator) http.Handler {
-	return reviewHandler{webhook: &webhook.Admission{
-		Handler:        h,
-		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName("pods") },
-	}}
-}
+// NewPodWebhook serves a PodMutator at PodPath.
+func NewPodWebhook(h *PodMutator) http.Handler { return newReviewHandler("pods", h) }
 
 // Handle mutates pod CREATE requests of flow-run pods and lets everything else through
 // unchanged (DESIGN.md §3: only pod CREATE is mutated, never UPDATE, never a pod being deleted).

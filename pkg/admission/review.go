@@ -10,6 +10,7 @@ import (
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -57,6 +58,16 @@ var v1Review = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String
 // two paths to byte-identical answers.
 type reviewHandler struct {
 	webhook *webhook.Admission
+}
+
+// newReviewHandler serves h with a logger of that name. The LogConstructor skips
+// controller-runtime's per-request WithValues, which zap encodes eagerly on every request: the
+// handlers add the request's namespace, object and UID themselves when they log.
+func newReviewHandler(name string, h admission.Handler) http.Handler {
+	return reviewHandler{webhook: &webhook.Admission{
+		Handler:        h,
+		LogConstructor: func(base logr.Logger, _ *admission.Request) logr.Logger { return base.WithName(name) },
+	}}
 }
 
 func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
