@@ -102,6 +102,16 @@ func envCount(e secretmap.Entry, layers Layers) int {
 	return n
 }
 
+// appendWithRoom appends item; when the list is full it first makes room for up to room more
+// items, so adding a pod's injections costs one allocation per list rather than one per
+// doubling, and a list that gets nothing is left as it was (nil stays nil).
+func appendWithRoom[T any](list []T, item T, room int) []T {
+	if len(list) == cap(list) {
+		list = slices.Grow(list, room)
+	}
+	return append(list, item)
+}
+
 // claimEnv gives every env var one owner, the first declared name that sets it, and drops it
 // from the later plans. Deciding it here, not while adding, keeps the answer the same in every
 // pass: on a reinvocation the owner's variable is already in the pod and must not be mistaken for
@@ -160,18 +170,11 @@ func (a *applier) checkVolumes(pod *corev1.Pod, plans []plan) {
 // already. A volume that no container mounts (every target kept the user's mount at that path)
 // is not added: it would still make the kubelet fetch the Secret.
 func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
-	before := pod.Spec.Volumes
-	pod.Spec.Volumes = slices.Grow(pod.Spec.Volumes, len(plans))
-	defer func() {
-		if len(pod.Spec.Volumes) == len(before) {
-			pod.Spec.Volumes = before
-		}
-	}()
 	for _, p := range plans {
 		if p.volume == nil || !a.usedVolumes[p.volume.Name] || indexVolume(pod.Spec.Volumes, p.volume.Name) >= 0 {
 			continue
 		}
-		pod.Spec.Volumes = append(pod.Spec.Volumes, *p.volume)
+		pod.Spec.Volumes = appendWithRoom(pod.Spec.Volumes, *p.volume, len(plans))
 		a.changed = true
 	}
 }
@@ -181,25 +184,13 @@ func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
 // was set by the user and wins (DESIGN.md §3).
 func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 	fromEnvFrom := envFromNames(a.keys, a.namespace, c)
-	env, mounts := 0, 0
+	env, mounts := 0, 0 // at most this many items are added
 	for _, p := range plans {
 		env += len(p.env)
 		if p.mount != nil {
 			mounts++
 		}
 	}
-	// Room for every item at once: one allocation per list rather than one per doubling. A list
-	// that gets nothing is put back as it was (nil stays nil).
-	before, beforeMounts := c.Env, c.VolumeMounts
-	c.Env, c.VolumeMounts = slices.Grow(c.Env, env), slices.Grow(c.VolumeMounts, mounts)
-	defer func() {
-		if len(c.Env) == len(before) {
-			c.Env = before
-		}
-		if len(c.VolumeMounts) == len(beforeMounts) {
-			c.VolumeMounts = beforeMounts
-		}
-	}()
 	for _, p := range plans {
 		blocked := a.blockedVolumes[p.name]
 		for _, e := range p.env {
@@ -212,7 +203,7 @@ func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 				a.keptEnv = appendOnce(a.keptEnv, e.Name)
 				a.result.warn(ReasonUserEnvKept, "container %q: env %s comes from envFrom (%s); kept it, so %s's %s is not injected there", c.Name, e.Name, fromEnvFrom[e.Name], p.name, e.Name)
 			case i < 0:
-				c.Env = append(c.Env, e)
+				c.Env = appendWithRoom(c.Env, e, env)
 				a.served[p.name] = true
 				a.changed = true
 			case sameEnv(c.Env[i], e):
@@ -228,7 +219,7 @@ func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 		i := indexMount(c.VolumeMounts, p.mount.MountPath)
 		switch {
 		case i < 0:
-			c.VolumeMounts = append(c.VolumeMounts, *p.mount)
+			c.VolumeMounts = appendWithRoom(c.VolumeMounts, *p.mount, mounts)
 			a.markUsed(p.mount.Name)
 			a.served[p.name] = true
 			a.changed = true
