@@ -189,7 +189,7 @@ func main() {
 		os.Exit(2)
 	}
 	ctrl.SetLogger(zap.New(newLogger(c)))
-	setGCPercent(os.LookupEnv)
+	ctrl.Log.WithName("setup").Info("garbage collector", "GOGC", setGCPercent(os.LookupEnv))
 	if err := run(drainOnSignal(c.shutdownDelay), c); err != nil {
 		ctrl.Log.Error(err, "webhook stopped")
 		os.Exit(1)
