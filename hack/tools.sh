@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Builds the tools that tests, lint and the demo need from Go modules into bin/, each cached by a
-# version stamp so only the first run (or a version bump) pays. No binary is downloaded: the local
-# control plane (etcd, kube-apiserver, kube-controller-manager, kubectl) and helm are compiled from
-# the tools modules under hack/tools/, which are kept apart from the project's go.mod because their
-# dependency graphs are huge and conflict with ours. Recipe: ../shared/control-plane.md.
+# Builds the tools that tests, lint, the demo and the local node need from Go modules, each into a
+# folder of the user's cache named after its version, and links it into the clone's bin/. So only
+# the first build on a machine pays: a version bump builds anew, and a fresh clone on the same
+# machine (as CI makes) finds what an earlier clone built. No binary is downloaded: everything is
+# compiled from the tools modules under hack/tools/, kept apart from the project's go.mod because
+# their dependency graphs are huge and conflict with ours. Recipes: ../shared/control-plane.md and
+# ../shared/node.md.
 #
 #   hack/tools.sh control-plane   # bin/k8s/{etcd,kube-apiserver,kube-controller-manager,kubectl}
+#   hack/tools.sh node            # bin/node/: kubelet, kube-scheduler, kube-proxy, containerd (+ shim,
+#                                 # ctr), crictl, registry, cni/; and runc, iptables, conntrack from Debian
+#   hack/tools.sh probe-rootfs    # bin/probe-rootfs.tar.gz: Debian with python3, boto3, google-auth
 #   hack/tools.sh helm            # bin/helm
 #   hack/tools.sh golangci-lint   # bin/golangci-lint
 #   hack/tools.sh govulncheck     # bin/govulncheck
 #   hack/tools.sh vulndb          # bin/vulndb: the Go vulnerability database, offline
 #   hack/tools.sh benchstat       # bin/benchstat
-#   hack/tools.sh all
+#   hack/tools.sh all             # everything but the node's parts (those need root)
+#
+# FLOWAUTH_TOOLS_DIR moves the cache (default: $XDG_CACHE_HOME/flowauth/tools, else
+# ~/.cache/flowauth/tools).
 set -euo pipefail
 
 K8S_VERSION=v1.37.2
@@ -23,78 +31,171 @@ GOVULNCHECK_VERSION=v1.9.0
 # govulncheck needs no network beyond the module proxy. Bump to get newer advisories.
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 BENCHSTAT_VERSION=v0.0.0-20260908200009-22c9c6c9d4da
+# The node (the versions are also in hack/tools/{containerd,cni,crictl,registry}/go.mod).
+CONTAINERD_VERSION=v2.4.2
+CNI_PLUGINS_VERSION=v1.10.0
+CRICTL_VERSION=v1.37.0
+DISTRIBUTION_VERSION=v3.1.2
+# The flow-run probe image's root filesystem: Debian's own client libraries, so the probe shows
+# what a real flow run's boto3 and google-auth find. The suite is the machine's own (its apt
+# sources are the only mirror reachable).
+PROBE_SUITE=bookworm
+PROBE_PACKAGES=python3,python3-boto3,python3-google-auth,ca-certificates
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/bin"
-mkdir -p "$bin/k8s"
+tools="${FLOWAUTH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/flowauth/tools}"
+mkdir -p "$bin" "$tools"
 
-# fresh STAMP VALUE: true when the stamp file already records VALUE (nothing to build).
-fresh() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 say() { echo "hack/tools.sh: $*" >&2; }
 
-control_plane() {
-  local stamp="$bin/k8s/.stamp" want="k8s=$K8S_VERSION etcd=$ETCD_VERSION"
-  if fresh "$stamp" "$want" && [ -x "$bin/k8s/kube-apiserver" ] && [ -x "$bin/k8s/etcd" ]; then return; fi
-  say "building the local control plane ($want) from Go modules; the first build takes several minutes"
-  local v=$K8S_VERSION minor
-  minor=$(echo "$v" | cut -d. -f2)
+# cached KEY LINK BUILD...: runs BUILD with $out set to a fresh folder unless the cache already has
+# a complete $tools/KEY, then makes bin/LINK point at it (LINK "" links nothing). A build that
+# fails or is interrupted leaves nothing behind that a later run would take for complete, and two
+# clones building the same KEY at once both end with one complete folder.
+cached() {
+  local key=$1 link=$2
+  shift 2
+  local dir="$tools/$key"
+  if [ ! -f "$dir/.complete" ]; then
+    out=$(mktemp -d "$tools/.$key.XXXXXX")
+    chmod 755 "$out"
+    trap 'rm -rf "$out"' EXIT
+    "$@"
+    touch "$out/.complete"
+    rm -rf "$dir"
+    mv -T "$out" "$dir" 2>/dev/null || rm -rf "$out"
+    trap - EXIT
+  fi
+  if [ -n "$link" ]; then
+    rm -rf "${bin:?}/$link"
+    ln -s "$dir" "$bin/$link"
+  fi
+}
+
+k8s_ldflags() {
   # Without these -X flags the API server reports v0.0.0-master, which breaks helm's kubeVersion
   # checks and makes kubectl print version-skew warnings.
-  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 \
+  local v=$K8S_VERSION minor
+  minor=$(echo "$v" | cut -d. -f2)
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 \
 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean \
 -X k8s.io/client-go/pkg/version.gitVersion=$v"
-  rm -f "$stamp"
-  (cd "$root/hack/tools/etcd" && go build -ldflags "-s -w" -o "$bin/k8s/etcd" go.etcd.io/etcd/server/v3) &
+}
+
+build_control_plane() {
+  say "building the local control plane (k8s $K8S_VERSION, etcd $ETCD_VERSION) from Go modules; the first build takes several minutes"
+  (cd "$root/hack/tools/etcd" && go build -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3) &
   local etcd_pid=$!
-  (cd "$root/hack/tools/k8s" && go build -ldflags "$ldflags" -o "$bin/k8s/" \
+  (cd "$root/hack/tools/k8s" && go build -ldflags "$(k8s_ldflags)" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
   wait "$etcd_pid"
-  echo "$want" >"$stamp"
+}
+
+# debian_packages PKG...: installs the Debian packages whose commands the node needs, when missing.
+debian_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" != 0 ]; then
+    say "the node needs Debian's ${missing[*]}: run as root (or apt-get install them)"
+    exit 1
+  fi
+  say "installing ${missing[*]} from Debian"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build_node() {
+  say "building the node (kubelet, kube-scheduler, kube-proxy $K8S_VERSION, containerd $CONTAINERD_VERSION, CNI $CNI_PLUGINS_VERSION, crictl $CRICTL_VERSION, registry $DISTRIBUTION_VERSION) from Go modules"
+  (cd "$root/hack/tools/k8s" && go build -ldflags "$(k8s_ldflags)" -o "$out/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy)
+  # containerd without the snapshotters that need cgo or kernel parts this machine lacks.
+  (cd "$root/hack/tools/containerd" && CGO_ENABLED=0 go build -tags "no_btrfs no_devmapper no_zfs" -ldflags "-s -w \
+-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" -o "$out/" \
+    github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+    github.com/containerd/containerd/v2/cmd/ctr)
+  mkdir -p "$out/cni"
+  (cd "$root/hack/tools/cni" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/cni/" \
+    github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/main/loopback \
+    github.com/containernetworking/plugins/plugins/ipam/host-local)
+  (cd "$root/hack/tools/crictl" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/" sigs.k8s.io/cri-tools/cmd/crictl)
+  (cd "$root/hack/tools/registry" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/" github.com/distribution/distribution/v3/cmd/registry)
+}
+
+# The mirror is whatever this machine's apt sources name: nothing outside them is reachable.
+build_probe_rootfs() {
+  local sources=/etc/apt/sources.list.d/debian.sources
+  [ -f "$sources" ] || sources=/etc/apt/sources.list
+  say "building the probe image's root filesystem ($PROBE_SUITE: $PROBE_PACKAGES) with mmdebstrap; about a minute"
+  mmdebstrap --quiet --variant=apt --include="$PROBE_PACKAGES" --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    "$PROBE_SUITE" "$out/rootfs.tar.gz" "$sources"
 }
 
 helm() {
   # helm's idea of the cluster version (for `helm template`, `helm lint` and kubeVersion checks) is
   # set at link time, as helm's own Makefile does from the client-go it is built with; without it,
   # helm assumes Kubernetes 1.20 and the chart's kubeVersion (>=1.30) refuses to render.
-  local kmajor=1 kminor
+  local kminor
   kminor=$(cd "$root/hack/tools/helm" && go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2)
-  local stamp="$bin/.helm.stamp" want="$HELM_VERSION k8s=1.$kminor"
-  if fresh "$stamp" "$want" && [ -x "$bin/helm" ]; then return; fi
-  say "building helm $HELM_VERSION from Go modules"
-  local p=helm.sh/helm/v3/pkg
-  (cd "$root/hack/tools/helm" && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
--X $p/chartutil.k8sVersionMajor=$kmajor -X $p/chartutil.k8sVersionMinor=$kminor \
--X $p/lint/rules.k8sVersionMajor=$kmajor -X $p/lint/rules.k8sVersionMinor=$kminor" \
-    -o "$bin/helm" helm.sh/helm/v3/cmd/helm)
-  echo "$want" >"$stamp"
+  build_helm() {
+    say "building helm $HELM_VERSION from Go modules"
+    local p=helm.sh/helm/v3/pkg
+    (cd "$root/hack/tools/helm" && go build -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+-X $p/chartutil.k8sVersionMajor=1 -X $p/chartutil.k8sVersionMinor=$kminor \
+-X $p/lint/rules.k8sVersionMajor=1 -X $p/lint/rules.k8sVersionMinor=$kminor" \
+      -o "$out/helm" helm.sh/helm/v3/cmd/helm)
+  }
+  cached "helm-$HELM_VERSION-k8s1.$kminor" .helm build_helm
+  ln -sf .helm/helm "$bin/helm"
 }
 
-# go_install NAME PACKAGE VERSION: plain `go install pkg@version` into bin/, for tools whose
-# go.mod has no local replaces.
+# go_install NAME PACKAGE VERSION: plain `go install pkg@version`, for tools whose go.mod has no
+# local replaces.
 go_install() {
-  local name=$1 pkg=$2 version=$3 stamp="$bin/.$1.stamp"
-  if fresh "$stamp" "$version" && [ -x "$bin/$name" ]; then return; fi
-  say "building $name $version from Go modules"
-  GOBIN="$bin" go install "$pkg@$version"
-  echo "$version" >"$stamp"
+  local name=$1 pkg=$2 version=$3
+  build_go_install() {
+    say "building $name $version from Go modules"
+    GOBIN="$out" go install "$pkg@$version"
+  }
+  cached "$name-$version" ".$name" build_go_install
+  ln -sf ".$name/$name" "$bin/$name"
 }
 
 # vulndb indexes the OSV files of the pinned golang.org/x/vulndb module into the layout that
 # `govulncheck -db file://...` reads, with the module's own cmd/indexdb.
 vulndb() {
-  local stamp="$bin/.vulndb.stamp"
-  if fresh "$stamp" "$VULNDB_VERSION" && [ -f "$bin/vulndb/index/db.json" ]; then return; fi
-  say "building the Go vulnerability database $VULNDB_VERSION from the golang.org/x/vulndb module"
-  local src
-  src=$(cd "$root/hack/tools/vulndb" && go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  (cd "$root/hack/tools/vulndb" && go build -o "$bin/indexdb" golang.org/x/vulndb/cmd/indexdb)
-  rm -rf "$bin/vulndb"
-  "$bin/indexdb" -vulns "$src/data/osv" -out "$bin/vulndb"
-  echo "$VULNDB_VERSION" >"$stamp"
+  build_vulndb() {
+    say "building the Go vulnerability database $VULNDB_VERSION from the golang.org/x/vulndb module"
+    local src
+    src=$(cd "$root/hack/tools/vulndb" && go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    (cd "$root/hack/tools/vulndb" && go build -o "$out/indexdb" golang.org/x/vulndb/cmd/indexdb)
+    "$out/indexdb" -vulns "$src/data/osv" -out "$out/db"
+  }
+  cached "vulndb-$VULNDB_VERSION" .vulndb build_vulndb
+  ln -sfn .vulndb/db "$bin/vulndb"
+}
+
+control_plane() { cached "k8s-$K8S_VERSION-etcd-$ETCD_VERSION" k8s build_control_plane; }
+
+node() {
+  debian_packages runc iptables conntrack iproute2
+  cached "node-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_PLUGINS_VERSION-crictl-$CRICTL_VERSION-registry-$DISTRIBUTION_VERSION" node build_node
+}
+
+probe_rootfs() {
+  debian_packages mmdebstrap
+  cached "probe-rootfs-$PROBE_SUITE-$(echo "$PROBE_PACKAGES" | sha256sum | cut -c1-12)" .probe-rootfs build_probe_rootfs
+  ln -sf .probe-rootfs/rootfs.tar.gz "$bin/probe-rootfs.tar.gz"
 }
 
 case "${1:-all}" in
 control-plane) control_plane ;;
+node) node ;;
+probe-rootfs) probe_rootfs ;;
 helm) helm ;;
 golangci-lint) go_install golangci-lint github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$GOLANGCI_LINT_VERSION" ;;
 govulncheck) go_install govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION" ;;
@@ -108,7 +209,7 @@ all)
   vulndb
   ;;
 *)
-  say "unknown tool '$1' (control-plane, helm, golangci-lint, govulncheck, vulndb, benchstat, all)"
+  say "unknown tool '$1' (control-plane, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, all)"
   exit 2
   ;;
 esac

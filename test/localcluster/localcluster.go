@@ -41,6 +41,10 @@ type Options struct {
 	NoWebhook bool
 	// Log receives the webhook's and the controller manager's output; nil discards it.
 	Log io.Writer
+	// Node runs a real node beside the control plane (needs root; see startWithNode): a local
+	// registry with flowauth's images, containerd, kubelet, kube-proxy and kube-scheduler. Nothing
+	// is registered: install the chart. The node's state and logs live in WorkDir/node.
+	Node bool
 }
 
 // Cluster is a running local control plane with flowauth registered.
@@ -55,6 +59,8 @@ type Cluster struct {
 	AllWebhookLogs *SyncBuffer
 	// MetricsURL is the webhook's Prometheus endpoint.
 	MetricsURL string
+	// Images are the images in the node's registry (with Options.Node).
+	Images Images
 
 	opts       Options
 	assets     string
@@ -65,6 +71,7 @@ type Cluster struct {
 	webhookAddr string
 	env         *envtest.Environment
 	procs       []*exec.Cmd
+	node        *node
 }
 
 // Start builds the webhook binary and starts everything; Stop undoes it, also after an error.
@@ -77,6 +84,9 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s: run `hack/tools.sh control-plane` (make test and make demo do)", bin, assets)
 		}
+	}
+	if o.Node {
+		return startWithNode(ctx, o, assets)
 	}
 	c := &Cluster{opts: o, assets: assets, webhookBin: filepath.Join(o.WorkDir, "webhook"), AllWebhookLogs: &SyncBuffer{}}
 	build := exec.CommandContext(ctx, "go", "build", "-o", c.webhookBin, "./cmd/webhook")
@@ -246,8 +256,12 @@ func (c *Cluster) WaitForJobPod(ctx context.Context, namespace, job string) (*co
 	}
 }
 
-// Stop ends the webhooks and controller manager (SIGTERM, then kill) and the control plane.
-func (c *Cluster) Stop() {
+// Stop ends the webhooks and controller manager (SIGTERM, then kill) and the control plane;
+// with a node, first its pods, and last whatever the node left on the machine.
+func (c *Cluster) Stop() error {
+	if c.node != nil {
+		c.stopNode()
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		_ = stop(c.procs[i])
 	}
@@ -255,6 +269,13 @@ func (c *Cluster) Stop() {
 	if c.env != nil {
 		_ = c.env.Stop()
 	}
+	if c.node == nil {
+		return nil
+	}
+	for _, f := range c.node.logs {
+		_ = f.Close()
+	}
+	return c.node.rec.cleanup()
 }
 
 // stop sends SIGTERM and waits, killing after 10 s; stopping twice is harmless.

@@ -1,0 +1,185 @@
+// Command cluster is `make cluster` and `make cluster-down`: a local one-node cluster (the
+// control plane, containerd, kubelet, kube-proxy, kube-scheduler, a registry on 127.0.0.1) with
+// flowauth installed by its Helm chart from the registry's image, left running for a person to
+// use as they would use kind.
+//
+//	cluster up      start it in the background (a harness process that owns every part), wait
+//	                until flowauth is Ready, print how to use it
+//	cluster down    stop it and remove everything it put on the machine
+//	cluster serve   the harness itself (what `up` starts)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flowauth/flowauth/test/localcluster"
+)
+
+// ready is what the harness writes once flowauth serves; `up` prints it.
+type ready struct {
+	Kubeconfig string `json:"kubeconfig"`
+	Probe      string `json:"probe"`
+	Webhook    string `json:"webhook"`
+	Took       string `json:"took"`
+}
+
+func main() {
+	root := flag.String("repo", ".", "the project's root")
+	dir := flag.String("dir", "", "serve: the cluster's folder")
+	flag.Parse()
+	repo, err := filepath.Abs(*root)
+	if err == nil {
+		switch flag.Arg(0) {
+		case "up":
+			err = up(repo)
+		case "down":
+			err = localcluster.StopRunning(3 * time.Minute)
+			if err == nil {
+				fmt.Println("cluster: stopped; nothing of it is left on this machine")
+			}
+		case "serve":
+			err = serve(repo, *dir)
+		default:
+			err = errors.New("usage: cluster [-repo DIR] up|down")
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		os.Exit(1)
+	}
+}
+
+func up(repo string) error {
+	if os.Geteuid() != 0 {
+		return localcluster.ErrNotRoot
+	}
+	if dir, running := localcluster.Running(); running {
+		r, err := readReady(dir)
+		if err != nil {
+			return fmt.Errorf("a cluster is starting or running in %s (`make cluster-down` stops it): %w", dir, err)
+		}
+		fmt.Println("cluster: already running")
+		printUsage(r)
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "flowauth-cluster-")
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	log, err := os.Create(filepath.Join(dir, "cluster.log"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Close() }()
+	harness := exec.Command(self, "-repo", repo, "-dir", dir, "serve")
+	harness.Stdout, harness.Stderr = log, log
+	// Its own session: the harness outlives this command and the terminal that ran it.
+	harness.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := harness.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- harness.Wait() }()
+	fmt.Printf("cluster: starting in %s (log: %s/cluster.log); the first start builds the images\n", dir, dir)
+	for {
+		if r, err := readReady(dir); err == nil {
+			printUsage(r)
+			return nil
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(filepath.Join(dir, "cluster.log"))
+			return fmt.Errorf("the cluster did not start (%v):\n%s", err, tail(string(b), 40))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func serve(repo, dir string) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	start := time.Now()
+	c, err := localcluster.Start(context.WithoutCancel(ctx), localcluster.Options{RepoRoot: repo, WorkDir: dir, Node: true, Log: os.Stderr})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(os.Stderr, "cluster: stopping")
+		if err := c.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "cluster: teardown:", err)
+		}
+	}()
+	if err := c.InstallFlowauth(ctx); err != nil {
+		return err
+	}
+	b, err := json.Marshal(ready{Kubeconfig: c.Kubeconfig, Probe: c.Images.Probe, Webhook: c.Images.Webhook, Took: time.Since(start).Round(time.Second).String()})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ready.json"), b, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "cluster: ready after %s\n", time.Since(start).Round(time.Second))
+	<-ctx.Done()
+	return nil
+}
+
+func readReady(dir string) (ready, error) {
+	var r ready
+	b, err := os.ReadFile(filepath.Join(dir, "ready.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	return r, err
+}
+
+func printUsage(r ready) {
+	fmt.Printf("cluster: flowauth serves from inside the cluster (image %s); up in %s\n", r.Webhook, r.Took)
+	fmt.Printf("export KUBECONFIG=%s\n", r.Kubeconfig)
+	fmt.Printf("probe image: %s\n", r.Probe)
+	fmt.Print(`
+Try a flow run (the probe prints what boto3 and google-auth found, as digests, never values):
+  kubectl create namespace flows
+  kubectl label namespace flows flowauth.io/injection=enabled
+  kubectl -n flows create secret generic aws-credentials --from-literal=ACCESS_KEY=AKIAEXAMPLE --from-literal=SECRET_ACCESS_KEY=example
+  kubectl -n flows apply -f - <<'JOB'
+apiVersion: batch/v1
+kind: Job
+metadata: {name: probe}
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations: {flowauth.io/secrets: AWS_CREDENTIALS}
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: flow, image: ` + r.Probe + `, command: [flowauth-probe, AWS_CREDENTIALS]}
+JOB
+  kubectl -n flows wait --for=condition=Complete job/probe && kubectl -n flows logs job/probe
+`)
+	fmt.Println("Any Job of yours works the same (examples/ has a Prefect 1 and a Prefect 2/3 one). `make cluster-down` removes it all.")
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,288 @@
+package localcluster
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// recordPath is where a running node says what it has put on the machine. A node whose harness
+// died is cleaned up from it by the next start (or by `make cluster-down`).
+const recordPath = "/run/flowauth-localcluster.json"
+
+// record lists what a node puts on the machine beyond its folder, and what it found there.
+type record struct {
+	Dir       string `json:"dir"`
+	NodeBin   string `json:"nodeBin"`
+	Owner     int    `json:"owner"`
+	OwnerSince string `json:"ownerSince"` // the owner's start time, so a reused pid is not taken for it
+	PIDs      []int  `json:"pids"`
+	// Sysctls the kubelet, kube-proxy and the CNI bridge plugin set, as they were before.
+	Sysctls map[string]string `json:"sysctls"`
+}
+
+// touchedSysctls are the machine-wide settings that the node's parts change: the kubelet's kernel
+// tunables, IP forwarding (the bridge plugin's gateway), and bridge netfilter (kube-proxy).
+var touchedSysctls = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "net/ipv4/ip_forward",
+	"net/ipv4/conf/all/route_localnet", "net/bridge/bridge-nf-call-iptables",
+}
+
+// claim cleans up after a node whose harness died, refuses to start beside a live one, and
+// records the new node.
+func claim(dir, nodeBin string) (*record, error) {
+	if old, err := readRecord(); err == nil {
+		if processStartTime(old.Owner) == old.OwnerSince && old.Owner != os.Getpid() {
+			return nil, fmt.Errorf("a local node is already running (harness pid %d, folder %s): stop it first (`make cluster-down`)", old.Owner, old.Dir)
+		}
+		if err := old.cleanup(); err != nil {
+			return nil, fmt.Errorf("cleaning up after the node of an earlier run (%s): %w", old.Dir, err)
+		}
+	}
+	rec := &record{Dir: dir, NodeBin: nodeBin, Owner: os.Getpid(), OwnerSince: processStartTime(os.Getpid()), Sysctls: map[string]string{}}
+	for _, s := range touchedSysctls {
+		if v, err := os.ReadFile("/proc/sys/" + s); err == nil {
+			rec.Sysctls[s] = strings.TrimSpace(string(v))
+		}
+	}
+	return rec, rec.save()
+}
+
+func readRecord() (*record, error) {
+	b, err := os.ReadFile(recordPath)
+	if err != nil {
+		return nil, err
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", recordPath, err)
+	}
+	return &r, nil
+}
+
+func (r *record) save() error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := recordPath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, recordPath)
+}
+
+func (r *record) addPID(pid int) error {
+	r.PIDs = append(r.PIDs, pid)
+	return r.save()
+}
+
+// CleanupAfterCrash removes what a node left on the machine when its harness died: `make
+// cluster-down` calls it when the harness is gone. It does nothing when no node is recorded, and
+// refuses while the recorded harness still runs.
+func CleanupAfterCrash() error {
+	r, err := readRecord()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if processStartTime(r.Owner) == r.OwnerSince {
+		return fmt.Errorf("the node's harness (pid %d) still runs", r.Owner)
+	}
+	return r.cleanup()
+}
+
+// cleanup ends every process of the node, removes its iptables chains, mounts, cgroups and bridge,
+// puts the sysctls back, and deletes its folder and the record. Each step goes on after another
+// fails; the errors are joined.
+func (r *record) cleanup() error {
+	var errs []error
+	// The node's own processes (by id, if still the same process), then everything that names
+	// its folder: runc shims and the containers they hold.
+	for _, pid := range r.PIDs {
+		if p, err := os.FindProcess(pid); err == nil && strings.Contains(cmdline(pid), r.Dir) {
+			_ = p.Signal(syscall.SIGKILL)
+		}
+	}
+	killCgroupProcs()
+	for _, pid := range pidsMentioning(r.Dir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	if proxy := filepath.Join(r.NodeBin, "kube-proxy"); fileExists(proxy) {
+		if out, err := exec.Command(proxy, "--cleanup").CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, lastLine(out)))
+		}
+	}
+	if err := unmountUnder(r.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeKubepodsCgroups(); err != nil {
+		errs = append(errs, err)
+	}
+	if out, err := exec.Command("ip", "link", "del", bridgeName).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
+		errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", bridgeName, err, out))
+	}
+	for s, v := range r.Sysctls {
+		if cur, err := os.ReadFile("/proc/sys/" + s); err == nil && strings.TrimSpace(string(cur)) != v {
+			if err := os.WriteFile("/proc/sys/"+s, []byte(v), 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("restoring %s to %s: %w", s, v, err))
+			}
+		}
+	}
+	if err := os.RemoveAll(r.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(recordPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// cgroupRoots are the mounted cgroup hierarchies (v1 controllers, named ones and the unified one).
+func cgroupRoots() []string {
+	var roots []string
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = f.Close() }()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		sep := slices.Index(fields, "-")
+		if sep > 0 && sep+1 < len(fields) && strings.HasPrefix(fields[sep+1], "cgroup") {
+			roots = append(roots, fields[4])
+		}
+	}
+	return roots
+}
+
+// kubepodsDirs are the kubelet's cgroups (the kubepods tree under each hierarchy), deepest first.
+// Only these are the node's: nothing else in a hierarchy is touched.
+func kubepodsDirs() []string {
+	var dirs []string
+	for _, root := range cgroupRoots() {
+		_ = filepath.WalkDir(filepath.Join(root, "kubepods"), func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	return dirs
+}
+
+func killCgroupProcs() {
+	for _, dir := range kubepodsDirs() {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+func removeKubepodsCgroups() error {
+	var last error
+	for range 50 {
+		last = nil
+		for _, dir := range kubepodsDirs() {
+			if err := syscall.Rmdir(dir); err != nil && !errors.Is(err, syscall.ENOENT) {
+				last = fmt.Errorf("removing cgroup %s: %w", dir, err)
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		killCgroupProcs()
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+// unmountUnder detaches every mount at or below dir (the kubelet's bind mount of its root,
+// Secret and token tmpfs volumes, container root filesystems, network namespaces), deepest first.
+func unmountUnder(dir string) error {
+	for range 5 {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return err
+		}
+		var points []string
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+				points = append(points, fields[4])
+			}
+		}
+		if len(points) == 0 {
+			return nil
+		}
+		slices.SortFunc(points, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+		for _, p := range points {
+			_ = syscall.Unmount(p, syscall.MNT_DETACH)
+		}
+	}
+	return fmt.Errorf("mounts remain under %s", dir)
+}
+
+func pidsMentioning(s string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if strings.Contains(cmdline(pid), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func cmdline(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return strings.ReplaceAll(string(b), "\x00", " ")
+}
+
+// processStartTime is field 22 of /proc/PID/stat ("" when there is no such process).
+func processStartTime(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	// The command name (field 2) may hold spaces; fields after its closing parenthesis are plain.
+	rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+	fields := strings.Fields(rest)
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+func fileExists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}

@@ -1,0 +1,529 @@
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// The node's network lives only on this machine: a bridge the harness makes, pod addresses from
+// a range reserved for benchmarks (RFC 2544), Service addresses from the range beside it, no
+// default route in pods and no NAT to anything outside.
+const (
+	NodeName    = "flowauth-node"
+	bridgeName  = "flowauth0"
+	podCIDR     = "198.18.0.0/24"
+	gatewayIP   = "198.18.0.1" // the bridge's address: the API server listens here for pods
+	serviceCIDR = "198.19.0.0/24"
+	// kubernetesServiceIP is the first address of serviceCIDR, the `kubernetes` Service's.
+	kubernetesServiceIP = "198.19.0.1"
+)
+
+// ErrNotRoot says why a node cannot run: kubelet, containerd and runc need root.
+var ErrNotRoot = errors.New("the local node needs root (kubelet, containerd and runc create namespaces, mounts, cgroups and a bridge)")
+
+// nodeBinaries are what hack/tools.sh node builds into bin/node.
+var nodeBinaries = []string{"kubelet", "kube-scheduler", "kube-proxy", "containerd", "containerd-shim-runc-v2", "crictl", "registry", "cni/bridge", "cni/host-local", "cni/loopback"}
+
+type node struct {
+	bin      string // bin/node
+	dir      string // all of the node's state: WorkDir/node
+	registry string
+	socket   string // containerd's CRI endpoint
+	kubelet  *exec.Cmd
+	rec      *record
+	logs     map[string]*os.File
+}
+
+// startWithNode starts a control plane that pods can reach, a registry with flowauth's images,
+// and a node (containerd, kubelet, kube-proxy, kube-scheduler) that runs them.
+func startWithNode(ctx context.Context, o Options, assets string) (*Cluster, error) {
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	nodeBin := filepath.Join(o.RepoRoot, "bin", "node")
+	for _, b := range nodeBinaries {
+		if _, err := os.Stat(filepath.Join(nodeBin, b)); err != nil {
+			return nil, fmt.Errorf("%s not found in %s: run `hack/tools.sh node` (make test-node and make cluster do)", b, nodeBin)
+		}
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		return nil, fmt.Errorf("runc not found: run `hack/tools.sh node`, which installs it from Debian: %w", err)
+	}
+	dir := filepath.Join(o.WorkDir, "node")
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	rec, err := claim(dir, nodeBin)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: o, assets: assets, AllWebhookLogs: &SyncBuffer{}}
+	c.node = &node{bin: nodeBin, dir: dir, rec: rec, logs: map[string]*os.File{}, socket: filepath.Join(dir, "containerd", "containerd.sock")}
+	if err := c.startNode(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) startNode(ctx context.Context) error {
+	n := c.node
+	if err := createBridge(); err != nil {
+		return err
+	}
+	var err error
+	if n.registry, err = c.startRegistry(ctx, filepath.Join(n.bin, "registry"), n.dir); err != nil {
+		return err
+	}
+	built := make(chan error, 1)
+	go func() {
+		var err error
+		c.Images, err = buildImages(ctx, c.opts.RepoRoot, n.dir, n.registry)
+		built <- err
+	}()
+
+	certDir := filepath.Join(n.dir, "pki")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return err
+	}
+	caPEM, err := apiServerPKI(certDir,
+		[]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(gatewayIP), net.ParseIP(kubernetesServiceIP)},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"})
+	if err != nil {
+		return err
+	}
+	port, err := freePortOn(gatewayIP)
+	if err != nil {
+		return err
+	}
+	api := &envtest.APIServer{CertDir: certDir}
+	api.SecureServing.Address, api.SecureServing.Port, api.SecureServing.CA = gatewayIP, strconv.Itoa(port), caPEM
+	args := api.Configure()
+	args.Set("advertise-address", gatewayIP)
+	args.Set("service-cluster-ip-range", serviceCIDR)
+	// A real cluster's admission: ServiceAccount on (envtest turns it off), so pods get their
+	// token and the chart's RBAC is what the webhook has.
+	args.Set("disable-admission-plugins", "")
+	// Webhook calls go to the Service's endpoint (the pod's address on the bridge) rather than
+	// its ClusterIP, which only kube-proxy's rules in the host's PREROUTING chain could reach.
+	args.Set("enable-aggregator-routing", "true")
+	args.Set("kubelet-preferred-address-types", "InternalIP")
+	c.env = &envtest.Environment{BinaryAssetsDirectory: c.assets, ControlPlane: envtest.ControlPlane{APIServer: api}}
+	if c.Config, err = c.env.Start(); err != nil {
+		return fmt.Errorf("starting etcd and kube-apiserver on %s: %w", gatewayIP, err)
+	}
+	if err := c.writeAdminKubeconfig(); err != nil {
+		return err
+	}
+	kcm := exec.CommandContext(ctx, filepath.Join(c.assets, "kube-controller-manager"),
+		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
+		"--controllers=job,namespace,serviceaccount,root-ca-certificate-publisher-controller,deployment,replicaset,endpointslice,garbage-collector,disruption,podgc,ttl-after-finished,node-lifecycle-controller",
+		"--root-ca-file="+filepath.Join(certDir, "ca.crt"), "--cluster-cidr="+podCIDR)
+	kcm.Stdout, kcm.Stderr = c.nodeLog("kube-controller-manager"), c.nodeLog("kube-controller-manager")
+	if err := c.run(kcm); err != nil {
+		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+	if err := <-built; err != nil {
+		return fmt.Errorf("building the images: %w", err)
+	}
+	if err := c.startContainerd(ctx); err != nil {
+		return err
+	}
+	if err := c.startKubelet(ctx); err != nil {
+		return err
+	}
+	if err := c.startKubeProxy(ctx); err != nil {
+		return err
+	}
+	sched := exec.CommandContext(ctx, filepath.Join(n.bin, "kube-scheduler"), "--kubeconfig="+c.Kubeconfig,
+		"--leader-elect=false", "--secure-port=0")
+	sched.Stdout, sched.Stderr = c.nodeLog("kube-scheduler"), c.nodeLog("kube-scheduler")
+	if err := c.run(sched); err != nil {
+		return fmt.Errorf("starting kube-scheduler: %w", err)
+	}
+	return c.waitNodeReady(ctx)
+}
+
+func (c *Cluster) writeAdminKubeconfig() error {
+	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := admin.KubeConfig()
+	if err != nil {
+		return err
+	}
+	c.Kubeconfig = filepath.Join(c.opts.WorkDir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	c.Client, err = client.New(c.Config, client.Options{})
+	return err
+}
+
+func (c *Cluster) startContainerd(ctx context.Context) error {
+	n := c.node
+	cd := filepath.Join(n.dir, "containerd")
+	netd := filepath.Join(n.dir, "cni", "net.d")
+	for _, d := range []string{cd, netd, filepath.Join(cd, "certs.d")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	// The bridge plugin joins pods to the bridge made above. Pods get a route to the Service range
+	// through the gateway and no default route, and nothing is masqueraded: a pod can reach this
+	// machine and other pods, never beyond.
+	conflist := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "flowauth", "plugins": [{
+  "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+  "ipam": {"type": "host-local", "dataDir": %q,
+           "ranges": [[{"subnet": %q, "gateway": %q}]], "routes": [{"dst": %q}]}}]}
+`, bridgeName, filepath.Join(n.dir, "cni", "ipam"), podCIDR, gatewayIP, serviceCIDR)
+	if err := os.WriteFile(filepath.Join(netd, "10-flowauth.conflist"), []byte(conflist), 0o644); err != nil {
+		return err
+	}
+	runc, _ := exec.LookPath("runc")
+	config := fmt.Sprintf(`version = 3
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.blockfile", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing", "io.containerd.nri.v1.nri"]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = "%[3]s.ttrpc"
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = %[4]q
+
+[plugins.'io.containerd.cri.v1.images']
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = %[5]q
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = %[6]q
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # Processes here may not lower their oom_score_adj; without this runc fails to start a sandbox.
+  restrict_oom_score_adj = true
+  # Pod network namespaces under the state folder, so that teardown finds every one.
+  netns_mounts_under_state_dir = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = [%[7]q]
+    conf_dir = %[8]q
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+      BinaryName = %[9]q
+      Root = %[10]q
+      SystemdCgroup = false
+`, filepath.Join(cd, "root"), filepath.Join(cd, "state"), n.socket, filepath.Join(cd, "opt"),
+		c.Images.Pause, filepath.Join(cd, "certs.d"), filepath.Join(n.bin, "cni"), netd, runc, filepath.Join(cd, "runc"))
+	// The registry speaks plain HTTP on loopback, as a cluster's local mirror would.
+	hostsDir := filepath.Join(cd, "certs.d", n.registry)
+	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(hostsDir, "hosts.toml"), fmt.Appendf(nil, "server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.registry, n.registry), 0o644); err != nil {
+		return err
+	}
+	configPath := filepath.Join(cd, "config.toml")
+	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "containerd"), "--config", configPath)
+	// The runc shim is found on containerd's PATH.
+	cmd.Env = append(os.Environ(), "PATH="+n.bin+":"+os.Getenv("PATH"))
+	cmd.Stdout, cmd.Stderr = c.nodeLog("containerd"), c.nodeLog("containerd")
+	if err := c.runNode(cmd); err != nil {
+		return fmt.Errorf("starting containerd: %w", err)
+	}
+	return waitFor(ctx, 30*time.Second, "containerd's CRI", func() error {
+		_, err := c.crictl(ctx, "info")
+		return err
+	})
+}
+
+func (c *Cluster) startKubelet(ctx context.Context) error {
+	n := c.node
+	kd := filepath.Join(n.dir, "kubelet")
+	if err := os.MkdirAll(kd, 0o755); err != nil {
+		return err
+	}
+	kubeletPort, err := freePortOn("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	healthPort, err := freePortOn("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	// Pods resolve names through a resolver that does not exist: nothing they look up can leave.
+	resolv := filepath.Join(n.dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		return err
+	}
+	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# This machine's cgroups are v1 (hybrid): kubelet 1.35+ refuses them unless told.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://%s
+address: 127.0.0.1
+port: %d
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: %d
+# The kubelet serves on loopback only; the API server (for logs and exec) is its one client here.
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+podLogsDir: %s
+resolvConf: %s
+failSwapOn: false
+registerNode: true
+# Nothing is garbage-collected or evicted for a test's sake: the disk is shared.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
+serializeImagePulls: false
+syncFrequency: 10s
+maxPods: 110
+`, n.socket, kubeletPort, healthPort, filepath.Join(n.dir, "pod-logs"), resolv)
+	configPath := filepath.Join(kd, "config.yaml")
+	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "kubelet"), "--config="+configPath, "--kubeconfig="+c.Kubeconfig,
+		"--root-dir="+filepath.Join(kd, "root"), "--cert-dir="+filepath.Join(kd, "pki"),
+		"--node-ip=127.0.0.1", "--hostname-override="+NodeName, "--v=1")
+	cmd.Env = append(os.Environ(), "PATH="+n.bin+":"+os.Getenv("PATH"))
+	cmd.Stdout, cmd.Stderr = c.nodeLog("kubelet"), c.nodeLog("kubelet")
+	if err := c.runNode(cmd); err != nil {
+		return fmt.Errorf("starting kubelet: %w", err)
+	}
+	n.kubelet = cmd
+	return nil
+}
+
+func (c *Cluster) startKubeProxy(ctx context.Context) error {
+	n := c.node
+	health, err := FreeAddr()
+	if err != nil {
+		return err
+	}
+	metrics, err := FreeAddr()
+	if err != nil {
+		return err
+	}
+	config := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection: {kubeconfig: %s}
+hostnameOverride: %s
+clusterCIDR: %s
+bindAddress: 127.0.0.1
+healthzBindAddress: %s
+metricsBindAddress: %s
+# Leave the machine's conntrack settings as they are.
+conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+# No NodePort on loopback (that would set route_localnet), only on the bridge.
+iptables: {localhostNodePorts: false}
+nodePortAddresses: [%s/32]
+`, c.Kubeconfig, NodeName, podCIDR, health, metrics, gatewayIP)
+	configPath := filepath.Join(n.dir, "kube-proxy.yaml")
+	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "kube-proxy"), "--config="+configPath)
+	cmd.Stdout, cmd.Stderr = c.nodeLog("kube-proxy"), c.nodeLog("kube-proxy")
+	if err := c.runNode(cmd); err != nil {
+		return fmt.Errorf("starting kube-proxy: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) waitNodeReady(ctx context.Context) error {
+	return waitFor(ctx, 2*time.Minute, "node "+NodeName+" to be Ready", func() error {
+		var node corev1.Node
+		if err := c.Client.Get(ctx, types.NamespacedName{Name: NodeName}, &node); err != nil {
+			return err
+		}
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				if cond.Status == corev1.ConditionTrue {
+					return nil
+				}
+				return fmt.Errorf("Ready=%s: %s", cond.Status, cond.Message)
+			}
+		}
+		return errors.New("no Ready condition yet")
+	})
+}
+
+// runNode starts a node process and records its id, so that a later start can end it if this
+// harness dies without tearing down.
+func (c *Cluster) runNode(cmd *exec.Cmd) error {
+	if err := c.run(cmd); err != nil {
+		return err
+	}
+	return c.node.rec.addPID(cmd.Process.Pid)
+}
+
+func (c *Cluster) crictl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.node.bin, "crictl"), append([]string{"--runtime-endpoint", "unix://" + c.node.socket, "--timeout", "20s"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// nodeLog is the log file of one node component, in the node's folder.
+func (c *Cluster) nodeLog(name string) *os.File {
+	if f, ok := c.node.logs[name]; ok {
+		return f
+	}
+	f, err := os.OpenFile(filepath.Join(c.node.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		f, _ = os.Open(os.DevNull)
+	}
+	c.node.logs[name] = f
+	return f
+}
+
+// NodeLogs are the paths of the node's component logs (kubelet, containerd, ...) and of every
+// container log the kubelet wrote, for scans of what reached them.
+func (c *Cluster) NodeLogs() ([]string, error) {
+	if c.node == nil {
+		return nil, nil
+	}
+	var paths []string
+	for _, root := range []string{filepath.Join(c.node.dir, "logs"), filepath.Join(c.node.dir, "pod-logs")} {
+		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				paths = append(paths, path)
+			}
+			return err
+		})
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return paths, nil
+}
+
+// stopNode stops the node's pods while containerd still runs, then every node process, then
+// removes what they left on the machine (cleanup).
+func (c *Cluster) stopNode() {
+	n := c.node
+	if n.kubelet != nil {
+		_ = stop(n.kubelet)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := os.Stat(n.socket); err == nil {
+		_, _ = c.crictl(ctx, "rmp", "--force", "--all")
+	}
+}
+
+func createBridge() error {
+	_ = exec.Command("ip", "link", "del", bridgeName).Run() // a leftover whose record was lost
+	for _, args := range [][]string{
+		{"link", "add", bridgeName, "type", "bridge"},
+		{"addr", "add", gatewayIP + "/24", "dev", bridgeName},
+		{"link", "set", bridgeName, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+func freePortOn(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Helm runs bin/helm against the cluster and returns what it printed.
+func (c *Cluster) Helm(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.opts.RepoRoot, "bin", "helm"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd.Dir = c.opts.RepoRoot
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// FlowauthNamespace is where InstallFlowauth installs the chart, as the README does.
+const FlowauthNamespace = "flowauth-system"
+
+// InstallFlowauth installs charts/flowauth as a user would (`helm install --wait`), with its
+// default values but for the image, which is the webhook image in the node's registry; set
+// adds --set values. It returns when every replica is Ready.
+func (c *Cluster) InstallFlowauth(ctx context.Context, set ...string) error {
+	repo := strings.TrimSuffix(c.Images.Webhook, ":"+ImageTag)
+	args := []string{"install", "flowauth", "charts/flowauth", "--namespace", FlowauthNamespace, "--create-namespace",
+		"--set", "image.repository=" + repo, "--set", "image.tag=" + ImageTag, "--wait", "--timeout", "5m"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	_, err := c.Helm(ctx, args...)
+	return err
+}
+
+// Running says whether a node started by this package is running now, and its folder.
+func Running() (dir string, running bool) {
+	r, err := readRecord()
+	if err != nil {
+		return "", false
+	}
+	return filepath.Dir(r.Dir), processStartTime(r.Owner) == r.OwnerSince
+}
+
+// StopRunning ends the running node's harness (SIGTERM: it tears everything down) and waits
+// for it, or cleans up after it if it is gone.
+func StopRunning(timeout time.Duration) error {
+	r, err := readRecord()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if processStartTime(r.Owner) != r.OwnerSince {
+		return CleanupAfterCrash()
+	}
+	if err := syscall.Kill(r.Owner, syscall.SIGTERM); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for processStartTime(r.Owner) == r.OwnerSince {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the node's harness (pid %d) did not stop within %s", r.Owner, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := readRecord(); err == nil {
+		return CleanupAfterCrash() // it died before finishing its teardown
+	}
+	return nil
+}
