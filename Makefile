@@ -46,7 +46,7 @@ run: ## Run the webhook locally without a cluster (certs from bin/certs: tls.crt
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint vulncheck test-unit test-integration test-e2e test-chart ## Everything CI runs: format, vet, lint, govulncheck, unit, integration, e2e and chart tests.
+test: fmt-check vet lint vulncheck test-unit test-integration test-e2e test-chart test-node ## Everything CI runs: format, vet, lint, govulncheck, unit, integration, e2e, chart and node tests.
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).
@@ -63,6 +63,10 @@ test-e2e: tools-control-plane ## End-to-end: webhook binary, Job controller, kub
 .PHONY: test-chart
 test-chart: tools-control-plane tools-helm ## Helm chart and config/: lint, render, install into the API server, e2e with self-managed TLS.
 	go test -count=1 ./test/chart/...
+
+.PHONY: test-node
+test-node: tools-control-plane tools-helm tools-node ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
+	go test -count=1 -timeout 30m ./test/node/...
 
 FUZZTIME ?= 30s
 
@@ -104,6 +108,18 @@ soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails
 demo: tools-control-plane ## Start a local control plane + webhook, apply a flow-run Job, print the injected pod.
 	go run ./hack/demo
 
+##@ Local cluster
+
+.PHONY: cluster
+cluster: tools-control-plane tools-helm tools-node ## A one-node cluster (root) with flowauth installed from the local registry's image, left running; prints KUBECONFIG.
+	@go build -o bin/cluster ./hack/cluster
+	@bin/cluster up
+
+.PHONY: cluster-down
+cluster-down: ## Stop `make cluster` and remove everything it put on this machine.
+	@go build -o bin/cluster ./hack/cluster
+	@bin/cluster down
+
 ##@ Tools
 
 .PHONY: tools
@@ -113,6 +129,11 @@ tools: ## Build every tool into bin/ (cached by version).
 .PHONY: tools-control-plane
 tools-control-plane:
 	@hack/tools.sh control-plane
+
+.PHONY: tools-node
+tools-node:
+	@hack/tools.sh node
+	@hack/tools.sh probe-rootfs
 
 .PHONY: tools-lint
 tools-lint:

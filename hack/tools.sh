@@ -100,8 +100,9 @@ debian_packages() {
   done
   [ ${#missing[@]} -eq 0 ] && return
   if [ "$(id -u)" != 0 ]; then
-    say "the node needs Debian's ${missing[*]}: run as root (or apt-get install them)"
-    exit 1
+    # Not fatal here: the node's tests say why they cannot run (and fail under CI=true).
+    say "not installing Debian's ${missing[*]}: that needs root (the node's tests and make cluster need root anyway)"
+    return 1
   fi
   say "installing ${missing[*]} from Debian"
   apt-get update -qq
@@ -182,12 +183,12 @@ vulndb() {
 control_plane() { cached "k8s-$K8S_VERSION-etcd-$ETCD_VERSION" k8s build_control_plane; }
 
 node() {
-  debian_packages runc iptables conntrack iproute2
+  debian_packages runc iptables conntrack iproute2 || true
   cached "node-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_PLUGINS_VERSION-crictl-$CRICTL_VERSION-registry-$DISTRIBUTION_VERSION" node build_node
 }
 
 probe_rootfs() {
-  debian_packages mmdebstrap
+  debian_packages mmdebstrap || return 0
   cached "probe-rootfs-$PROBE_SUITE-$(echo "$PROBE_PACKAGES" | sha256sum | cut -c1-12)" .probe-rootfs build_probe_rootfs
   ln -sf .probe-rootfs/rootfs.tar.gz "$bin/probe-rootfs.tar.gz"
 }

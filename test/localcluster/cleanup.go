@@ -21,11 +21,11 @@ const recordPath = "/run/flowauth-localcluster.json"
 
 // record lists what a node puts on the machine beyond its folder, and what it found there.
 type record struct {
-	Dir       string `json:"dir"`
-	NodeBin   string `json:"nodeBin"`
-	Owner     int    `json:"owner"`
+	Dir        string `json:"dir"`
+	NodeBin    string `json:"nodeBin"`
+	Owner      int    `json:"owner"`
 	OwnerSince string `json:"ownerSince"` // the owner's start time, so a reused pid is not taken for it
-	PIDs      []int  `json:"pids"`
+	PIDs       []int  `json:"pids"`
 	// Sysctls the kubelet, kube-proxy and the CNI bridge plugin set, as they were before.
 	Sysctls map[string]string `json:"sysctls"`
 }
@@ -140,6 +140,14 @@ func (r *record) cleanup() error {
 		if cur, err := os.ReadFile("/proc/sys/" + s); err == nil && strings.TrimSpace(string(cur)) != v {
 			if err := os.WriteFile("/proc/sys/"+s, []byte(v), 0o644); err != nil {
 				errs = append(errs, fmt.Errorf("restoring %s to %s: %w", s, v, err))
+			}
+		}
+	}
+	// The kubelet links every container's log into /var/log/containers, whatever podLogsDir says.
+	if links, err := filepath.Glob("/var/log/containers/*.log"); err == nil {
+		for _, l := range links {
+			if target, err := os.Readlink(l); err == nil && strings.HasPrefix(target, r.Dir+"/") {
+				_ = os.Remove(l)
 			}
 		}
 	}

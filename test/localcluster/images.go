@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -253,11 +254,13 @@ log: {level: warn}
 storage:
   filesystem: {rootdirectory: %s}
   delete: {enabled: true}
-http: {addr: %s}
-`, filepath.Join(dir, "registry"), addr), 0o600); err != nil {
+http: {addr: %s, secret: %s}
+`, filepath.Join(dir, "registry"), addr, rand.Text()), 0o600); err != nil {
 		return "", err
 	}
 	cmd := exec.CommandContext(ctx, bin, "serve", config)
+	// distribution exports traces to an OTLP collector on localhost by default: there is none.
+	cmd.Env = append(os.Environ(), "OTEL_SDK_DISABLED=true", "OTEL_TRACES_EXPORTER=none")
 	cmd.Stdout, cmd.Stderr = c.nodeLog("registry"), c.nodeLog("registry")
 	if err := c.run(cmd); err != nil {
 		return "", fmt.Errorf("starting the registry: %w", err)
@@ -275,6 +278,9 @@ http: {addr: %s}
 	})
 }
 
+// stopWaiting is an error of check that waitFor returns at once: waiting longer cannot help.
+type stopWaiting struct{ error }
+
 // waitFor calls check until it returns nil, at most for d.
 func waitFor(ctx context.Context, d time.Duration, what string, check func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, d)
@@ -284,10 +290,38 @@ func waitFor(ctx context.Context, d time.Duration, what string, check func() err
 		if err == nil {
 			return nil
 		}
+		if errors.As(err, new(stopWaiting)) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w (last: %v)", what, ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// PulledFile reads one file (path without the leading /) out of an image in the registry, for
+// platform p.
+func PulledFile(ctx context.Context, ref string, p v1.Platform, path string) ([]byte, error) {
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(p))
+	if err != nil {
+		return nil, err
+	}
+	rc := mutate.Extract(img)
+	defer func() { _ = rc.Close() }()
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("%s in %s: %w", path, ref, err)
+		}
+		if h.Name == path {
+			return io.ReadAll(tr)
 		}
 	}
 }

@@ -121,8 +121,13 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	// Webhook calls go to the Service's endpoint (the pod's address on the bridge) rather than
 	// its ClusterIP, which only kube-proxy's rules in the host's PREROUTING chain could reach.
 	args.Set("enable-aggregator-routing", "true")
+	// The kubelet (logs, exec) is reached at its InternalIP with a client certificate of our CA.
 	args.Set("kubelet-preferred-address-types", "InternalIP")
-	c.env = &envtest.Environment{BinaryAssetsDirectory: c.assets, ControlPlane: envtest.ControlPlane{APIServer: api}}
+	args.Set("kubelet-client-certificate", filepath.Join(certDir, "kubelet-client.crt"))
+	args.Set("kubelet-client-key", filepath.Join(certDir, "kubelet-client.key"))
+	// etcd's data under the node's folder too, so that a crashed run's etcd is found and ended.
+	etcd := &envtest.Etcd{DataDir: filepath.Join(n.dir, "etcd")}
+	c.env = &envtest.Environment{BinaryAssetsDirectory: c.assets, ControlPlane: envtest.ControlPlane{APIServer: api, Etcd: etcd}}
 	if c.Config, err = c.env.Start(); err != nil {
 		return fmt.Errorf("starting etcd and kube-apiserver on %s: %w", gatewayIP, err)
 	}
@@ -131,7 +136,7 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	}
 	kcm := exec.CommandContext(ctx, filepath.Join(c.assets, "kube-controller-manager"),
 		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
-		"--controllers=job,namespace,serviceaccount,root-ca-certificate-publisher-controller,deployment,replicaset,endpointslice,garbage-collector,disruption,podgc,ttl-after-finished,node-lifecycle-controller",
+		"--controllers=job-controller,namespace-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,endpointslice-controller,garbage-collector-controller,disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller,node-lifecycle-controller",
 		"--root-ca-file="+filepath.Join(certDir, "ca.crt"), "--cluster-cidr="+podCIDR)
 	kcm.Stdout, kcm.Stderr = c.nodeLog("kube-controller-manager"), c.nodeLog("kube-controller-manager")
 	if err := c.run(kcm); err != nil {
@@ -263,7 +268,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	if err := os.MkdirAll(kd, 0o755); err != nil {
 		return err
 	}
-	kubeletPort, err := freePortOn("127.0.0.1")
+	kubeletPort, err := freePortOn(gatewayIP)
 	if err != nil {
 		return err
 	}
@@ -282,13 +287,14 @@ kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
 containerRuntimeEndpoint: unix://%s
-address: 127.0.0.1
+# The node's address is the bridge's: a kubelet may not take a loopback address as its node IP.
+# Its one client is the API server (logs, exec), with a certificate of the local CA.
+address: %s
 port: %d
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: %d
-# The kubelet serves on loopback only; the API server (for logs and exec) is its one client here.
-authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authentication: {anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: %s}}
 authorization: {mode: AlwaysAllow}
 podLogsDir: %s
 resolvConf: %s
@@ -301,14 +307,14 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.avail
 serializeImagePulls: false
 syncFrequency: 10s
 maxPods: 110
-`, n.socket, kubeletPort, healthPort, filepath.Join(n.dir, "pod-logs"), resolv)
+`, n.socket, gatewayIP, kubeletPort, healthPort, filepath.Join(n.dir, "pki", "ca.crt"), filepath.Join(n.dir, "pod-logs"), resolv)
 	configPath := filepath.Join(kd, "config.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "kubelet"), "--config="+configPath, "--kubeconfig="+c.Kubeconfig,
 		"--root-dir="+filepath.Join(kd, "root"), "--cert-dir="+filepath.Join(kd, "pki"),
-		"--node-ip=127.0.0.1", "--hostname-override="+NodeName, "--v=1")
+		"--node-ip="+gatewayIP, "--hostname-override="+NodeName, "--v=1")
 	cmd.Env = append(os.Environ(), "PATH="+n.bin+":"+os.Getenv("PATH"))
 	cmd.Stdout, cmd.Stderr = c.nodeLog("kubelet"), c.nodeLog("kubelet")
 	if err := c.runNode(cmd); err != nil {

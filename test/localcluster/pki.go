@@ -15,7 +15,8 @@ import (
 )
 
 // apiServerPKI writes into certDir the files envtest would otherwise make itself (apiserver.crt
-// and .key, sa-signer.crt and .key), with one difference: the serving certificate also names the
+// and .key, sa-signer.crt and .key), and the API server's client certificate for the kubelet
+// (kubelet-client.crt and .key), with one difference: the serving certificate also names the
 // `kubernetes` Service's ClusterIP and DNS names, which pods on the node dial. It returns the CA's
 // PEM, which clients (envtest's users, the kube-root-ca.crt ConfigMap) trust.
 func apiServerPKI(certDir string, ips []net.IP, dnsNames []string) ([]byte, error) {
@@ -72,15 +73,31 @@ func apiServerPKI(certDir string, ips []net.IP, dnsNames []string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
+	// The API server's client certificate towards the kubelet, the only client the kubelet
+	// accepts (it trusts this CA and nothing else).
+	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	clientDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(4),
+		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(7 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, ca, &clientKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
 	caPEM := pemBlock("CERTIFICATE", caDER)
 	files := map[string][]byte{
-		"apiserver.crt":  append(pemBlock("CERTIFICATE", servingDER), caPEM...),
-		"sa-signer.crt":  pemBlock("CERTIFICATE", saDER),
-		"ca.crt":         caPEM,
-		"apiserver.key":  nil,
-		"sa-signer.key":  nil,
+		"apiserver.crt":      append(pemBlock("CERTIFICATE", servingDER), caPEM...),
+		"sa-signer.crt":      pemBlock("CERTIFICATE", saDER),
+		"ca.crt":             caPEM,
+		"kubelet-client.crt": pemBlock("CERTIFICATE", clientDER),
 	}
-	for name, key := range map[string]*ecdsa.PrivateKey{"apiserver.key": servingKey, "sa-signer.key": saKey} {
+	for name, key := range map[string]*ecdsa.PrivateKey{"apiserver.key": servingKey, "sa-signer.key": saKey, "kubelet-client.key": clientKey} {
 		der, err := x509.MarshalECPrivateKey(key)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,55 @@
+package node
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestNoSecretValueReachesAnyLog runs last (its file sorts last): every value this suite stored
+// in a Secret is looked for in the kubelet's and containerd's logs, every container's log (the
+// probes' and flowauth's own), and what the API server holds of pods, Jobs and Events.
+func TestNoSecretValueReachesAnyLog(t *testing.T) {
+	needNode(t)
+	if len(allCredentials) == 0 {
+		t.Fatal("no test stored credentials: nothing to look for")
+	}
+	outputs := map[string]string{
+		"pods":   kubectl(t, "get", "pods", "-A", "-o", "yaml"),
+		"jobs":   kubectl(t, "get", "jobs", "-A", "-o", "yaml"),
+		"events": kubectl(t, "get", "events", "-A", "-o", "yaml"),
+	}
+	logs, err := cluster.NodeLogs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	containerLogs := 0
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outputs[path] = string(b)
+		if strings.Contains(path, "/pod-logs/") {
+			containerLogs++
+		}
+	}
+	for _, want := range []string{"kubelet.log", "containerd.log"} {
+		if !slices.ContainsFunc(logs, func(p string) bool { return strings.HasSuffix(p, "/"+want) }) {
+			t.Errorf("no %s to scan among %v", want, logs)
+		}
+	}
+	if containerLogs < 4 {
+		t.Errorf("only %d container logs to scan", containerLogs)
+	}
+	for what, out := range outputs {
+		for _, c := range allCredentials {
+			for _, value := range c.values() {
+				if strings.Contains(out, value) {
+					t.Errorf("a Secret value (%d characters) appears in %s", len(value), what)
+				}
+			}
+		}
+	}
+}
