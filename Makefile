@@ -105,7 +105,7 @@ soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails
 ##@ Demo
 
 .PHONY: demo
-demo: tools-control-plane ## Start a local control plane + webhook, apply a flow-run Job, print the injected pod.
+demo: tools-control-plane tools-helm tools-node ## A flow run on a local node (root): flowauth installed by its chart, the run completing, what boto3 and google-auth found. Without root: the injected pod as stored.
 	go run ./hack/demo
 
 ##@ Local cluster

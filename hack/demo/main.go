@@ -1,22 +1,30 @@
-// Command demo is `make demo`: a local control plane (etcd, kube-apiserver, the Job controller),
-// the flowauth webhook registered over TLS, the example Secrets and a Prefect 1 flow-run Job
-// applied with kubectl, and the pod the Job controller created, printed as names and Secret
-// references only. Everything stops on exit or Ctrl-C.
+// Command demo is `make demo`. As root it runs a one-node cluster (the control plane, containerd,
+// kubelet, kube-proxy, kube-scheduler, a registry on 127.0.0.1), installs flowauth with its Helm
+// chart from the registry's image, applies the example Secrets and the Prefect 1 flow-run Job with
+// kubectl (its container replaced by the probe image), waits for the flow run to complete on the
+// node, and prints the injected pod and what boto3 and google-auth found in it. Without root it
+// says so and shows what the API server stores: a local control plane with the webhook binary
+// registered over TLS, and the injected pod. Values are never printed, only names, references
+// and digests. Everything stops on exit or Ctrl-C.
 package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
@@ -38,6 +46,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if os.Geteuid() == 0 {
+		return onNode(ctx, root)
+	}
+	step("not root: %v. Showing what the API server stores instead (run `sudo make demo` to see the flow run run)", localcluster.ErrNotRoot)
 	work := filepath.Join(root, "bin", "demo")
 	if err := os.MkdirAll(work, 0o750); err != nil {
 		return err
@@ -50,7 +62,7 @@ func run() error {
 	}
 	defer func() {
 		step("stopping everything")
-		c.Stop()
+		_ = c.Stop()
 	}()
 	fmt.Printf("kubeconfig: %s\n", c.Kubeconfig)
 
@@ -74,6 +86,98 @@ func run() error {
 	}
 	printPod(pod)
 	return nil
+}
+
+// onNode is the demo on a real node: the flow run runs, and its libraries read the credentials.
+func onNode(ctx context.Context, root string) error {
+	work, err := os.MkdirTemp("", "flowauth-demo-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+	step("starting a one-node cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy, and a registry on 127.0.0.1 with flowauth's images")
+	start := time.Now()
+	c, err := localcluster.Start(ctx, localcluster.Options{RepoRoot: root, WorkDir: work, Node: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("stopping everything and removing what the node put on this machine")
+		if err := c.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "demo: teardown:", err)
+		}
+	}()
+	fmt.Printf("up in %s; kubeconfig: %s\n", time.Since(start).Round(time.Millisecond), c.Kubeconfig)
+
+	step("helm install flowauth charts/flowauth -n %s --set image.repository=%s --wait", localcluster.FlowauthNamespace, strings.TrimSuffix(c.Images.Webhook, ":"+localcluster.ImageTag))
+	start = time.Now()
+	if err := c.InstallFlowauth(ctx); err != nil {
+		return err
+	}
+	out, _, _ := c.Kubectl(ctx, "-n", localcluster.FlowauthNamespace, "get", "pods", "-o", "wide")
+	fmt.Printf("ready in %s\n%s", time.Since(start).Round(time.Millisecond), out)
+
+	// The examples' GCP Secret is a placeholder google-auth would refuse: make a real key file.
+	key, err := localcluster.ServiceAccountKey("flowauth-demo", "demo@flowauth-demo.iam.gserviceaccount.com")
+	if err != nil {
+		return err
+	}
+	keyFile := filepath.Join(work, "credentials.json")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		return err
+	}
+	job, err := localcluster.ProbeJob(root, "prefect1-flow-run-job.yaml", c.Images.Probe, "AWS_CREDENTIALS", "GCP_CREDENTIALS")
+	if err != nil {
+		return err
+	}
+	manifest, err := yaml.Marshal(job)
+	if err != nil {
+		return err
+	}
+	jobFile := filepath.Join(work, "flow-run-job.yaml")
+	if err := os.WriteFile(jobFile, manifest, 0o600); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"apply", "-f", "examples/namespace.yaml"},
+		{"-n", "flows", "apply", "-f", "examples/secrets.yaml"},
+		{"-n", "flows", "delete", "secret", "gcp-credentials"},
+		{"-n", "flows", "create", "secret", "generic", "gcp-credentials", "--from-file=credentials.json=" + keyFile},
+	} {
+		step("kubectl %s", strings.Join(args, " "))
+		out, errOut, err := c.Kubectl(ctx, args...)
+		fmt.Print(out, errOut)
+		if err != nil {
+			return err
+		}
+	}
+	step("kubectl -n flows apply -f examples/prefect1-flow-run-job.yaml, its container running the probe image %s: flowauth-probe AWS_CREDENTIALS GCP_CREDENTIALS", c.Images.Probe)
+	start = time.Now()
+	if out, errOut, err := c.Kubectl(ctx, "-n", "flows", "apply", "-f", jobFile); err != nil {
+		return fmt.Errorf("%w: %s", err, errOut)
+	} else {
+		fmt.Print(out, errOut)
+	}
+	pod, err := c.WaitForJobComplete(ctx, "flows", job.Name, 3*time.Minute)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("job %s Complete %s after kubectl apply\n", job.Name, time.Since(start).Round(time.Millisecond))
+	printPod(pod)
+	step("what the flow run's own libraries found (SHA-256 prefixes of values, never values)")
+	logs, _, err := c.Kubectl(ctx, "-n", "flows", "logs", pod.Name)
+	if err != nil {
+		return err
+	}
+	fmt.Print(logs)
+	fmt.Printf("\nfor comparison, the Secrets hold: ACCESS_KEY %s, SECRET_ACCESS_KEY %s, credentials.json %s\n",
+		digest("AKIAEXAMPLEEXAMPLE00"), digest("example-secret-access-key-not-real"), digest(string(key)))
+	return nil
+}
+
+func digest(value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return "sha256:" + hex.EncodeToString(sum[:])[:16]
 }
 
 // printPod shows what flowauth did: names, Secret references and paths; never a value.

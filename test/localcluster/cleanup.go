@@ -127,6 +127,9 @@ func (r *record) cleanup() error {
 			errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, lastLine(out)))
 		}
 	}
+	if err := removeKubeletChains(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := unmountUnder(r.Dir); err != nil {
 		errs = append(errs, err)
 	}
@@ -156,6 +159,47 @@ func (r *record) cleanup() error {
 	}
 	if err := os.Remove(recordPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// kubeletChains are the iptables chains the kubelet itself makes (kube-proxy --cleanup removes
+// kube-proxy's, not these).
+var kubeletChains = []string{"KUBE-FIREWALL", "KUBE-KUBELET-CANARY"}
+
+// removeKubeletChains deletes the rules that jump to the kubelet's chains, then the chains, in
+// every table of iptables and ip6tables.
+func removeKubeletChains() error {
+	var errs []error
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			continue
+		}
+		for _, table := range []string{"filter", "nat", "mangle"} {
+			out, err := exec.Command(tool, "-w", "-t", table, "-S").Output()
+			if err != nil {
+				continue
+			}
+			var present []string
+			for _, line := range strings.Split(string(out), "\n") {
+				f := strings.Fields(line)
+				switch {
+				case len(f) == 2 && f[0] == "-N" && slices.Contains(kubeletChains, f[1]):
+					present = append(present, f[1])
+				case len(f) > 3 && f[0] == "-A" && !slices.Contains(kubeletChains, f[1]) && slices.ContainsFunc(kubeletChains, func(c string) bool { return slices.Contains(f, c) && f[slices.Index(f, c)-1] == "-j" }):
+					if b, err := exec.Command(tool, append([]string{"-w", "-t", table, "-D"}, f[1:]...)...).CombinedOutput(); err != nil {
+						errs = append(errs, fmt.Errorf("%s -t %s -D %s: %w: %s", tool, table, strings.Join(f[1:], " "), err, b))
+					}
+				}
+			}
+			for _, chain := range present {
+				for _, op := range []string{"-F", "-X"} {
+					if b, err := exec.Command(tool, "-w", "-t", table, op, chain).CombinedOutput(); err != nil {
+						errs = append(errs, fmt.Errorf("%s -t %s %s %s: %w: %s", tool, table, op, chain, err, b))
+					}
+				}
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -46,6 +46,9 @@ func TestChartServesFromInsideTheCluster(t *testing.T) {
 	}
 	running := 0
 	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue // one of an earlier rollout's, still shutting down
+		}
 		ready := slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool {
 			return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue
 		})
