@@ -32,6 +32,7 @@ type ready struct {
 	Probe      string `json:"probe"`
 	Webhook    string `json:"webhook"`
 	Took       string `json:"took"`
+	Tools      string `json:"tools"`
 }
 
 func main() {
@@ -122,12 +123,14 @@ func serve(repo, dir string) error {
 		fmt.Fprintln(os.Stderr, "cluster: stopping")
 		if err := c.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "cluster: teardown:", err)
+			return // keep the folder and its log for a look
 		}
+		_ = os.RemoveAll(dir)
 	}()
 	if err := c.InstallFlowauth(ctx); err != nil {
 		return err
 	}
-	b, err := json.Marshal(ready{Kubeconfig: c.Kubeconfig, Probe: c.Images.Probe, Webhook: c.Images.Webhook, Took: time.Since(start).Round(time.Second).String()})
+	b, err := json.Marshal(ready{Kubeconfig: c.Kubeconfig, Probe: c.Images.Probe, Webhook: c.Images.Webhook, Tools: filepath.Join(repo, "bin", "k8s") + ":" + filepath.Join(repo, "bin"), Took: time.Since(start).Round(time.Second).String()})
 	if err != nil {
 		return err
 	}
@@ -152,6 +155,7 @@ func printUsage(r ready) {
 	fmt.Printf("cluster: flowauth serves from inside the cluster (image %s); up in %s\n", r.Webhook, r.Took)
 	fmt.Printf("export KUBECONFIG=%s\n", r.Kubeconfig)
 	fmt.Printf("probe image: %s\n", r.Probe)
+	fmt.Printf("export PATH=%s:$PATH  # kubectl %s and helm, built for this cluster (any kubectl works)\n", r.Tools, "v1.37.2")
 	fmt.Print(`
 Try a flow run (the probe prints what boto3 and google-auth found, as digests, never values):
   kubectl create namespace flows

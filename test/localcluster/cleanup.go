@@ -21,6 +21,8 @@ const recordPath = "/run/flowauth-localcluster.json"
 
 // record lists what a node puts on the machine beyond its folder, and what it found there.
 type record struct {
+	// Work is the cluster's folder (kubeconfig, logs), Dir the node's state inside it.
+	Work       string `json:"work"`
 	Dir        string `json:"dir"`
 	NodeBin    string `json:"nodeBin"`
 	Owner      int    `json:"owner"`
@@ -45,11 +47,11 @@ func claim(dir, nodeBin string) (*record, error) {
 		if processStartTime(old.Owner) == old.OwnerSince && old.Owner != os.Getpid() {
 			return nil, fmt.Errorf("a local node is already running (harness pid %d, folder %s): stop it first (`make cluster-down`)", old.Owner, old.Dir)
 		}
-		if err := old.cleanup(); err != nil {
+		if err := old.cleanupAfterCrash(); err != nil {
 			return nil, fmt.Errorf("cleaning up after the node of an earlier run (%s): %w", old.Dir, err)
 		}
 	}
-	rec := &record{Dir: dir, NodeBin: nodeBin, Owner: os.Getpid(), OwnerSince: processStartTime(os.Getpid()), Sysctls: map[string]string{}}
+	rec := &record{Work: filepath.Dir(dir), Dir: dir, NodeBin: nodeBin, Owner: os.Getpid(), OwnerSince: processStartTime(os.Getpid()), Sysctls: map[string]string{}}
 	for _, s := range touchedSysctls {
 		if v, err := os.ReadFile("/proc/sys/" + s); err == nil {
 			rec.Sysctls[s] = strings.TrimSpace(string(v))
@@ -101,7 +103,17 @@ func CleanupAfterCrash() error {
 	if processStartTime(r.Owner) == r.OwnerSince {
 		return fmt.Errorf("the node's harness (pid %d) still runs", r.Owner)
 	}
-	return r.cleanup()
+	return r.cleanupAfterCrash()
+}
+
+// cleanupAfterCrash is cleanup, and then the whole cluster folder goes too: no harness is left
+// to remove it.
+func (r *record) cleanupAfterCrash() error {
+	err := r.cleanup()
+	if r.Work != "" {
+		err = errors.Join(err, os.RemoveAll(r.Work))
+	}
+	return err
 }
 
 // cleanup ends every process of the node, removes its iptables chains, mounts, cgroups and bridge,
@@ -117,7 +129,11 @@ func (r *record) cleanup() error {
 		}
 	}
 	killCgroupProcs()
-	for _, pid := range pidsMentioning(r.Dir) {
+	mentioned := r.Dir
+	if r.Work != "" {
+		mentioned = r.Work
+	}
+	for _, pid := range pidsMentioning(mentioned) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	time.Sleep(200 * time.Millisecond)

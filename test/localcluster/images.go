@@ -262,7 +262,7 @@ http: {addr: %s, secret: %s}
 	// distribution exports traces to an OTLP collector on localhost by default: there is none.
 	cmd.Env = append(os.Environ(), "OTEL_SDK_DISABLED=true", "OTEL_TRACES_EXPORTER=none")
 	cmd.Stdout, cmd.Stderr = c.nodeLog("registry"), c.nodeLog("registry")
-	if err := c.run(cmd); err != nil {
+	if err := c.runNode(cmd); err != nil {
 		return "", fmt.Errorf("starting the registry: %w", err)
 	}
 	return addr, waitFor(ctx, 30*time.Second, "the registry at "+addr, func() error {

@@ -139,7 +139,7 @@ func (c *Cluster) startNode(ctx context.Context) error {
 		"--controllers=job-controller,namespace-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,endpointslice-controller,garbage-collector-controller,disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller,node-lifecycle-controller",
 		"--root-ca-file="+filepath.Join(certDir, "ca.crt"), "--cluster-cidr="+podCIDR)
 	kcm.Stdout, kcm.Stderr = c.nodeLog("kube-controller-manager"), c.nodeLog("kube-controller-manager")
-	if err := c.run(kcm); err != nil {
+	if err := c.runNode(kcm); err != nil {
 		return fmt.Errorf("starting kube-controller-manager: %w", err)
 	}
 	if err := <-built; err != nil {
@@ -157,7 +157,7 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	sched := exec.CommandContext(ctx, filepath.Join(n.bin, "kube-scheduler"), "--kubeconfig="+c.Kubeconfig,
 		"--leader-elect=false", "--secure-port=0")
 	sched.Stdout, sched.Stderr = c.nodeLog("kube-scheduler"), c.nodeLog("kube-scheduler")
-	if err := c.run(sched); err != nil {
+	if err := c.runNode(sched); err != nil {
 		return fmt.Errorf("starting kube-scheduler: %w", err)
 	}
 	return c.waitNodeReady(ctx)
