@@ -49,7 +49,7 @@ func run(n, workers int) error {
 	if err != nil {
 		return err
 	}
-	defer c.Stop()
+	defer func() { _ = c.Stop() }()
 	if _, stderr, err := c.Kubectl(ctx, "apply", "-f", "examples/namespace.yaml"); err != nil {
 		return fmt.Errorf("%w: %s", err, stderr)
 	}

@@ -87,7 +87,7 @@ func up(repo string) error {
 		return err
 	}
 	defer func() { _ = log.Close() }()
-	harness := exec.Command(self, "-repo", repo, "-dir", dir, "serve")
+	harness := exec.CommandContext(context.Background(), self, "-repo", repo, "-dir", dir, "serve")
 	harness.Stdout, harness.Stderr = log, log
 	// Its own session: the harness outlives this command and the terminal that ran it.
 	harness.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -105,7 +105,7 @@ func up(repo string) error {
 		select {
 		case err := <-exited:
 			b, _ := os.ReadFile(filepath.Join(dir, "cluster.log"))
-			return fmt.Errorf("the cluster did not start (%v):\n%s", err, tail(string(b), 40))
+			return fmt.Errorf("the cluster did not start (%w):\n%s", err, tail(string(b), 40))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -134,7 +134,7 @@ func serve(repo, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "ready.json"), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "ready.json"), b, 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "cluster: ready after %s\n", time.Since(start).Round(time.Second))

@@ -57,7 +57,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "chart:", err)
 		return 1
 	}
-	defer cluster.Stop()
+	defer func() { _ = cluster.Stop() }()
 	return m.Run()
 }
 

@@ -42,7 +42,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer cluster.Stop()
+	defer func() { _ = cluster.Stop() }()
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "webhook output:\n%s\n", cluster.WebhookLog.String())

@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,7 +140,7 @@ func (r *record) cleanup() error {
 	time.Sleep(200 * time.Millisecond)
 
 	if proxy := filepath.Join(r.NodeBin, "kube-proxy"); fileExists(proxy) {
-		if out, err := exec.Command(proxy, "--cleanup").CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(context.Background(), proxy, "--cleanup").CombinedOutput(); err != nil {
 			errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, lastLine(out)))
 		}
 	}
@@ -152,12 +153,12 @@ func (r *record) cleanup() error {
 	if err := removeKubepodsCgroups(); err != nil {
 		errs = append(errs, err)
 	}
-	if out, err := exec.Command("ip", "link", "del", bridgeName).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
+	if out, err := exec.CommandContext(context.Background(), "ip", "link", "del", bridgeName).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
 		errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", bridgeName, err, out))
 	}
 	for s, v := range r.Sysctls {
 		if cur, err := os.ReadFile("/proc/sys/" + s); err == nil && strings.TrimSpace(string(cur)) != v {
-			if err := os.WriteFile("/proc/sys/"+s, []byte(v), 0o644); err != nil {
+			if err := os.WriteFile("/proc/sys/"+s, []byte(v), 0o600); err != nil {
 				errs = append(errs, fmt.Errorf("restoring %s to %s: %w", s, v, err))
 			}
 		}
@@ -192,7 +193,7 @@ func removeKubeletChains() error {
 			continue
 		}
 		for _, table := range []string{"filter", "nat", "mangle"} {
-			out, err := exec.Command(tool, "-w", "-t", table, "-S").Output()
+			out, err := exec.CommandContext(context.Background(), tool, "-w", "-t", table, "-S").Output()
 			if err != nil {
 				continue
 			}
@@ -203,14 +204,14 @@ func removeKubeletChains() error {
 				case len(f) == 2 && f[0] == "-N" && slices.Contains(kubeletChains, f[1]):
 					present = append(present, f[1])
 				case len(f) > 3 && f[0] == "-A" && !slices.Contains(kubeletChains, f[1]) && slices.ContainsFunc(kubeletChains, func(c string) bool { return slices.Contains(f, c) && f[slices.Index(f, c)-1] == "-j" }):
-					if b, err := exec.Command(tool, append([]string{"-w", "-t", table, "-D"}, f[1:]...)...).CombinedOutput(); err != nil {
+					if b, err := exec.CommandContext(context.Background(), tool, append([]string{"-w", "-t", table, "-D"}, f[1:]...)...).CombinedOutput(); err != nil {
 						errs = append(errs, fmt.Errorf("%s -t %s -D %s: %w: %s", tool, table, strings.Join(f[1:], " "), err, b))
 					}
 				}
 			}
 			for _, chain := range present {
 				for _, op := range []string{"-F", "-X"} {
-					if b, err := exec.Command(tool, "-w", "-t", table, op, chain).CombinedOutput(); err != nil {
+					if b, err := exec.CommandContext(context.Background(), tool, "-w", "-t", table, op, chain).CombinedOutput(); err != nil {
 						errs = append(errs, fmt.Errorf("%s -t %s %s %s: %w: %s", tool, table, op, chain, err, b))
 					}
 				}

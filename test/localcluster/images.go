@@ -107,7 +107,8 @@ func buildImages(ctx context.Context, repoRoot, workDir, host string) (Images, e
 		return images, fmt.Errorf("the probe image's root filesystem %s (hack/tools.sh probe-rootfs builds it): %w", rootfs, err)
 	}
 	script := filepath.Join(workDir, "flowauth-probe")
-	if err := os.WriteFile(script, probeScript, 0o755); err != nil {
+	// Its mode in the image is the layer's (0755), not this file's.
+	if err := os.WriteFile(script, probeScript, 0o600); err != nil {
 		return images, err
 	}
 	probe, err := imageOf(here, v1.Config{
@@ -295,7 +296,7 @@ func waitFor(ctx context.Context, d time.Duration, what string, check func() err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last: %v)", what, ctx.Err(), err)
+			return fmt.Errorf("waiting for %s: %w (last: %w)", what, ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

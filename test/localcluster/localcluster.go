@@ -105,7 +105,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	c.Config = cfg
 	if err := c.start(ctx, assets); err != nil {
-		c.Stop()
+		_ = c.Stop()
 		return nil, err
 	}
 	return c, nil

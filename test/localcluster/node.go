@@ -64,7 +64,7 @@ func startWithNode(ctx context.Context, o Options, assets string) (*Cluster, err
 		return nil, fmt.Errorf("runc not found: run `hack/tools.sh node`, which installs it from Debian: %w", err)
 	}
 	dir := filepath.Join(o.WorkDir, "node")
-	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o750); err != nil {
 		return nil, err
 	}
 	rec, err := claim(dir, nodeBin)
@@ -74,7 +74,7 @@ func startWithNode(ctx context.Context, o Options, assets string) (*Cluster, err
 	c := &Cluster{opts: o, assets: assets, AllWebhookLogs: &SyncBuffer{}}
 	c.node = &node{bin: nodeBin, dir: dir, rec: rec, logs: map[string]*os.File{}, socket: filepath.Join(dir, "containerd", "containerd.sock")}
 	if err := c.startNode(ctx); err != nil {
-		c.Stop()
+		_ = c.Stop()
 		return nil, err
 	}
 	return c, nil
@@ -111,6 +111,7 @@ func (c *Cluster) startNode(ctx context.Context) error {
 		return err
 	}
 	api := &envtest.APIServer{CertDir: certDir}
+	//nolint:staticcheck // spelled out: these are the secure-serving address, port and CA
 	api.SecureServing.Address, api.SecureServing.Port, api.SecureServing.CA = gatewayIP, strconv.Itoa(port), caPEM
 	args := api.Configure()
 	args.Set("advertise-address", gatewayIP)
@@ -185,7 +186,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	cd := filepath.Join(n.dir, "containerd")
 	netd := filepath.Join(n.dir, "cni", "net.d")
 	for _, d := range []string{cd, netd, filepath.Join(cd, "certs.d")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}
 	}
@@ -197,7 +198,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
   "ipam": {"type": "host-local", "dataDir": %q,
            "ranges": [[{"subnet": %q, "gateway": %q}]], "routes": [{"dst": %q}]}}]}
 `, bridgeName, filepath.Join(n.dir, "cni", "ipam"), podCIDR, gatewayIP, serviceCIDR)
-	if err := os.WriteFile(filepath.Join(netd, "10-flowauth.conflist"), []byte(conflist), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(netd, "10-flowauth.conflist"), []byte(conflist), 0o600); err != nil {
 		return err
 	}
 	runc, _ := exec.LookPath("runc")
@@ -239,14 +240,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 		c.Images.Pause, filepath.Join(cd, "certs.d"), filepath.Join(n.bin, "cni"), netd, runc, filepath.Join(cd, "runc"))
 	// The registry speaks plain HTTP on loopback, as a cluster's local mirror would.
 	hostsDir := filepath.Join(cd, "certs.d", n.registry)
-	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
+	if err := os.MkdirAll(hostsDir, 0o750); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(hostsDir, "hosts.toml"), fmt.Appendf(nil, "server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.registry, n.registry), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(hostsDir, "hosts.toml"), fmt.Appendf(nil, "server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", n.registry, n.registry), 0o600); err != nil {
 		return err
 	}
 	configPath := filepath.Join(cd, "config.toml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "containerd"), "--config", configPath)
@@ -257,15 +258,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 		return fmt.Errorf("starting containerd: %w", err)
 	}
 	return waitFor(ctx, 30*time.Second, "containerd's CRI", func() error {
-		_, err := c.crictl(ctx, "info")
-		return err
+		return c.crictl(ctx, "info")
 	})
 }
 
 func (c *Cluster) startKubelet(ctx context.Context) error {
 	n := c.node
 	kd := filepath.Join(n.dir, "kubelet")
-	if err := os.MkdirAll(kd, 0o755); err != nil {
+	if err := os.MkdirAll(kd, 0o750); err != nil {
 		return err
 	}
 	kubeletPort, err := freePortOn(gatewayIP)
@@ -278,7 +278,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	}
 	// Pods resolve names through a resolver that does not exist: nothing they look up can leave.
 	resolv := filepath.Join(n.dir, "resolv.conf")
-	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\n"), 0o600); err != nil {
 		return err
 	}
 	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
@@ -309,7 +309,7 @@ syncFrequency: 10s
 maxPods: 110
 `, n.socket, gatewayIP, kubeletPort, healthPort, filepath.Join(n.dir, "pki", "ca.crt"), filepath.Join(n.dir, "pod-logs"), resolv)
 	configPath := filepath.Join(kd, "config.yaml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "kubelet"), "--config="+configPath, "--kubeconfig="+c.Kubeconfig,
@@ -350,7 +350,7 @@ iptables: {localhostNodePorts: false}
 nodePortAddresses: [%s/32]
 `, c.Kubeconfig, NodeName, podCIDR, health, metrics, gatewayIP)
 	configPath := filepath.Join(n.dir, "kube-proxy.yaml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "kube-proxy"), "--config="+configPath)
@@ -372,7 +372,7 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 				if cond.Status == corev1.ConditionTrue {
 					return nil
 				}
-				return fmt.Errorf("Ready=%s: %s", cond.Status, cond.Message)
+				return fmt.Errorf("condition Ready is %s: %s", cond.Status, cond.Message)
 			}
 		}
 		return errors.New("no Ready condition yet")
@@ -388,13 +388,13 @@ func (c *Cluster) runNode(cmd *exec.Cmd) error {
 	return c.node.rec.addPID(cmd.Process.Pid)
 }
 
-func (c *Cluster) crictl(ctx context.Context, args ...string) (string, error) {
+func (c *Cluster) crictl(ctx context.Context, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.node.bin, "crictl"), append([]string{"--runtime-endpoint", "unix://" + c.node.socket, "--timeout", "20s"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	return string(out), nil
+	return nil
 }
 
 // nodeLog is the log file of one node component, in the node's folder.
@@ -402,7 +402,7 @@ func (c *Cluster) nodeLog(name string) *os.File {
 	if f, ok := c.node.logs[name]; ok {
 		return f
 	}
-	f, err := os.OpenFile(filepath.Join(c.node.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(c.node.dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		f, _ = os.Open(os.DevNull)
 	}
@@ -441,18 +441,18 @@ func (c *Cluster) stopNode() {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := os.Stat(n.socket); err == nil {
-		_, _ = c.crictl(ctx, "rmp", "--force", "--all")
+		_ = c.crictl(ctx, "rmp", "--force", "--all")
 	}
 }
 
 func createBridge() error {
-	_ = exec.Command("ip", "link", "del", bridgeName).Run() // a leftover whose record was lost
+	_ = exec.CommandContext(context.Background(), "ip", "link", "del", bridgeName).Run() // a leftover whose record was lost
 	for _, args := range [][]string{
 		{"link", "add", bridgeName, "type", "bridge"},
 		{"addr", "add", gatewayIP + "/24", "dev", bridgeName},
 		{"link", "set", bridgeName, "up"},
 	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(context.Background(), "ip", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
@@ -460,7 +460,8 @@ func createBridge() error {
 }
 
 func freePortOn(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}
