@@ -1,0 +1,511 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/transport/spdy"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flowauth/flowauth/pkg/mutate"
+	"github.com/flowauth/flowauth/pkg/render"
+)
+
+// The chart's match condition: the API server sends flowauth flow-run pods only.
+const matchConditionName = "flow-run-pods-only"
+
+// recentJobs is how many of the namespace's newest Jobs doctor checks the declared names of.
+const recentJobs = 20
+
+type doctor struct {
+	flags            *genericclioptions.ConfigFlags
+	out              io.Writer
+	c                client.Client
+	namespace        string
+	release, relNS   string
+	failed, warnings int
+	emulated         *emulated
+}
+
+type status string
+
+const (
+	pass status = "ok"
+	warn status = "warn"
+	fail status = "FAIL"
+)
+
+// report prints one check: its status, what was found, and for anything not ok, the fix.
+func (d *doctor) report(s status, what, fix string) {
+	fprintf(d.out, "%-5s %s\n", s, what)
+	if s != pass && fix != "" {
+		fprintf(d.out, "      fix: %s\n", fix)
+	}
+	switch s {
+	case fail:
+		d.failed++
+	case warn:
+		d.warnings++
+	}
+}
+
+func newDoctorCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	o := &clusterOptions{}
+	cmd := &cobra.Command{
+		Use:   "doctor [pod/NAME]",
+		Short: "Check a live cluster's flowauth, the namespace, and its flow runs' Secrets; or explain one pod",
+		Long: `Check, read-only, one line per check with ok, warn or FAIL and the fix:
+  - the webhook configurations exist, with the chart's failurePolicy and matchConditions;
+  - replicas are ready;
+  - the caBundle verifies the serving certificate (the Secret's, and the one a replica serves);
+  - the namespace (-n) is opted in (the webhook's namespaceSelector matches it);
+  - each name declared by the namespace's defaults or by its newest Jobs has its Secret and keys.
+
+With pod/NAME: was the pod sent to flowauth, what its flowauth.io/status says, and what it lacks.
+Exit code 1 when a check fails.`,
+		Example: `  kubectl flowauth doctor -n flows
+  kubectl flowauth doctor -n flows pod/prefect-job-3c1b2a9f-x7k2p`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient(flags)
+			if err != nil {
+				return err
+			}
+			ns, _, err := flags.ToRawKubeConfigLoader().Namespace()
+			if err != nil || ns == "" {
+				ns = "default"
+			}
+			o.fromCluster = true
+			e, err := o.cluster(cmd.Context(), flags, nil)
+			if err != nil {
+				return err
+			}
+			d := &doctor{flags: flags, out: streams.Out, c: c, namespace: ns, release: o.release, relNS: o.releaseNamespace, emulated: e}
+			if len(args) == 1 {
+				name, ok := strings.CutPrefix(args[0], "pod/")
+				if !ok {
+					return fmt.Errorf("doctor takes pod/NAME, not %q", args[0])
+				}
+				err = d.pod(cmd.Context(), name)
+			} else {
+				err = d.cluster(cmd.Context())
+			}
+			if err != nil {
+				return err
+			}
+			fprintf(streams.ErrOut, "%d failed, %d warnings\n", d.failed, d.warnings)
+			if d.failed > 0 {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.release, "release", "flowauth", "the Helm release: the webhook's Deployment and configurations are named after it")
+	cmd.Flags().StringVar(&o.releaseNamespace, "release-namespace", "flowauth-system", "the namespace flowauth is installed in")
+	return cmd
+}
+
+// cluster runs every check of the installation and the namespace.
+func (d *doctor) cluster(ctx context.Context) error {
+	mwc := d.webhookConfigurations(ctx)
+	d.replicas(ctx)
+	if mwc != nil {
+		d.caBundle(ctx, mwc)
+	}
+	d.namespaceOptedIn(ctx, mwc)
+	return d.declaredNames(ctx)
+}
+
+func (d *doctor) webhookConfigurations(ctx context.Context) *admissionregistrationv1.MutatingWebhook {
+	install := fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS)
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc); err != nil || len(mwc.Webhooks) == 0 {
+		d.report(fail, fmt.Sprintf("MutatingWebhookConfiguration %s: %v", d.release, orMissing(err)), install)
+		return nil
+	}
+	w := &mwc.Webhooks[0]
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &vwc); err != nil {
+		d.report(warn, fmt.Sprintf("ValidatingWebhookConfiguration %s: %v: kubectl apply of flow-run Jobs gets no warnings", d.release, orMissing(err)), install)
+	}
+	policy := admissionregistrationv1.Fail
+	if w.FailurePolicy != nil {
+		policy = *w.FailurePolicy
+	}
+	hasCondition := slices.ContainsFunc(w.MatchConditions, func(m admissionregistrationv1.MatchCondition) bool {
+		return m.Name == matchConditionName && strings.Contains(m.Expression, mutate.AnnotationSecrets) &&
+			strings.Contains(m.Expression, mutate.LabelFlowRunIDPrefect1) && strings.Contains(m.Expression, mutate.LabelFlowRunIDPrefect2)
+	})
+	switch {
+	case !hasCondition:
+		d.report(fail, fmt.Sprintf("MutatingWebhookConfiguration %s: no matchCondition %s: the API server sends flowauth every pod of opted-in namespaces", d.release, matchConditionName),
+			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values (the chart sets it)", d.release, d.relNS))
+	case policy == admissionregistrationv1.Ignore:
+		d.report(warn, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy Ignore: while flowauth is unreachable, flow runs start without their credentials", d.release),
+			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set webhook.failurePolicy=Fail", d.release, d.relNS))
+	default:
+		d.report(pass, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy %s, matchCondition %s", d.release, policy, matchConditionName), "")
+	}
+	return w
+}
+
+func (d *doctor) replicas(ctx context.Context) {
+	var deploy appsv1.Deployment
+	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.release}, &deploy); err != nil {
+		d.report(fail, fmt.Sprintf("Deployment %s/%s: %v", d.relNS, d.release, orMissing(err)), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
+		return
+	}
+	want := int32(1)
+	if deploy.Spec.Replicas != nil {
+		want = *deploy.Spec.Replicas
+	}
+	what := fmt.Sprintf("Deployment %s/%s: %d of %d replicas ready", d.relNS, d.release, deploy.Status.ReadyReplicas, want)
+	fix := fmt.Sprintf("kubectl -n %s describe deployment/%s; kubectl -n %s logs deployment/%s", d.relNS, d.release, d.relNS, d.release)
+	switch {
+	case deploy.Status.ReadyReplicas == 0:
+		d.report(fail, what+": no flow-run pod can be admitted (failurePolicy Fail) or injected (Ignore)", fix)
+	case deploy.Status.ReadyReplicas < want:
+		d.report(warn, what, fix)
+	default:
+		d.report(pass, what, "")
+	}
+}
+
+// caBundle verifies the serving certificate against the configuration's caBundle, as the API
+// server does: the one in the Deployment's certificate Secret, and the one a ready replica serves.
+func (d *doctor) caBundle(ctx context.Context, w *admissionregistrationv1.MutatingWebhook) {
+	pool := x509.NewCertPool()
+	if len(w.ClientConfig.CABundle) == 0 || !pool.AppendCertsFromPEM(w.ClientConfig.CABundle) {
+		d.report(fail, "caBundle: empty: the API server cannot trust flowauth", fmt.Sprintf("kubectl -n %s logs deployment/%s (self-managed TLS injects it at start)", d.relNS, d.release))
+		return
+	}
+	dnsName := d.release + "." + d.relNS + ".svc"
+	if s := w.ClientConfig.Service; s != nil {
+		dnsName = s.Name + "." + s.Namespace + ".svc"
+	}
+	fix := fmt.Sprintf("kubectl -n %s rollout restart deployment/%s (self-managed TLS re-injects the CA), or check the cert-manager Certificate", d.relNS, d.release)
+	secret := d.certSecretName(ctx)
+	var s corev1.Secret
+	if secret != "" {
+		if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: secret}, &s); err != nil {
+			d.report(fail, fmt.Sprintf("serving certificate Secret %s/%s: %v", d.relNS, secret, orMissing(err)), fix)
+		} else if err := verify(s.Data["tls.crt"], pool, dnsName); err != nil {
+			d.report(fail, fmt.Sprintf("caBundle does not verify the certificate in Secret %s/%s for %s: %v", d.relNS, secret, dnsName, err), fix)
+		} else {
+			d.report(pass, fmt.Sprintf("caBundle verifies the certificate in Secret %s/%s for %s", d.relNS, secret, dnsName), "")
+		}
+	}
+	served, pod, err := d.servedCertificate(ctx)
+	switch {
+	case err != nil:
+		d.report(warn, "could not see the certificate a replica serves: "+err.Error(), "")
+	case verify(served, pool, dnsName) != nil:
+		d.report(fail, fmt.Sprintf("caBundle does not verify the certificate pod %s serves: %v", pod, verify(served, pool, dnsName)), fix)
+	default:
+		d.report(pass, fmt.Sprintf("caBundle verifies the certificate pod %s serves", pod), "")
+	}
+}
+
+func (d *doctor) certSecretName(ctx context.Context) string {
+	var deploy appsv1.Deployment
+	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.release}, &deploy); err != nil {
+		return ""
+	}
+	for _, v := range deploy.Spec.Template.Spec.Volumes {
+		if v.Name == "certs" && v.Secret != nil {
+			return v.Secret.SecretName
+		}
+	}
+	return ""
+}
+
+func verify(certPEM []byte, pool *x509.CertPool, dnsName string) error {
+	cert, err := parseLeaf(certPEM)
+	if err != nil {
+		return err
+	}
+	_, err = cert.Verify(x509.VerifyOptions{Roots: pool, DNSName: dnsName})
+	return err
+}
+
+// servedCertificate port-forwards to a ready replica's webhook port and returns the certificate
+// it presents in a TLS handshake (PEM).
+func (d *doctor) servedCertificate(ctx context.Context) ([]byte, string, error) {
+	var pods corev1.PodList
+	if err := d.c.List(ctx, &pods, client.InNamespace(d.relNS), client.MatchingLabels{"app.kubernetes.io/instance": d.release, "app.kubernetes.io/name": "flowauth"}); err != nil {
+		return nil, "", err
+	}
+	var pod *corev1.Pod
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp == nil && slices.ContainsFunc(p.Status.Conditions, func(c corev1.PodCondition) bool { return c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue }) {
+			pod = p
+			break
+		}
+	}
+	if pod == nil {
+		return nil, "", errors.New("no ready replica")
+	}
+	port := int32(9443)
+	for _, p := range pod.Spec.Containers[0].Ports {
+		if p.Name == "webhook" {
+			port = p.ContainerPort
+		}
+	}
+	cfg, err := d.flags.ToRESTConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	transport, upgrader, err := spdy.RoundTripperFor(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("portforward").URL()
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	stop, ready := make(chan struct{}), make(chan struct{})
+	defer close(stop)
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(int(port))}, stop, ready, io.Discard, io.Discard)
+	if err != nil {
+		return nil, "", err
+	}
+	errs := make(chan error, 1)
+	go func() { errs <- fw.ForwardPorts() }()
+	select {
+	case <-ready:
+	case err := <-errs:
+		return nil, "", fmt.Errorf("port-forward to %s: %w", pod.Name, err)
+	case <-time.After(15 * time.Second):
+		return nil, "", fmt.Errorf("port-forward to %s: not ready after 15s", pod.Name)
+	}
+	ports, err := fw.GetPorts()
+	if err != nil || len(ports) == 0 {
+		return nil, "", fmt.Errorf("port-forward to %s: %w", pod.Name, err)
+	}
+	var seen []byte
+	conf := &tls.Config{
+		InsecureSkipVerify: true, //nolint:gosec // the certificate is verified below, against the caBundle, as the API server does
+		MinVersion:         tls.VersionTLS12,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 {
+				seen = pemBlock(cs.PeerCertificates[0].Raw)
+			}
+			return nil
+		},
+	}
+	tlsDialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: conf}
+	conn, err := tlsDialer.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].Local))))
+	if err != nil {
+		return nil, "", fmt.Errorf("TLS handshake with %s: %w", pod.Name, err)
+	}
+	_ = conn.Close()
+	return seen, pod.Name, nil
+}
+
+func (d *doctor) namespaceOptedIn(ctx context.Context, w *admissionregistrationv1.MutatingWebhook) {
+	var ns corev1.Namespace
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {
+		d.report(fail, fmt.Sprintf("namespace %s: %v", d.namespace, orMissing(err)), "kubectl create namespace "+d.namespace)
+		return
+	}
+	if w == nil {
+		return
+	}
+	if ok, err := selects(w.NamespaceSelector, ns.Labels); err != nil || !ok {
+		d.report(fail, fmt.Sprintf("namespace %s is not opted in: the webhook's namespaceSelector does not match its labels, so flowauth never sees its pods", d.namespace),
+			fmt.Sprintf("kubectl label namespace %s flowauth.io/injection=enabled", d.namespace))
+		return
+	}
+	d.report(pass, fmt.Sprintf("namespace %s is opted in", d.namespace), "")
+}
+
+func selects(sel *metav1.LabelSelector, l map[string]string) (bool, error) {
+	if sel == nil {
+		return true, nil
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false, err
+	}
+	return s.Matches(labels.Set(l)), nil
+}
+
+// declaredNames renders the namespace's newest Jobs and a pod of its defaults with the cluster's
+// Secret keys: every missing Secret or key the webhook would warn about is a failed check.
+func (d *doctor) declaredNames(ctx context.Context) error {
+	e := *d.emulated
+	e.Namespace = d.namespace
+	var ns corev1.Namespace
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err == nil {
+		e.NamespaceDefaults = map[string]string{d.namespace: ns.Annotations[mutate.AnnotationSecrets]}
+	}
+	keys, err := readKeys(ctx, d.c, d.namespace)
+	if err != nil {
+		return err
+	}
+	e.Keys, e.Missing = clusterKeys{d.namespace: keys}, mutate.MissingWarn
+	var objects []map[string]any
+	if defaults := e.NamespaceDefaults[d.namespace]; defaults != "" {
+		// A Prefect flow-run pod declaring nothing itself: what the namespace's defaults give.
+		objects = append(objects, map[string]any{"apiVersion": "v1", "kind": "Pod",
+			"metadata": map[string]any{"name": "(namespace defaults)", "labels": map[string]any{mutate.LabelFlowRunIDPrefect2: "doctor"}},
+			"spec":     map[string]any{"containers": []any{map[string]any{"name": "flow", "image": "flow"}}}})
+	}
+	var jobs batchv1.JobList
+	if err := d.c.List(ctx, &jobs, client.InNamespace(d.namespace)); err != nil {
+		return err
+	}
+	slices.SortFunc(jobs.Items, func(a, b batchv1.Job) int { return b.CreationTimestamp.Compare(a.CreationTimestamp.Time) })
+	for _, j := range jobs.Items[:min(len(jobs.Items), recentJobs)] {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&j)
+		if err != nil {
+			return err
+		}
+		u["kind"] = "Job"
+		objects = append(objects, u)
+	}
+	checked := 0
+	for _, obj := range objects {
+		r, err := render.Render(ctx, obj, e.Cluster)
+		if err != nil {
+			return err
+		}
+		for _, t := range r.Templates {
+			if !t.FlowRun {
+				continue
+			}
+			checked++
+			if len(t.Warnings) == 0 && t.Denial == "" {
+				d.report(pass, fmt.Sprintf("%s %s: %s", r.Kind, r.Name, orNone(t.Status)), "")
+			}
+			for _, w := range append(slices.Clone(t.Warnings), t.Denial) {
+				if w == "" {
+					continue
+				}
+				what, fix, _ := strings.Cut(strings.TrimPrefix(w, "flowauth: "), ". Create it: ")
+				if fix != "" {
+					fix = "kubectl create secret " + strings.TrimPrefix(fix, "kubectl create secret ")
+				}
+				d.report(fail, fmt.Sprintf("%s %s: %s", r.Kind, r.Name, what), fix)
+			}
+		}
+	}
+	if checked == 0 {
+		d.report(pass, fmt.Sprintf("namespace %s: no defaults and no flow-run Job to check Secrets for", d.namespace), "")
+	}
+	return nil
+}
+
+// pod explains one pod: was it sent to flowauth, what did flowauth write, what is missing.
+func (d *doctor) pod(ctx context.Context, name string) error {
+	var pod corev1.Pod
+	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.namespace, Name: name}, &pod); err != nil {
+		return err
+	}
+	var ns corev1.Namespace
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {
+		return err
+	}
+	defaults := ns.Annotations[mutate.AnnotationSecrets]
+	if !mutate.IsFlowRun(pod.Annotations, pod.Labels, defaults) {
+		d.report(pass, fmt.Sprintf("pod %s is not a flow run (no %s, and no Prefect flow-run label with namespace defaults): flowauth leaves it alone", name, mutate.AnnotationSecrets), "")
+		return nil
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	sent := true
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc); err != nil || len(mwc.Webhooks) == 0 {
+		d.report(fail, fmt.Sprintf("no MutatingWebhookConfiguration %s: the pod was not sent to flowauth", d.release), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
+		sent = false
+	} else if ok, _ := selects(mwc.Webhooks[0].NamespaceSelector, ns.Labels); !ok {
+		d.report(fail, fmt.Sprintf("namespace %s is not opted in: pod %s was not sent to flowauth", d.namespace, name), fmt.Sprintf("kubectl label namespace %s flowauth.io/injection=enabled, then recreate the pod (delete it; its Job makes a new one)", d.namespace))
+		sent = false
+	}
+	status, injected := pod.Annotations[mutate.AnnotationStatus]
+	switch {
+	case injected:
+		d.report(pass, fmt.Sprintf("pod %s was admitted by flowauth: %s %s", name, mutate.AnnotationStatus, status), "")
+	case sent:
+		d.report(fail, fmt.Sprintf("pod %s is a flow run in an opted-in namespace but has no %s: flowauth did not answer for it (unreachable with failurePolicy Ignore, or the pod is older than the installation)", name, mutate.AnnotationStatus),
+			"kubectl flowauth doctor -n "+d.namespace+"; then recreate the pod")
+	}
+	// What the pod references and the namespace lacks: names only.
+	keys, err := readKeys(ctx, d.c, d.namespace)
+	if err != nil {
+		return err
+	}
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		for _, env := range c.Env {
+			r := env.ValueFrom
+			if r == nil || r.SecretKeyRef == nil || (r.SecretKeyRef.Optional != nil && *r.SecretKeyRef.Optional) {
+				continue
+			}
+			have, found := keys.Secrets[r.SecretKeyRef.Name]
+			switch {
+			case !found:
+				d.report(fail, fmt.Sprintf("container %s: env %s needs Secret %s, which does not exist", c.Name, env.Name, r.SecretKeyRef.Name),
+					fmt.Sprintf("kubectl create secret generic %s -n %s --from-literal=%s=<value>", r.SecretKeyRef.Name, d.namespace, r.SecretKeyRef.Key))
+			case !slices.Contains(have, r.SecretKeyRef.Key):
+				d.report(fail, fmt.Sprintf("container %s: env %s needs key %s of Secret %s, which lacks it", c.Name, env.Name, r.SecretKeyRef.Key, r.SecretKeyRef.Name),
+					fmt.Sprintf("add the key: kubectl edit secret %s -n %s", r.SecretKeyRef.Name, d.namespace))
+			}
+		}
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Secret == nil || (v.Secret.Optional != nil && *v.Secret.Optional) {
+			continue
+		}
+		if _, found := keys.Secrets[v.Secret.SecretName]; !found {
+			d.report(fail, fmt.Sprintf("volume %s needs Secret %s, which does not exist", v.Name, v.Secret.SecretName),
+				fmt.Sprintf("kubectl create secret generic %s -n %s --from-file=...", v.Secret.SecretName, d.namespace))
+		}
+	}
+	for _, cs := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
+		if w := cs.State.Waiting; w != nil && w.Reason == "CreateContainerConfigError" {
+			d.report(fail, fmt.Sprintf("container %s cannot start: %s: %s", cs.Name, w.Reason, w.Message), "create what is missing (above); the kubelet retries by itself")
+		}
+	}
+	if d.failed == 0 {
+		d.report(pass, fmt.Sprintf("pod %s has every Secret and key it references", name), "")
+	}
+	return nil
+}
+
+func orMissing(err error) string {
+	if err == nil {
+		return "not found"
+	}
+	return err.Error()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "nothing to inject"
+	}
+	return "injects " + strings.TrimPrefix(s, "injected=")
+}
