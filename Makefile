@@ -50,7 +50,7 @@ test: fmt-check vet lint vulncheck test-unit test-integration test-e2e test-char
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).
-	go test -count=1 ./pkg/... ./cmd/...
+	go test -count=1 ./pkg/... ./cmd/... ./hack/plugin-dist
 
 .PHONY: test-integration
 test-integration: tools-control-plane ## Integration tests against a real etcd + kube-apiserver.
@@ -107,6 +107,16 @@ soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails
 .PHONY: demo
 demo: tools-control-plane tools-helm tools-node ## A flow run on a local node (root): flowauth installed by its chart, the run completing, what boto3 and google-auth found. Without root: the injected pod as stored.
 	go run ./hack/demo
+
+##@ kubectl plugin
+
+.PHONY: install-plugin
+install-plugin: ## Install kubectl-flowauth into $$(go env GOPATH)/bin (or GOBIN): then `kubectl flowauth --help`.
+	go install ./cmd/kubectl-flowauth
+
+.PHONY: plugin-dist
+plugin-dist: ## The plugin's archives per platform and the krew manifest (.krew.yaml rendered with their sha256) in bin/dist.
+	go run ./hack/plugin-dist
 
 ##@ Local cluster
 
