@@ -36,6 +36,9 @@ func main() {
 
 func newRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	flags := genericclioptions.NewConfigFlags(true)
+	// render and check take --cluster (read the live cluster) as the issue and their help say;
+	// kubectl's --cluster (a kubeconfig cluster by name) gives way: --context still chooses one.
+	flags.ClusterName = nil
 	root := &cobra.Command{
 		Use:   "kubectl-flowauth",
 		Short: "See, check and diagnose what flowauth injects into Prefect flow runs",

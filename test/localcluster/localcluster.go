@@ -112,19 +112,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 }
 
 func (c *Cluster) start(ctx context.Context, assets string) error {
-	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return err
-	}
-	kubeconfig, err := admin.KubeConfig()
-	if err != nil {
-		return err
-	}
-	c.Kubeconfig = filepath.Join(c.opts.WorkDir, "kubeconfig")
-	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
-		return err
-	}
-	if c.Client, err = client.New(c.Config, client.Options{}); err != nil {
+	if err := c.writeAdminKubeconfig(); err != nil {
 		return err
 	}
 

@@ -164,6 +164,8 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	return c.waitNodeReady(ctx)
 }
 
+// writeAdminKubeconfig writes WorkDir/kubeconfig for a system:masters user of the control plane
+// and makes the cluster's client.
 func (c *Cluster) writeAdminKubeconfig() error {
 	admin, err := c.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -95,6 +97,20 @@ func TestDoctor(t *testing.T) {
 		requireLines(t, out,
 			fmt.Sprintf(`FAIL  Job %s: namespace %q: Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token)`, lacking.Name, ns),
 			"      fix: kubectl create secret generic github-access-token -n "+ns+" --from-literal=token=<value>")
+
+		// render --cluster: the namespace's Secrets as they are, with the webhook's settings.
+		manifest := filepath.Join(t.TempDir(), "job.yaml")
+		b, _ := yaml.Marshal(lacking)
+		if err := os.WriteFile(manifest, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, code := kubectlPlugin(t, "render", "--cluster", "-n", ns, "-f", manifest)
+		if code != 0 {
+			t.Errorf("render --cluster: exit code %d, want 0 (a warning is no denial)", code)
+		}
+		requireLines(t, errOut, "note: the webhook does not look up Secret keys (--secret-lookup=none)",
+			fmt.Sprintf(`Warning: flowauth: namespace %q: Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token)`, ns))
+
 		pod, err := cluster.WaitForJobPod(context.Background(), ns, lacking.Name)
 		if err != nil {
 			t.Fatal(err)
