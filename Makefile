@@ -61,7 +61,7 @@ test-e2e: tools-control-plane ## End-to-end: webhook binary, Job controller, kub
 	go test -count=1 ./test/e2e/...
 
 .PHONY: test-chart
-test-chart: tools-control-plane tools-helm ## Helm chart and config/: lint, render, install into the API server, e2e with self-managed TLS.
+test-chart: tools-control-plane tools-helm tools-promtool ## Helm chart and config/: lint, render, install into the API server, e2e with self-managed TLS.
 	go test -count=1 ./test/chart/...
 
 .PHONY: test-node
@@ -148,6 +148,10 @@ tools-node:
 .PHONY: tools-lint
 tools-lint:
 	@hack/tools.sh golangci-lint
+
+.PHONY: tools-promtool
+tools-promtool:
+	@hack/tools.sh promtool
 
 .PHONY: tools-helm
 tools-helm:

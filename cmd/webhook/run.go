@@ -38,6 +38,8 @@ var secretMapReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Reloads of the --secret-map file by result (success, or failure: the old map stays in force).",
 }, []string{"result"})
 
+var servingCertExpiry = newCertExpiry()
+
 func run(ctx context.Context, c config) error {
 	log := ctrl.Log.WithName("setup")
 	store, err := secretmap.NewStore(c.secretMap)
@@ -45,6 +47,7 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("--secret-map: %w", err)
 	}
 	reloads := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapReloads)
+	fwadmission.MustRegisterOnce(ctrlmetrics.Registry, servingCertExpiry).setDir(c.certDir)
 	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret)}
 	templates := &fwadmission.TemplateValidator{Pods: handler}
 
