@@ -95,8 +95,8 @@ loadtest: ## Load harness (../shared/bench) against the floor and flowauth on lo
 	go run ./hack/loadtest -bench $(or $(BENCH_DIR),../shared/bench/admload)
 
 .PHONY: burst
-burst: tools-control-plane ## 2,000 flow-run pods through the local API server at once; time, failures, webhook p50/p99 from its metrics.
-	go run ./hack/burst
+burst: tools-control-plane ## 2,000 flow-run pods through the local API server three ways (no webhook, floor, flowauth), alternating; pods/s, create p50/p99, ratios.
+	go run ./hack/burst -bench $(or $(BENCH_DIR),../shared/bench/admload)
 
 .PHONY: soak
 soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails on any error or RSS growth (SOAK_DURATION to change).

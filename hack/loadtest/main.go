@@ -1,16 +1,22 @@
-// Command loadtest is `make loadtest`: it builds the load harness and the floor server from
-// ../shared/bench/admload, starts the floor and flowauth (no cluster connection) with TLS on
-// loopback, runs the harness against both in alternation at each concurrency, and prints one
-// table of medians with flowauth's ratio to the floor and its peak RSS.
+// Command loadtest is `make loadtest`: it builds the load harness, the floor and the limit from
+// ../shared/bench/admload, starts them and flowauth (no cluster connection) with TLS on loopback,
+// runs the harness against each in alternation at each concurrency, and prints one table of
+// medians with flowauth's ratio to the floor and to the limit, each server's CPU per admission,
+// and flowauth's RSS. The limit decodes nothing: what TLS and HTTP/1.1 alone cost here. For a
+// profile flowauth patches, the limit answers every request with flowauth's own patch for that
+// profile, so the client pays for answers of the same size.
 package main
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,8 +58,8 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
-	admload, floor, webhook := filepath.Join(tmp, "admload"), filepath.Join(tmp, "floor"), filepath.Join(tmp, "webhook")
-	for _, b := range []struct{ dir, out, pkg string }{{bench, admload, "."}, {bench, floor, "./cmd/floor"}, {".", webhook, "./cmd/webhook"}} {
+	admload, floor, limit, webhook := filepath.Join(tmp, "admload"), filepath.Join(tmp, "floor"), filepath.Join(tmp, "limit"), filepath.Join(tmp, "webhook")
+	for _, b := range []struct{ dir, out, pkg string }{{bench, admload, "."}, {bench, floor, "./cmd/floor"}, {bench, limit, "./cmd/limit"}, {".", webhook, "./cmd/webhook"}} {
 		// All three are built as the image builds flowauth (static, no cgo, stripped), so neither side
 		// carries a libc the other does not.
 		cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags=-s -w", "-o", b.out, b.pkg)
@@ -95,15 +101,44 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 	defer func() { _ = whCmd.Process.Kill() }()
 	time.Sleep(time.Second)
 
+	// The limit answers with flowauth's own patch for this profile (none for plain).
+	limitArgs := []string{"-addr", "", "-cert-dir", certs}
+	patch, err := flowauthPatch(ctx, admload, "https://"+whAddr+"/mutate-v1-pod", filepath.Join(certs, "tls.crt"), profile)
+	if err != nil {
+		return err
+	}
+	limitName := "limit"
+	if len(patch) > 0 {
+		patchFile := filepath.Join(tmp, "patch.json")
+		if err := os.WriteFile(patchFile, patch, 0o600); err != nil {
+			return err
+		}
+		limitArgs = append(limitArgs, "-patch", patchFile)
+		limitName = "patched limit"
+	}
+	limitAddr, err := localcluster.FreeAddr()
+	if err != nil {
+		return err
+	}
+	limitArgs[1] = limitAddr
+	limitCmd := exec.CommandContext(ctx, limit, limitArgs...)
+	if err := limitCmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = limitCmd.Process.Kill() }()
+	time.Sleep(500 * time.Millisecond)
+
 	targets := []struct {
 		name, url string
 		pid       int
 	}{
 		{"floor", "https://" + floorAddr + "/mutate-v1-pod", floorCmd.Process.Pid},
+		{"limit", "https://" + limitAddr + "/mutate-v1-pod", limitCmd.Process.Pid},
 		{"flowauth", "https://" + whAddr + "/mutate-v1-pod", whCmd.Process.Pid},
 	}
-	fmt.Printf("profile=%s, %d alternating rounds of %s per target and concurrency, medians; machine: %d cores\n\n", profile, rounds, dur, nprocs())
-	fmt.Printf("| c | floor rps | flowauth rps | ratio | floor p50 ms | flowauth p50 ms | floor p99 ms | flowauth p99 ms | p99 ratio | floor CPU µs/req | flowauth CPU µs/req | flowauth RSS MiB (median / max) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("profile=%s, %d alternating rounds of %s per target and concurrency, medians; machine: %d cores; the limit column is the %s (%d-byte patch)\n\n",
+		profile, rounds, dur, nprocs(), limitName, len(patch))
+	fmt.Printf("| c | floor rps | limit rps | flowauth rps | ratio to floor | ratio to limit | floor p99 ms | limit p99 ms | flowauth p99 ms | p99 ratio to floor | floor CPU µs/req | limit CPU µs/req | flowauth CPU µs/req | flowauth RSS MiB (median / max) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var rss []int // flowauth's VmRSS in kB, sampled while it is under load
 	for _, c := range strings.Split(conc, ",") {
 		runs := map[string][]result{}
@@ -133,14 +168,49 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 				runs[t.name] = append(runs[t.name], res)
 			}
 		}
-		f, w := median(runs["floor"]), median(runs["flowauth"])
-		fmt.Printf("| %s | %.0f | %.0f | %.2f | %.3f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %s | %d |\n", c, f.RPS, w.RPS, w.RPS/f.RPS,
-			f.P50ms, w.P50ms, f.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, w.CPUus, medianMax(rssHere), f.Errors+w.Errors)
+		f, l, w := median(runs["floor"]), median(runs["limit"]), median(runs["flowauth"])
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %.0f | %s | %d |\n", c, f.RPS, l.RPS, w.RPS, w.RPS/f.RPS, w.RPS/l.RPS,
+			f.P99ms, l.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, l.CPUus, w.CPUus, medianMax(rssHere), f.Errors+l.Errors+w.Errors)
 		rss = append(rss, rssHere...)
 	}
 	fmt.Printf("\nflowauth RSS under load (VmRSS every %s, first second of each run skipped), all runs: %s MiB; peak since start (VmHWM): %s\n",
 		rssEvery, medianMax(rss), localcluster.ProcStatus(whCmd.Process.Pid, "VmHWM"))
 	return nil
+}
+
+// flowauthPatch sends the profile's request (admload -dump) to flowauth and returns the JSON Patch
+// it answers with (empty when it patches nothing).
+func flowauthPatch(ctx context.Context, admload, url, ca, profile string) ([]byte, error) {
+	body, err := exec.CommandContext(ctx, admload, "-profile", profile, "-dump").Output()
+	if err != nil {
+		return nil, fmt.Errorf("admload -dump: %w", err)
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var review struct {
+		Response struct {
+			Patch []byte `json:"patch"`
+		} `json:"response"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
+		return nil, fmt.Errorf("flowauth's answer: %w", err)
+	}
+	return review.Response.Patch, nil
 }
 
 // medianMax formats the median and the largest of samples in kB as MiB.

@@ -337,3 +337,31 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// StopWebhook stops the registered webhook binary, leaving its configuration registered: a test
+// can then serve the same address, with the same certificate, from another program.
+func (c *Cluster) StopWebhook() error {
+	if c.webhook == nil {
+		return nil
+	}
+	err := c.webhook.Stop()
+	c.webhook = nil
+	return err
+}
+
+// WebhookServing is the registered webhook's address and the folder of its serving certificate.
+func (c *Cluster) WebhookServing() (addr, certDir string) {
+	return c.webhookAddr, c.env.WebhookInstallOptions.LocalServingCertDir
+}
+
+// WaitServing waits until something answers TLS at the registered webhook's address.
+func (c *Cluster) WaitServing(ctx context.Context) error {
+	return waitFor(ctx, 30*time.Second, "a TLS server at "+c.webhookAddr, func() error {
+		dialer := &tls.Dialer{Config: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // reachability only
+		conn, err := dialer.DialContext(ctx, "tcp", c.webhookAddr)
+		if err == nil {
+			_ = conn.Close()
+		}
+		return err
+	})
+}

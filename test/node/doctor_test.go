@@ -37,8 +37,9 @@ func kubectlPlugin(t *testing.T, args ...string) (string, string, int) {
 		}
 		t.Cleanup(func() { _ = os.RemoveAll(pluginDir) })
 	}
-	cmd := exec.CommandContext(context.Background(), filepath.Join(root, "bin", "k8s", "kubectl"), append([]string{"--kubeconfig=" + cluster.Kubeconfig, "flowauth"}, args...)...)
-	cmd.Env = append(os.Environ(), "PATH="+pluginDir+":"+os.Getenv("PATH"))
+	// kubectl takes no flag before a plugin's name: the kubeconfig comes from the environment.
+	cmd := exec.CommandContext(context.Background(), filepath.Join(root, "bin", "k8s", "kubectl"), append([]string{"flowauth"}, args...)...)
+	cmd.Env = append(os.Environ(), "PATH="+pluginDir+":"+os.Getenv("PATH"), "KUBECONFIG="+cluster.Kubeconfig)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -86,7 +87,7 @@ func TestDoctor(t *testing.T) {
 		t.Logf("kubectl flowauth doctor -n %s:\n%s", healthy, out)
 	})
 
-	t.Run("a Secret missing, and the pod that lacks it", func(t *testing.T) {
+	t.Run("a Secret missing and the pod that lacks it", func(t *testing.T) {
 		ns := newNamespace(t, "lacking")
 		lacking := exampleJob(t, "prefect2-flow-run-job.yaml", "GITHUB_ACCESS_TOKEN")
 		apply(t, ns, lacking)
@@ -144,7 +145,7 @@ func TestDoctor(t *testing.T) {
 		requireLines(t, out, "FAIL  namespace "+ns+" is not opted in", "      fix: kubectl label namespace "+ns+" flowauth.io/injection=enabled")
 	})
 
-	t.Run("webhook down, then its caBundle wrong", func(t *testing.T) {
+	t.Run("webhook down and then its caBundle wrong", func(t *testing.T) {
 		kubectl(t, "-n", fns, "scale", "deployment/flowauth", "--replicas=0")
 		kubectl(t, "-n", fns, "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/name=flowauth", "--timeout=2m")
 		t.Cleanup(func() {
