@@ -2,17 +2,24 @@
 // burst of flow-run pod creations (2,000 by 32 concurrent clients, as a backfill or a mapped flow
 // makes them) goes through the local kube-apiserver three ways, alternating in one run: no webhook
 // registered; the floor of ../shared/bench/admload (decode everything, answer "allowed") registered
-// in flowauth's place, with the same configuration and the same certificate; and flowauth. It prints
+// in flowauth's place, with the same configuration and the same certificate; the limit (decode
+// nothing) answering with flowauth's own patch; and flowauth. It prints
 // per way the medians of pods/s and of the client-observed create latency p50/p99, the failures, and
 // for flowauth how many pods were stored injected, then flowauth's ratios to the floor-registered
-// way: what calling a webhook costs the API server (floor against none) and flowauth's own share
-// (flowauth against floor).
+// way: what calling a webhook costs the API server (floor against none), what applying and storing
+// flowauth's mutation costs it (patched limit against floor), and what flowauth's own work costs
+// (flowauth against patched limit).
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,19 +28,27 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
 // The ways a burst goes through the API server.
 const (
-	none     = "no webhook"
-	floor    = "floor registered"
-	flowauth = "flowauth"
+	none  = "no webhook"
+	floor = "floor registered"
+	// patchedLimit decodes nothing and answers every pod with flowauth's own patch for it: the API
+	// server does all the work flowauth's answer gives it (apply the patch, store the larger pod),
+	// the webhook next to none.
+	patchedLimit = "patched limit registered"
+	flowauth     = "flowauth"
 )
 
 // outcome is one burst's figures.
@@ -50,6 +65,7 @@ func main() {
 	rounds := flag.Int("rounds", 3, "alternating rounds (medians are reported)")
 	bench := flag.String("bench", "../shared/bench/admload", "the admload module, for the floor (read-only is fine)")
 	flag.Parse()
+	logf.SetLogger(logr.Discard())
 	if err := run(*n, *workers, *rounds, *bench); err != nil {
 		fmt.Fprintln(os.Stderr, "burst:", err)
 		os.Exit(1)
@@ -63,11 +79,13 @@ func run(n, workers, rounds int, bench string) error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(work) }()
-	floorBin := filepath.Join(work, "floor")
-	build := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags=-s -w", "-o", floorBin, "./cmd/floor")
-	build.Dir, build.Env = bench, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the floor: %w\n%s", err, out)
+	floorBin, limitBin := filepath.Join(work, "floor"), filepath.Join(work, "limit")
+	for bin, pkg := range map[string]string{floorBin: "./cmd/floor", limitBin: "./cmd/limit"} {
+		build := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
+		build.Dir, build.Env = bench, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %w\n%s", pkg, err, out)
+		}
 	}
 	ctx := context.Background()
 	c, err := localcluster.Start(ctx, localcluster.Options{RepoRoot: root, WorkDir: work, WebhookArgs: []string{"--log-level=error"}})
@@ -80,16 +98,24 @@ func run(n, workers, rounds int, bench string) error {
 		return err
 	}
 	addr, certDir := c.WebhookServing()
+	patch := flowauthPatch(ctx, c)
+	if len(patch) == 0 {
+		return fmt.Errorf("flowauth answered a burst pod with no patch")
+	}
+	patchFile := filepath.Join(work, "patch.json")
+	if err := os.WriteFile(patchFile, patch, 0o600); err != nil {
+		return err
+	}
 
-	var floorCmd *exec.Cmd
-	stopFloor := func() {
-		if floorCmd != nil {
-			_ = floorCmd.Process.Kill()
-			_ = floorCmd.Wait()
-			floorCmd = nil
+	var standIn *exec.Cmd // the floor or the limit, serving in flowauth's place
+	stopStandIn := func() {
+		if standIn != nil {
+			_ = standIn.Process.Kill()
+			_ = standIn.Wait()
+			standIn = nil
 		}
 	}
-	defer stopFloor()
+	defer stopStandIn()
 	// setUp makes the API server call what way says, on the same address with the same certificate.
 	setUp := func(way string) error {
 		var mwc admissionregistrationv1.MutatingWebhookConfiguration
@@ -110,18 +136,22 @@ func run(n, workers, rounds int, bench string) error {
 		if err := c.StopWebhook(); err != nil {
 			return err
 		}
-		stopFloor()
-		if way == floor {
-			floorCmd = exec.CommandContext(ctx, floorBin, "-addr", addr, "-cert-dir", certDir)
-			if err := floorCmd.Start(); err != nil {
-				return err
-			}
-			return c.WaitServing(ctx)
+		stopStandIn()
+		switch way {
+		case floor:
+			standIn = exec.CommandContext(ctx, floorBin, "-addr", addr, "-cert-dir", certDir)
+		case patchedLimit:
+			standIn = exec.CommandContext(ctx, limitBin, "-addr", addr, "-cert-dir", certDir, "-patch", patchFile)
+		default:
+			return c.RestartWebhook(ctx)
 		}
-		return c.RestartWebhook(ctx)
+		if err := standIn.Start(); err != nil {
+			return err
+		}
+		return c.WaitServing(ctx)
 	}
 
-	ways := []string{none, floor, flowauth}
+	ways := []string{none, floor, patchedLimit, flowauth}
 	results := map[string][]outcome{}
 	fmt.Printf("burst: %d flow-run pods by %d concurrent clients, %d alternating rounds per way, medians; machine: 2 cores shared by the API server, etcd, the webhook and the clients\n\n", n, workers, rounds)
 	for r := range rounds {
@@ -139,7 +169,7 @@ func run(n, workers, rounds int, bench string) error {
 			results[way] = append(results[way], o)
 			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f pods/s, p50 %s, p99 %s, %d failed, %d injected\n", r+1, way, o.podsPerSecond, o.p50, o.p99, o.failed, o.injected)
 			_ = c.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-			if way == flowauth && (o.failed > 0 || o.injected != int64(n)) {
+			if (way == flowauth || way == patchedLimit) && (o.failed > 0 || o.injected != int64(n)) {
 				return fmt.Errorf("flowauth: %d failed, %d of %d injected; first error: %s", o.failed, o.injected, n, o.firstErr)
 			}
 			if o.failed > 0 {
@@ -153,16 +183,61 @@ func run(n, workers, rounds int, bench string) error {
 		m := median(results[way])
 		med[way] = m
 		injected := "-"
-		if way == flowauth {
+		if way == flowauth || way == patchedLimit {
 			injected = fmt.Sprintf("%d of %d", m.injected, n)
 		}
 		fmt.Printf("| %s | %.0f | %s | %s | %d | %s |\n", way, m.podsPerSecond, m.p50.Round(100*time.Microsecond), m.p99.Round(100*time.Microsecond), m.failed, injected)
 	}
 	fmt.Printf("\ncalling a webhook (floor registered / no webhook): throughput %.2f, p99 %.2f\n",
 		med[floor].podsPerSecond/med[none].podsPerSecond, float64(med[floor].p99)/float64(med[none].p99))
-	fmt.Printf("flowauth's share (flowauth / floor registered): throughput %.2f (target >= 0.95), p99 %.2f (target <= 1.10)\n",
+	fmt.Printf("applying and storing flowauth's mutation (patched limit / floor registered): throughput %.2f, p99 %.2f\n",
+		med[patchedLimit].podsPerSecond/med[floor].podsPerSecond, float64(med[patchedLimit].p99)/float64(med[floor].p99))
+	fmt.Printf("flowauth's own work (flowauth / patched limit): throughput %.2f, p99 %.2f\n",
+		med[flowauth].podsPerSecond/med[patchedLimit].podsPerSecond, float64(med[flowauth].p99)/float64(med[patchedLimit].p99))
+	fmt.Printf("flowauth against the floor registered: throughput %.2f (target >= 0.95), p99 %.2f (target <= 1.10)\n",
 		med[flowauth].podsPerSecond/med[floor].podsPerSecond, float64(med[flowauth].p99)/float64(med[floor].p99))
 	return nil
+}
+
+// burstPod is the i-th pod of a burst in ns.
+func burstPod(ns string, i int) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("burst-%05d", i), Namespace: ns,
+			Labels:      map[string]string{"prefect.io/flow-run-id": fmt.Sprintf("00000000-0000-4000-8000-%012d", i)},
+			Annotations: map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS, GCP_CREDENTIALS"},
+		},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "flow", Image: "prefecthq/prefect:3-python3.12"}}},
+	}
+}
+
+// flowauthPatch is flowauth's JSON Patch for a burst pod, asked of the registered flowauth over TLS
+// as the API server asks it (nil if it answers none).
+func flowauthPatch(ctx context.Context, c *localcluster.Cluster) []byte {
+	pod := burstPod("burst-patch", 0)
+	raw, _ := json.Marshal(pod)
+	review := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{UID: "burst", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Operation: admissionv1.Create,
+			Namespace: pod.Namespace, Object: runtime.RawExtension{Raw: raw}},
+	}
+	body, _ := json.Marshal(review)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(c.WebhookCA())
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.WebhookURL(), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var answer admissionv1.AdmissionReview
+	if json.NewDecoder(resp.Body).Decode(&answer) != nil || answer.Response == nil {
+		return nil
+	}
+	return answer.Response.Patch
 }
 
 // burst creates n flow-run pods in ns with workers concurrent clients and times each create.
@@ -176,14 +251,7 @@ func burst(ctx context.Context, c client.Client, ns string, n, workers int) outc
 	for range workers {
 		wg.Go(func() {
 			for i := range jobs {
-				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{
-						Name: fmt.Sprintf("burst-%05d", i), Namespace: ns,
-						Labels:      map[string]string{"prefect.io/flow-run-id": fmt.Sprintf("00000000-0000-4000-8000-%012d", i)},
-						Annotations: map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS, GCP_CREDENTIALS"},
-					},
-					Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "flow", Image: "prefecthq/prefect:3-python3.12"}}},
-				}
+				pod := burstPod(ns, i)
 				t0 := time.Now()
 				err := c.Create(ctx, pod)
 				latencies[i] = time.Since(t0)
