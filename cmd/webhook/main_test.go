@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"reflect"
 	"runtime/debug"
 	"strings"
@@ -91,5 +92,30 @@ func TestGCPercent(t *testing.T) {
 	}
 	if now := debug.SetGCPercent(100); now != 100 {
 		t.Errorf("GOGC set, yet the binary changed the GC percent to %d", now)
+	}
+}
+
+// TestMemoryLimit: the binary's soft limit applies without key lookup unless GOMEMLIMIT is set;
+// with key lookup (a heap that grows with the cluster) none is set; GOMEMLIMIT always wins.
+func TestMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	unset := func(string) (string, bool) { return "", false }
+	if got := setMemoryLimit(unset, "none"); got != "18MiB" {
+		t.Errorf("without GOMEMLIMIT: %s", got)
+	}
+	if now := debug.SetMemoryLimit(math.MaxInt64); now != defaultMemoryLimit {
+		t.Errorf("memory limit in force %d, want %d", now, defaultMemoryLimit)
+	}
+	if got := setMemoryLimit(unset, "keys"); !strings.HasPrefix(got, "off") {
+		t.Errorf("with key lookup: %s", got)
+	}
+	if now := debug.SetMemoryLimit(-1); now != math.MaxInt64 {
+		t.Errorf("with key lookup the binary set a memory limit: %d", now)
+	}
+	if got := setMemoryLimit(func(string) (string, bool) { return "64MiB", true }, "none"); got != "64MiB" {
+		t.Errorf("with GOMEMLIMIT=64MiB: %s", got)
+	}
+	if now := debug.SetMemoryLimit(-1); now != math.MaxInt64 {
+		t.Errorf("GOMEMLIMIT set, yet the binary changed the limit to %d", now)
 	}
 }
