@@ -229,13 +229,18 @@ func push(ctx context.Context, ref string, what remote.Taggable) error {
 	return nil
 }
 
-// PulledConfig reads an image's config from the registry, as a node would, for platform p.
-func PulledConfig(ctx context.Context, ref string, p v1.Platform) (*v1.ConfigFile, error) {
+// pulled is the image ref names in the registry, for platform p, as a node pulls it.
+func pulled(ctx context.Context, ref string, p v1.Platform) (v1.Image, error) {
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
 		return nil, err
 	}
-	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(p))
+	return remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(p))
+}
+
+// PulledConfig reads an image's config from the registry, as a node would, for platform p.
+func PulledConfig(ctx context.Context, ref string, p v1.Platform) (*v1.ConfigFile, error) {
+	img, err := pulled(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
@@ -305,11 +310,7 @@ func waitFor(ctx context.Context, d time.Duration, what string, check func() err
 // PulledFile reads one file (path without the leading /) out of an image in the registry, for
 // platform p.
 func PulledFile(ctx context.Context, ref string, p v1.Platform, path string) ([]byte, error) {
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		return nil, err
-	}
-	img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(p))
+	img, err := pulled(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
