@@ -22,10 +22,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -66,6 +68,9 @@ func main() {
 	bench := flag.String("bench", "../shared/bench/admload", "the admload module, for the floor (read-only is fine)")
 	flag.Parse()
 	logf.SetLogger(logr.Discard())
+	// Output piped into a reader that quits (make burst | head) must not kill this process before
+	// it stops the control plane it started: a write to the closed pipe then just fails.
+	signal.Ignore(syscall.SIGPIPE)
 	if err := run(*n, *workers, *rounds, *bench); err != nil {
 		fmt.Fprintln(os.Stderr, "burst:", err)
 		os.Exit(1)
