@@ -12,14 +12,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -228,21 +224,11 @@ func flowauthPatch(ctx context.Context, c *localcluster.Cluster) []byte {
 			Namespace: pod.Namespace, Object: runtime.RawExtension{Raw: raw}},
 	}
 	body, _ := json.Marshal(review)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c.WebhookCA())
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.WebhookURL(), bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
+	answer, _, err := localcluster.Review(ctx, localcluster.TLSClient(c.WebhookCA()), c.WebhookURL(), body)
+	if err != nil || answer == nil {
 		return nil
 	}
-	defer func() { _ = resp.Body.Close() }()
-	var answer admissionv1.AdmissionReview
-	if json.NewDecoder(resp.Body).Decode(&answer) != nil || answer.Response == nil {
-		return nil
-	}
-	return answer.Response.Patch
+	return answer.Patch
 }
 
 // burst creates n flow-run pods in ns with workers concurrent clients and times each create.

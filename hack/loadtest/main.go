@@ -10,13 +10,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,32 +182,15 @@ func flowauthPatch(ctx context.Context, admload, url, ca, profile string) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("admload -dump: %w", err)
 	}
-	pem, err := os.ReadFile(ca)
+	caPEM, err := os.ReadFile(ca)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
+	answer, _, err := localcluster.Review(ctx, localcluster.TLSClient(caPEM), url, body)
+	if err != nil || answer == nil {
+		return nil, fmt.Errorf("flowauth's answer to the %s profile: %v, %w", profile, answer, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	var review struct {
-		Response struct {
-			Patch []byte `json:"patch"`
-		} `json:"response"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil {
-		return nil, fmt.Errorf("flowauth's answer: %w", err)
-	}
-	return review.Response.Patch, nil
+	return answer.Patch, nil
 }
 
 // medianMax formats the median and the largest of samples in kB as MiB.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -90,7 +91,7 @@ func Render(ctx context.Context, obj map[string]any, c Cluster) (*Object, error)
 		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticDefaults(c.NamespaceDefaults), Keys: c.Keys, Missing: c.Missing,
 	}
 	if kind == "Pod" {
-		t, patched, err := decide(ctx, handler, namespace, out.Rendered)
+		t, patched, err := decide(ctx, handler, namespace, c.NamespaceDefaults[namespace], out.Rendered)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", kind, name, err)
 		}
@@ -107,7 +108,7 @@ func Render(ctx context.Context, obj map[string]any, c Cluster) (*Object, error)
 		if pod["metadata"] == nil {
 			pod["metadata"] = map[string]any{}
 		}
-		t, patched, err := decide(ctx, handler, namespace, pod)
+		t, patched, err := decide(ctx, handler, namespace, c.NamespaceDefaults[namespace], pod)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s, %s: %w", kind, name, strings.Join(path, "."), err)
 		}
@@ -123,7 +124,7 @@ func Render(ctx context.Context, obj map[string]any, c Cluster) (*Object, error)
 }
 
 // decide sends pod to the webhook's handler as a CREATE and applies its patch.
-func decide(ctx context.Context, h *flowadmission.PodMutator, namespace string, pod map[string]any) (Template, map[string]any, error) {
+func decide(ctx context.Context, h *flowadmission.PodMutator, namespace, defaults string, pod map[string]any) (Template, map[string]any, error) {
 	raw, err := json.Marshal(pod)
 	if err != nil {
 		return Template{}, nil, err
@@ -137,14 +138,17 @@ func decide(ctx context.Context, h *flowadmission.PodMutator, namespace string, 
 	var t Template
 	t.Warnings = resp.Warnings
 	if !resp.Allowed {
-		if resp.Result != nil && resp.Result.Code != 403 {
+		switch {
+		case resp.Result == nil:
+			return t, nil, errors.New("the webhook refused without a reason")
+		case resp.Result.Code != http.StatusForbidden: // an error answer, not a denial
 			return t, nil, errors.New(resp.Result.Message)
 		}
 		t.Denial = resp.Result.Message
 	}
 	meta, _ := pod["metadata"].(map[string]any)
 	annotations := stringMap(meta["annotations"])
-	t.FlowRun = mutate.IsFlowRun(annotations, stringMap(meta["labels"]), h.Namespaces.(staticDefaults)[namespace])
+	t.FlowRun = mutate.IsFlowRun(annotations, stringMap(meta["labels"]), defaults)
 	t.Status = annotations[mutate.AnnotationStatus]
 	if len(resp.Patch) == 0 {
 		return t, pod, nil

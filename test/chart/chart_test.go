@@ -22,7 +22,8 @@ import (
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
-// commandTimeout bounds each helm and kubectl run, so a hang fails one test instead of the suite.
+// commandTimeout bounds each helm run (kubectl runs are bounded by MustKubectl), so a hang fails one
+// test instead of the suite.
 const commandTimeout = 2 * time.Minute
 
 var (
@@ -86,13 +87,7 @@ func mustHelm(t *testing.T, args ...string) string {
 
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	out, errOut, err := cluster.Kubectl(ctx, args...)
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errOut)
-	}
-	return out
+	return cluster.MustKubectl(t, args...)
 }
 
 // decode splits rendered YAML into objects.

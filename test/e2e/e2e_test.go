@@ -52,11 +52,7 @@ func runSuite(m *testing.M) int {
 
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := cluster.Kubectl(context.Background(), args...)
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errOut)
-	}
-	return out
+	return cluster.MustKubectl(t, args...)
 }
 
 // newNamespace creates a namespace with the examples' Secrets, labelled for injection or not.

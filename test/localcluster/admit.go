@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -33,28 +34,58 @@ func FlowRunReview(t testing.TB, repoRoot string) []byte {
 	return body
 }
 
-// Admit posts one AdmissionReview as the API server does and checks that the answer is an
-// allowed review, with a patch when the body is a flow run's.
-func Admit(ctx context.Context, client *http.Client, url string, body []byte) error {
+// Review posts one AdmissionReview as the API server does and returns the decoded answer and its
+// HTTP status.
+func Review(ctx context.Context, client *http.Client, url string, body []byte) (*admissionv1.AdmissionResponse, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	var rev admissionv1.AdmissionReview
 	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil {
+		return nil, resp.StatusCode, fmt.Errorf("the webhook's answer: %w", err)
+	}
+	return rev.Response, resp.StatusCode, nil
+}
+
+// Admit posts one AdmissionReview as the API server does and checks that the answer is an
+// allowed review, with a patch when the body is a flow run's.
+func Admit(ctx context.Context, client *http.Client, url string, body []byte) error {
+	answer, status, err := Review(ctx, client, url, body)
+	if err != nil {
 		return err
 	}
 	flowRun := mutate.MayBeFlowRun(body) // the harness's bodies: flow runs exactly when this says so
-	if resp.StatusCode != http.StatusOK || rev.Response == nil || !rev.Response.Allowed || flowRun != (len(rev.Response.Patch) > 0) {
-		return fmt.Errorf("unexpected answer: HTTP %d, %+v", resp.StatusCode, rev.Response)
+	if status != http.StatusOK || answer == nil || !answer.Allowed || flowRun != (len(answer.Patch) > 0) {
+		return fmt.Errorf("unexpected answer: HTTP %d, %+v", status, answer)
 	}
 	return nil
+}
+
+// TLSClient is an HTTPS client that trusts only caPEM, as the API server trusts a caBundle.
+func TLSClient(caPEM []byte) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+}
+
+// MustKubectl runs the real kubectl against the cluster (bounded by two minutes) and returns its
+// stdout; a failure fails the test with kubectl's stderr.
+func (c *Cluster) MustKubectl(t testing.TB, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, errOut, err := c.Kubectl(ctx, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
 }
 
 // ProcStatus reads one field of /proc/<pid>/status (e.g. VmRSS, VmHWM), "unknown" if it cannot.

@@ -203,7 +203,7 @@ func removeKubeletChains() error {
 				switch {
 				case len(f) == 2 && f[0] == "-N" && slices.Contains(kubeletChains, f[1]):
 					present = append(present, f[1])
-				case len(f) > 3 && f[0] == "-A" && !slices.Contains(kubeletChains, f[1]) && slices.ContainsFunc(kubeletChains, func(c string) bool { return slices.Contains(f, c) && f[slices.Index(f, c)-1] == "-j" }):
+				case len(f) > 3 && f[0] == "-A" && !slices.Contains(kubeletChains, f[1]) && jumpsTo(f, kubeletChains):
 					if b, err := exec.CommandContext(context.Background(), tool, append([]string{"-w", "-t", table, "-D"}, f[1:]...)...).CombinedOutput(); err != nil {
 						errs = append(errs, fmt.Errorf("%s -t %s -D %s: %w: %s", tool, table, strings.Join(f[1:], " "), err, b))
 					}
@@ -219,6 +219,16 @@ func removeKubeletChains() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// jumpsTo says whether the rule's fields (as `iptables -S` prints them) jump to one of chains.
+func jumpsTo(rule, chains []string) bool {
+	for i := 1; i < len(rule); i++ {
+		if rule[i-1] == "-j" && slices.Contains(chains, rule[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // cgroupRoots are the mounted cgroup hierarchies (v1 controllers, named ones and the unified one).

@@ -1,7 +1,10 @@
 // Package localcluster runs a real local control plane for the end-to-end tests and `make demo`:
 // etcd and kube-apiserver (envtest), kube-controller-manager's Job controller, and the flowauth
-// webhook binary itself, registered through config/webhook/manifests.yaml over TLS. The
-// binaries come from bin/k8s, built from Go modules by hack/tools.sh.
+// webhook binary itself, registered through config/webhook/manifests.yaml over TLS. With
+// Options.Node (root) it runs a one-node cluster instead: a registry with flowauth's images,
+// containerd, kubelet, kube-proxy and kube-scheduler (node.go, images.go, cleanup.go), where the
+// chart is installed and pods run. The binaries come from bin/k8s and bin/node, built from Go
+// modules by hack/tools.sh.
 package localcluster
 
 import (

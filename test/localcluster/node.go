@@ -433,8 +433,8 @@ func (c *Cluster) NodeLogs() ([]string, error) {
 	return paths, nil
 }
 
-// stopNode stops the node's pods while containerd still runs, then every node process, then
-// removes what they left on the machine (cleanup).
+// stopNode stops the kubelet (so nothing restarts) and removes the pods while containerd still
+// runs; Stop then ends the other processes and the record's cleanup removes what is left.
 func (c *Cluster) stopNode() {
 	n := c.node
 	if n.kubelet != nil {

@@ -120,11 +120,7 @@ func tail(s string, n int) string {
 
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := cluster.Kubectl(context.Background(), args...)
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errOut)
-	}
-	return out
+	return cluster.MustKubectl(t, args...)
 }
 
 // newNamespace creates a namespace opted in to injection and waits for its default
