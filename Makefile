@@ -91,12 +91,12 @@ bench: ## Benchmarks of the hot path (decode, mutate, patch, encode) per harness
 	go test -run '^$$' -bench . -benchmem -count 6 ./pkg/admission | tee bin/bench.txt
 
 .PHONY: loadtest
-loadtest: ## Load harness (../shared/bench) against the floor and flowauth on loopback; prints the ratio table.
-	go run ./hack/loadtest -bench $(or $(BENCH_DIR),../shared/bench/admload)
+loadtest: ## Load harness (../shared/bench) against the floor, the limit and flowauth on loopback; prints the ratio table (ARGS="-profile plain -cpuprofile out" for more).
+	go run ./hack/loadtest -bench $(or $(BENCH_DIR),../shared/bench/admload) $(ARGS)
 
 .PHONY: burst
-burst: tools-control-plane ## 2,000 flow-run pods through the local API server three ways (no webhook, floor, flowauth), alternating; pods/s, create p50/p99, ratios.
-	go run ./hack/burst -bench $(or $(BENCH_DIR),../shared/bench/admload)
+burst: tools-control-plane ## 2,000 flow-run pods through the local API server four ways (no webhook, floor, patched limit, flowauth), alternating; pods/s, create p50/p99, CPU per pod, ratios (ARGS="-profile out" for CPU profiles).
+	go run ./hack/burst -bench $(or $(BENCH_DIR),../shared/bench/admload) $(ARGS)
 
 .PHONY: soak
 soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails on any error or RSS growth (SOAK_DURATION to change).

@@ -40,6 +40,7 @@ type config struct {
 	missingSecret          string
 	metricsBindAddress     string
 	healthProbeBindAddress string
+	pprofBindAddress       string
 	logFormat              string
 	logLevel               string
 	enableHTTP2            bool
@@ -105,6 +106,7 @@ func parseFlags(args []string) (config, error) {
 	newEnum(fs, &c.missingSecret, "missing-secret", "warn", "what to do when a declared Secret or required key is missing (with --secret-lookup=keys)", "warn", "deny", "ignore")
 	fs.StringVar(&c.metricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&c.healthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&c.pprofBindAddress, "pprof-bind-address", "0", "address of Go's CPU and heap profiles (/debug/pprof/), for profiling under load; 0 (the default) disables it. Plain HTTP without authentication: bind it to 127.0.0.1 or a port no Service exposes")
 	newEnum(fs, &c.logFormat, "log-format", "text", "log encoding", "text", "json")
 	newEnum(fs, &c.logLevel, "log-level", "info", "least severe level logged (debug logs every admission, never a secret value)", "debug", "info", "error")
 	fs.BoolVar(&c.certs.rotation, "cert-rotation", false, "provision and rotate a CA and serving certificate with cert-controller, kept in --cert-secret (mounted at --cert-dir) and injected into --webhook-configuration; serving starts once the certificate is in place")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -85,6 +86,7 @@ func run(ctx context.Context, c config) error {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Metrics:                metricsserver.Options{BindAddress: c.metricsBindAddress},
 		HealthProbeBindAddress: c.healthProbeBindAddress,
+		PprofBindAddress:       c.pprofBindAddress,
 		WebhookServer:          server,
 		Cache:                  cacheOptions,
 	})
@@ -218,21 +220,36 @@ func runStandalone(ctx context.Context, c config, server webhook.Server, watchSe
 		mux := http.NewServeMux()
 		mux.Handle("/healthz", http.StripPrefix("/healthz", &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}))
 		mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"webhook": server.StartedChecker(), "shutdown": notDraining}}))
-		probes := &http.Server{Addr: c.healthProbeBindAddress, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error {
-			if err := probes.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-ctx.Done()
-			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return probes.Shutdown(shutdown)
-		})
+		serve(ctx, g, c.healthProbeBindAddress, mux)
+	}
+	if c.pprofBindAddress != "0" && c.pprofBindAddress != "" {
+		// The handlers the manager serves at its PprofBindAddress, for the same flag without one.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		serve(ctx, g, c.pprofBindAddress, mux)
 	}
 	return g.Wait()
+}
+
+// serve runs a plain HTTP server at addr in g until ctx ends, then shuts it down.
+func serve(ctx context.Context, g *errgroup.Group, addr string, h http.Handler) {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	})
 }
 
 // tlsOptions: TLS 1.2 at least, and HTTP/1.1 only unless --enable-http2 (DESIGN.md §4).

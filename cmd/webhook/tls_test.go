@@ -136,3 +136,37 @@ func TestHTTP2CanBeEnabled(t *testing.T) {
 		t.Errorf("--enable-http2: negotiated %q, want h2", p)
 	}
 }
+
+// TestPprofOnlyWhenAsked: Go's profiles are served at --pprof-bind-address, and nowhere by default
+// (the webhook's own port answers /debug/pprof/ with 404).
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr := l.Addr().String()
+	_ = l.Close()
+	get := func(url string, client *http.Client) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a self-signed test server
+
+	off := startStandalone(t, nil)
+	if code, _ := get("https://"+off+"/debug/pprof/", insecure); code != http.StatusNotFound {
+		t.Errorf("webhook port without --pprof-bind-address: /debug/pprof/ answered %d, want 404", code)
+	}
+	startStandalone(t, func(c *config) { c.pprofBindAddress = pprofAddr })
+	code, body := get("http://"+pprofAddr+"/debug/pprof/", http.DefaultClient)
+	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("--pprof-bind-address=%s: /debug/pprof/ answered %d: %.200s", pprofAddr, code, body)
+	}
+}

@@ -16,11 +16,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,6 +34,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -55,25 +58,33 @@ type outcome struct {
 	p50, p99         time.Duration
 	failed, injected int64
 	firstErr         string
+	// cpu is each process's CPU time per pod during the burst, in µs, by the names of processes.
+	cpu map[string]float64
 }
+
+// The processes whose CPU a burst measures: the webhook is whatever serves at the registered
+// address (the floor, the limit or flowauth); the clients are this program.
+var processes = []string{"kube-apiserver", "etcd", "webhook", "clients"}
 
 func main() {
 	n := flag.Int("n", 2000, "pods per burst")
 	workers := flag.Int("c", 32, "concurrent creators")
 	rounds := flag.Int("rounds", 3, "alternating rounds (medians are reported)")
 	bench := flag.String("bench", "../shared/bench/admload", "the admload module, for the floor (read-only is fine)")
+	profiles := flag.String("profile", "", "folder to write CPU profiles of the last round to: the API server's for every way (apiserver-WAY.pprof), flowauth's for its own (webhook-flowauth.pprof)")
+	profileFor := flag.Duration("profile-for", 2*time.Second, "length of each profile, from the start of the burst (whole seconds; keep it below the burst's length)")
 	flag.Parse()
 	logf.SetLogger(logr.Discard())
 	// Output piped into a reader that quits (make burst | head) must not kill this process before
 	// it stops the control plane it started: a write to the closed pipe then just fails.
 	signal.Ignore(syscall.SIGPIPE)
-	if err := run(*n, *workers, *rounds, *bench); err != nil {
+	if err := run(*n, *workers, *rounds, *bench, *profiles, *profileFor); err != nil {
 		fmt.Fprintln(os.Stderr, "burst:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, workers, rounds int, bench string) error {
+func run(n, workers, rounds int, bench, profiles string, profileFor time.Duration) error {
 	root, _ := filepath.Abs(".")
 	work, err := os.MkdirTemp("", "flowauth-burst-")
 	if err != nil {
@@ -89,11 +100,23 @@ func run(n, workers, rounds int, bench string) error {
 		}
 	}
 	ctx := context.Background()
-	c, err := localcluster.Start(ctx, localcluster.Options{RepoRoot: root, WorkDir: work, WebhookArgs: []string{"--log-level=error"}})
+	pprofAddr, err := localcluster.FreeAddr()
+	if err != nil {
+		return err
+	}
+	c, err := localcluster.Start(ctx, localcluster.Options{RepoRoot: root, WorkDir: work, WebhookArgs: []string{"--log-level=error", "--pprof-bind-address=" + pprofAddr}})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = c.Stop() }()
+	controlPlane, err := c.ControlPlanePIDs()
+	if err != nil {
+		return err
+	}
+	apiserver, err := rest.HTTPClientFor(c.Config)
+	if err != nil {
+		return err
+	}
 	var registered admissionregistrationv1.MutatingWebhookConfiguration
 	if err := c.Client.Get(ctx, client.ObjectKey{Name: "webhook-configuration"}, &registered); err != nil {
 		return err
@@ -166,7 +189,43 @@ func run(n, workers, rounds int, bench string) error {
 			if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"flowauth.io/injection": "enabled"}}}); err != nil {
 				return err
 			}
+			pids := map[string]int{"kube-apiserver": controlPlane["kube-apiserver"], "etcd": controlPlane["etcd"], "clients": os.Getpid()}
+			switch {
+			case standIn != nil:
+				pids["webhook"] = standIn.Process.Pid
+			case way == flowauth:
+				pids["webhook"] = c.WebhookPID()
+			}
+			var profiling sync.WaitGroup
+			profileErrs := make(chan error, 2)
+			if profiles != "" && r == rounds-1 {
+				name := strings.ReplaceAll(way, " ", "-")
+				apiURL := strings.TrimSuffix(c.Config.Host, "/") + "/debug/pprof/profile"
+				profiling.Go(func() {
+					profileErrs <- localcluster.SaveCPUProfile(ctx, apiserver, apiURL, profileFor, filepath.Join(profiles, "apiserver-"+name+".pprof"))
+				})
+				if way == flowauth {
+					profiling.Go(func() {
+						profileErrs <- localcluster.SaveCPUProfile(ctx, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/profile", profileFor, filepath.Join(profiles, "webhook-flowauth.pprof"))
+					})
+				}
+			}
+			before := map[string]time.Duration{}
+			for name, pid := range pids {
+				before[name] = localcluster.CPUTime(pid)
+			}
 			o := burst(ctx, c.Client, ns, n, workers)
+			o.cpu = map[string]float64{}
+			for name, pid := range pids {
+				o.cpu[name] = float64((localcluster.CPUTime(pid) - before[name]).Microseconds()) / float64(n)
+			}
+			profiling.Wait()
+			close(profileErrs)
+			for err := range profileErrs {
+				if err != nil {
+					return err
+				}
+			}
 			results[way] = append(results[way], o)
 			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f pods/s, p50 %s, p99 %s, %d failed, %d injected\n", r+1, way, o.podsPerSecond, o.p50, o.p99, o.failed, o.injected)
 			_ = c.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
@@ -188,6 +247,16 @@ func run(n, workers, rounds int, bench string) error {
 			injected = fmt.Sprintf("%d of %d", m.injected, n)
 		}
 		fmt.Printf("| %s | %.0f | %s | %s | %d | %s |\n", way, m.podsPerSecond, m.p50.Round(100*time.Microsecond), m.p99.Round(100*time.Microsecond), m.failed, injected)
+	}
+	fmt.Printf("\nCPU per pod created (µs; medians; the webhook is whatever serves at the registered address):\n\n| way | kube-apiserver | etcd | webhook | clients | total |\n|---|---|---|---|---|---|\n")
+	for _, way := range ways {
+		m, total := med[way], 0.0
+		fmt.Printf("| %s |", way)
+		for _, p := range processes {
+			fmt.Printf(" %.0f |", m.cpu[p])
+			total += m.cpu[p]
+		}
+		fmt.Printf(" %.0f |\n", total)
 	}
 	fmt.Printf("\ncalling a webhook (floor registered / no webhook): throughput %.2f, p99 %.2f\n",
 		med[floor].podsPerSecond/med[none].podsPerSecond, float64(med[floor].p99)/float64(med[none].p99))
@@ -286,7 +355,12 @@ func median(rounds []outcome) outcome {
 	for _, o := range rounds {
 		failed += o.failed
 	}
+	cpu := map[string]float64{}
+	for _, p := range processes {
+		cpu[p] = pick(func(o outcome) float64 { return o.cpu[p] })
+	}
 	return outcome{
+		cpu:           cpu,
 		podsPerSecond: pick(func(o outcome) float64 { return o.podsPerSecond }),
 		p50:           time.Duration(pick(func(o outcome) float64 { return float64(o.p50) })),
 		p99:           time.Duration(pick(func(o outcome) float64 { return float64(o.p99) })),

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,14 +43,15 @@ func main() {
 	conc := flag.String("c", "1,8,32", "concurrencies")
 	dur := flag.Duration("d", 5*time.Second, "duration of each run")
 	rounds := flag.Int("rounds", 5, "alternating runs per target and concurrency (medians are reported)")
+	cpuProfiles := flag.String("cpuprofile", "", "folder to write flowauth's CPU profile of its last run at each concurrency to (flowauth-PROFILE-cC.pprof; read with go tool pprof)")
 	flag.Parse()
-	if err := run(*bench, *profile, *conc, *dur, *rounds); err != nil {
+	if err := run(*bench, *profile, *conc, *dur, *rounds, *cpuProfiles); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bench, profile, conc string, dur time.Duration, rounds int) error {
+func run(bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles string) error {
 	tmp, err := os.MkdirTemp("", "flowauth-loadtest-")
 	if err != nil {
 		return err
@@ -90,8 +92,12 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 		return err
 	}
 	_, port, _ := net.SplitHostPort(whAddr)
+	pprofAddr, err := localcluster.FreeAddr()
+	if err != nil {
+		return err
+	}
 	whCmd := exec.CommandContext(ctx, webhook, "--namespace-defaults=false", "--port="+port, "--cert-dir="+certs,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-level=error")
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--pprof-bind-address="+pprofAddr, "--log-level=error")
 	if err := whCmd.Start(); err != nil {
 		return err
 	}
@@ -149,15 +155,28 @@ func run(bench, profile, conc string, dur time.Duration, rounds int) error {
 					defer close(done)
 					sampled = sampleRSS(t.pid, stop)
 				}()
-				before := cpuTime(t.pid)
+				profiled := make(chan error, 1)
+				if cpuProfiles != "" && t.name == "flowauth" && r == rounds-1 {
+					go func() {
+						// Taken over the run less a second, so it ends inside the run.
+						profiled <- localcluster.SaveCPUProfile(ctx, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/profile", dur-time.Second,
+							filepath.Join(cpuProfiles, fmt.Sprintf("flowauth-%s-c%s.pprof", profile, c)))
+					}()
+				} else {
+					profiled <- nil
+				}
+				before := localcluster.CPUTime(t.pid)
 				res, err := harness(ctx, admload, t.url, filepath.Join(certs, "tls.crt"), profile, c, dur)
 				close(stop)
 				<-done
+				if perr := <-profiled; perr != nil {
+					return perr
+				}
 				if err != nil {
 					return fmt.Errorf("%s c=%s: %w", t.name, c, err)
 				}
 				if res.Requests > 0 {
-					res.CPUus = float64((cpuTime(t.pid) - before).Microseconds()) / float64(res.Requests)
+					res.CPUus = float64((localcluster.CPUTime(t.pid) - before).Microseconds()) / float64(res.Requests)
 				}
 				if t.name == "flowauth" {
 					rssHere = append(rssHere, sampled...)
@@ -227,24 +246,6 @@ func sampleRSS(pid int, stop <-chan struct{}) []int {
 			}
 		}
 	}
-}
-
-// cpuTime is the user and system CPU time pid has used (fields 14 and 15 of /proc/PID/stat, in
-// clock ticks of 1/100 s, USER_HZ on Linux).
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(fields) < 13 {
-		return 0
-	}
-	var utime, stime int64
-	_, _ = fmt.Sscan(fields[11], &utime)
-	_, _ = fmt.Sscan(fields[12], &stime)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func harness(ctx context.Context, admload, url, ca, profile, c string, dur time.Duration) (result, error) {
