@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -71,20 +72,20 @@ func main() {
 	workers := flag.Int("c", 32, "concurrent creators")
 	rounds := flag.Int("rounds", 3, "alternating rounds (medians are reported)")
 	bench := flag.String("bench", "../shared/bench/admload", "the admload module, for the floor (read-only is fine)")
-	profiles := flag.String("profile", "", "folder to write CPU profiles of the last round to: the API server's for every way (apiserver-WAY.pprof), flowauth's for its own (webhook-flowauth.pprof)")
+	profileDir := flag.String("profile", "", "folder to write CPU profiles of the last round to: the API server's for every way (apiserver-WAY.pprof), flowauth's for its own (webhook-flowauth.pprof)")
 	profileFor := flag.Duration("profile-for", 2*time.Second, "length of each profile, from the start of the burst (whole seconds; keep it below the burst's length)")
 	flag.Parse()
 	logf.SetLogger(logr.Discard())
 	// Output piped into a reader that quits (make burst | head) must not kill this process before
 	// it stops the control plane it started: a write to the closed pipe then just fails.
 	signal.Ignore(syscall.SIGPIPE)
-	if err := run(*n, *workers, *rounds, *bench, *profiles, *profileFor); err != nil {
+	if err := run(*n, *workers, *rounds, *bench, *profileDir, *profileFor); err != nil {
 		fmt.Fprintln(os.Stderr, "burst:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, workers, rounds int, bench, profiles string, profileFor time.Duration) error {
+func run(n, workers, rounds int, bench, profileDir string, profileFor time.Duration) error {
 	root, _ := filepath.Abs(".")
 	work, err := os.MkdirTemp("", "flowauth-burst-")
 	if err != nil {
@@ -196,35 +197,17 @@ func run(n, workers, rounds int, bench, profiles string, profileFor time.Duratio
 			case way == flowauth:
 				pids["webhook"] = c.WebhookPID()
 			}
-			var profiling sync.WaitGroup
-			profileErrs := make(chan error, 2)
-			if profiles != "" && r == rounds-1 {
+			var profiles []profile
+			if profileDir != "" && r == rounds-1 {
 				name := strings.ReplaceAll(way, " ", "-")
-				apiURL := strings.TrimSuffix(c.Config.Host, "/") + "/debug/pprof/profile"
-				profiling.Go(func() {
-					profileErrs <- localcluster.SaveCPUProfile(ctx, apiserver, apiURL, profileFor, filepath.Join(profiles, "apiserver-"+name+".pprof"))
-				})
+				profiles = append(profiles, profile{apiserver, strings.TrimSuffix(c.Config.Host, "/") + "/debug/pprof/profile", filepath.Join(profileDir, "apiserver-"+name+".pprof")})
 				if way == flowauth {
-					profiling.Go(func() {
-						profileErrs <- localcluster.SaveCPUProfile(ctx, http.DefaultClient, "http://"+pprofAddr+"/debug/pprof/profile", profileFor, filepath.Join(profiles, "webhook-flowauth.pprof"))
-					})
+					profiles = append(profiles, profile{http.DefaultClient, "http://" + pprofAddr + "/debug/pprof/profile", filepath.Join(profileDir, "webhook-flowauth.pprof")})
 				}
 			}
-			before := map[string]time.Duration{}
-			for name, pid := range pids {
-				before[name] = localcluster.CPUTime(pid)
-			}
-			o := burst(ctx, c.Client, ns, n, workers)
-			o.cpu = map[string]float64{}
-			for name, pid := range pids {
-				o.cpu[name] = float64((localcluster.CPUTime(pid) - before[name]).Microseconds()) / float64(n)
-			}
-			profiling.Wait()
-			close(profileErrs)
-			for err := range profileErrs {
-				if err != nil {
-					return err
-				}
+			o, err := measuredBurst(ctx, c.Client, ns, n, workers, pids, profiles, profileFor)
+			if err != nil {
+				return err
 			}
 			results[way] = append(results[way], o)
 			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f pods/s, p50 %s, p99 %s, %d failed, %d injected\n", r+1, way, o.podsPerSecond, o.p50, o.p99, o.failed, o.injected)
@@ -298,6 +281,32 @@ func flowauthPatch(ctx context.Context, c *localcluster.Cluster) []byte {
 		return nil
 	}
 	return answer.Patch
+}
+
+// profile is a CPU profile to take during a burst: from url (a /debug/pprof/profile endpoint) with
+// client, into file.
+type profile struct {
+	client    *http.Client
+	url, file string
+}
+
+// measuredBurst runs burst and adds each process's CPU time per pod during it (pids by the names in
+// processes; a name without a pid gets 0). The profiles are taken over the first profileFor of it.
+func measuredBurst(ctx context.Context, c client.Client, ns string, n, workers int, pids map[string]int, profiles []profile, profileFor time.Duration) (outcome, error) {
+	var profiling errgroup.Group
+	for _, p := range profiles {
+		profiling.Go(func() error { return localcluster.SaveCPUProfile(ctx, p.client, p.url, profileFor, p.file) })
+	}
+	before := map[string]time.Duration{}
+	for name, pid := range pids {
+		before[name] = localcluster.CPUTime(pid)
+	}
+	o := burst(ctx, c, ns, n, workers)
+	o.cpu = map[string]float64{}
+	for name, pid := range pids {
+		o.cpu[name] = float64((localcluster.CPUTime(pid) - before[name]).Microseconds()) / float64(n)
+	}
+	return o, profiling.Wait()
 }
 
 // burst creates n flow-run pods in ns with workers concurrent clients and times each create.

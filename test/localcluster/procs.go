@@ -85,12 +85,15 @@ func SaveCPUProfile(ctx context.Context, hc *http.Client, url string, d time.Dur
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("CPU profile from %s: %s %v", url, resp.Status, err)
+	if err != nil {
+		return fmt.Errorf("CPU profile from %s: %w", url, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("CPU profile from %s: %s: %.200s", url, resp.Status, body)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s\n", file)
-	return os.WriteFile(file, body, 0o644)
+	return os.WriteFile(file, body, 0o600)
 }
