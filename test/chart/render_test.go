@@ -141,6 +141,23 @@ func notIn(webhook map[string]any) []string {
 	return nil
 }
 
+// TestProfilingIsOptInAndLocal: Go's profiles are served only when asked for, and then on the pod's
+// loopback only, where a port-forward reaches them and no Service or other pod does.
+func TestProfilingIsOptInAndLocal(t *testing.T) {
+	args := func(set ...string) []any {
+		d := find(t, decode(t, mustHelm(t, append(slices.Clone(release), set...)...)), "Deployment")
+		return at(nested(d, "spec", "template", "spec").(map[string]any), "containers.0.args").([]any)
+	}
+	for _, a := range args() {
+		if strings.HasPrefix(fmt.Sprint(a), "--pprof-bind-address") {
+			t.Errorf("profiling is on by default: %v", a)
+		}
+	}
+	if got := args("--set", "profiling.enabled=true", "--set", "profiling.port=6061"); !slices.Contains(got, any("--pprof-bind-address=127.0.0.1:6061")) {
+		t.Errorf("profiling.enabled=true: args %v, want --pprof-bind-address=127.0.0.1:6061", got)
+	}
+}
+
 // TestTLSModesAndPrivileges: each way of providing the certificate renders the objects it needs
 // and exactly the RBAC it needs. The rules are also what the README's Install section lists.
 func TestTLSModesAndPrivileges(t *testing.T) {
@@ -254,6 +271,8 @@ func TestBadValuesFailAtInstallWithAClearMessage(t *testing.T) {
 		{[]string{"--set", "certs.caBundle=eA=="}, "certs.caBundle needs certs.secretName"},
 		{[]string{"--set", "certManager.enabled=true", "--set", "certs.caBundle=eA==", "--set", "certs.secretName=mine"}, "certManager.enabled and certs.caBundle are exclusive"},
 		{[]string{"--set", "missingSecret=deny"}, "missingSecret=deny has no effect with secretLookup=none"},
+		{[]string{"--set", "profiling.enabled=true", "--set", "profiling.port=8080"}, "profiling.port=8080 is metrics.port's port too: choose another"},
+		{[]string{"--set", "profiling.port=80"}, "at '/profiling/port': minimum: got 80, want 1,024"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.set, " "), func(t *testing.T) {

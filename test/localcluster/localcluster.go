@@ -222,11 +222,17 @@ func (c *Cluster) run(cmd *exec.Cmd) error {
 
 // Kubectl runs the real kubectl against the cluster and returns its stdout and stderr.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) (stdout, stderr string, err error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.assets, "kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
+	cmd := c.KubectlCmd(ctx, args...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
+}
+
+// KubectlCmd is kubectl with args against this cluster, not started: for commands that keep
+// running, such as port-forward.
+func (c *Cluster) KubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, filepath.Join(c.assets, "kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
 }
 
 // WaitForJobPod waits until the Job controller has created the Job's pod and returns it as stored.

@@ -64,6 +64,12 @@ app.kubernetes.io/component: webhook
 {{- if and (eq .Values.secretLookup "none") (ne .Values.missingSecret "warn") }}
 {{- fail (printf "missingSecret=%s has no effect with secretLookup=none: set secretLookup=keys" .Values.missingSecret) }}
 {{- end }}
+{{- if .Values.profiling.enabled }}
+{{- $taken := dict (toString .Values.webhook.port) "webhook.port" (toString .Values.metrics.port) "metrics.port" (toString .Values.healthProbePort) "healthProbePort" }}
+{{- with get $taken (toString .Values.profiling.port) }}
+{{- fail (printf "profiling.port=%v is %s's port too: choose another" $.Values.profiling.port .) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* "true" when flowauth talks to the API server at all (and so mounts a token and records Events). */}}
