@@ -35,6 +35,9 @@ type result struct {
 	P99ms    float64 `json:"p99_ms"`
 	// CPUus is the target's CPU time per request during the run (measured here, not by admload).
 	CPUus float64 `json:"-"`
+	// ClientCPUus is the harness's own CPU time per request: with the server it shares the two
+	// cores, and it spends more per request when answers come slower.
+	ClientCPUus float64 `json:"-"`
 }
 
 func main() {
@@ -141,7 +144,7 @@ func run(bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles
 	}
 	fmt.Printf("profile=%s, %d alternating rounds of %s per target and concurrency, medians; machine: %d cores; the limit column is the %s (%d-byte patch)\n\n",
 		profile, rounds, dur, nprocs(), limitName, len(patch))
-	fmt.Printf("| c | floor rps | limit rps | flowauth rps | ratio to floor | ratio to limit | floor p99 ms | limit p99 ms | flowauth p99 ms | p99 ratio to floor | floor CPU µs/req | limit CPU µs/req | flowauth CPU µs/req | flowauth RSS MiB (median / max) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| c | floor rps | limit rps | flowauth rps | ratio to floor | ratio to limit | floor p99 ms | limit p99 ms | flowauth p99 ms | p99 ratio to floor | floor CPU µs/req | limit CPU µs/req | flowauth CPU µs/req | harness CPU µs/req (floor / limit / flowauth) | flowauth RSS MiB (median / max) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var rss []int // flowauth's VmRSS in kB, sampled while it is under load
 	for _, c := range strings.Split(conc, ",") {
 		runs := map[string][]result{}
@@ -185,8 +188,8 @@ func run(bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles
 			}
 		}
 		f, l, w := median(runs["floor"]), median(runs["limit"]), median(runs["flowauth"])
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %.0f | %s | %d |\n", c, f.RPS, l.RPS, w.RPS, w.RPS/f.RPS, w.RPS/l.RPS,
-			f.P99ms, l.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, l.CPUus, w.CPUus, medianMax(rssHere), f.Errors+l.Errors+w.Errors)
+		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %.0f | %.0f / %.0f / %.0f | %s | %d |\n", c, f.RPS, l.RPS, w.RPS, w.RPS/f.RPS, w.RPS/l.RPS,
+			f.P99ms, l.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, l.CPUus, w.CPUus, f.ClientCPUus, l.ClientCPUus, w.ClientCPUus, medianMax(rssHere), f.Errors+l.Errors+w.Errors)
 		rss = append(rss, rssHere...)
 	}
 	fmt.Printf("\nflowauth RSS under load (VmRSS every %s, first second of each run skipped), all runs: %s MiB; peak since start (VmHWM): %s\n",
@@ -257,6 +260,9 @@ func harness(ctx context.Context, admload, url, ca, profile, c string, dur time.
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		return r, fmt.Errorf("admload: %w %s %s", runErr, out.String(), errOut.String())
 	}
+	if r.Requests > 0 {
+		r.ClientCPUus = float64((cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Microseconds()) / float64(r.Requests)
+	}
 	return r, nil
 }
 
@@ -277,7 +283,7 @@ func median(rs []result) result {
 	return result{
 		RPS: pick(func(r result) float64 { return r.RPS }), Errors: errs,
 		P50ms: pick(func(r result) float64 { return r.P50ms }), P99ms: pick(func(r result) float64 { return r.P99ms }),
-		CPUus: pick(func(r result) float64 { return r.CPUus }),
+		CPUus: pick(func(r result) float64 { return r.CPUus }), ClientCPUus: pick(func(r result) float64 { return r.ClientCPUus }),
 	}
 }
 
