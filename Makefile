@@ -50,7 +50,7 @@ test: fmt-check vet lint vulncheck test-unit test-integration test-e2e test-char
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).
-	go test -count=1 ./pkg/... ./cmd/... ./hack/plugin-dist
+	go test -count=1 ./pkg/... ./cmd/... ./hack/plugin-dist ./test/localcluster
 
 .PHONY: test-integration
 test-integration: tools-control-plane ## Integration tests against a real etcd + kube-apiserver.

@@ -352,14 +352,7 @@ func burst(ctx context.Context, c client.Client, ns string, n, workers int) outc
 
 // median takes each figure's median separately across rounds.
 func median(rounds []outcome) outcome {
-	pick := func(f func(outcome) float64) float64 {
-		v := make([]float64, len(rounds))
-		for i, o := range rounds {
-			v[i] = f(o)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
+	pick := func(f func(outcome) float64) float64 { return localcluster.Median(rounds, f) }
 	var failed int64
 	for _, o := range rounds {
 		failed += o.failed

@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -268,14 +267,7 @@ func harness(ctx context.Context, admload, url, ca, profile, c string, dur time.
 
 // median takes each figure's median separately across the runs.
 func median(rs []result) result {
-	pick := func(f func(result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		sort.Float64s(v)
-		return v[len(v)/2]
-	}
+	pick := func(f func(result) float64) float64 { return localcluster.Median(rs, f) }
 	errs := 0
 	for _, r := range rs {
 		errs += r.Errors

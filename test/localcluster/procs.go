@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,4 +97,18 @@ func SaveCPUProfile(ctx context.Context, hc *http.Client, url string, d time.Dur
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s\n", file)
 	return os.WriteFile(file, body, 0o600)
+}
+
+// Median is the median of figure over runs (the upper middle one of an even count; 0 for none):
+// the load tools report each figure's median across alternating runs separately.
+func Median[T any](runs []T, figure func(T) float64) float64 {
+	if len(runs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = figure(r)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
