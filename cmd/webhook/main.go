@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -132,10 +133,30 @@ func parseFlags(args []string) (config, error) {
 	if c.port < 1 || c.port > 65535 {
 		return c, fmt.Errorf("invalid value %d for flag -port: must be between 1 and 65535", c.port)
 	}
+	for _, a := range []struct{ flag, value string }{
+		{"metrics-bind-address", c.metricsBindAddress}, {"health-probe-bind-address", c.healthProbeBindAddress}, {"pprof-bind-address", c.pprofBindAddress},
+	} {
+		if err := checkBindAddress(a.flag, a.value); err != nil {
+			return c, err
+		}
+	}
 	if err := c.certs.validate(); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+// checkBindAddress accepts 0 (the server is off) or [HOST]:PORT, so a typo stops the binary at
+// start naming the flag rather than failing later with only the listener's error.
+func checkBindAddress(flag, value string) error {
+	if value == "0" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(value)
+	if n, convErr := strconv.Atoi(port); err != nil || convErr != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid value %q for flag -%s: want [HOST]:PORT (e.g. 127.0.0.1:6060 or :8080), or 0 to turn it off", value, flag)
+	}
+	return nil
 }
 
 func (cc certConfig) validate() error {

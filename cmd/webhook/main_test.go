@@ -57,6 +57,9 @@ func TestInvalidValuesNameTheFlagAndWhatIsAllowed(t *testing.T) {
 		{args: []string{"--cert-rotation", "--cert-secret=certs", "--cert-dns-name=a.b.svc", "--webhook-configuration=x"}, want: []string{"-cert-secret", `"certs"`, "NAMESPACE/NAME"}},
 		{args: []string{"--cert-rotation", "--cert-secret=ns/certs", "--cert-dns-name=a.b.svc", "--webhook-configuration=x", "--cert-validity=10s"}, want: []string{"-cert-validity", "at least 1m"}},
 		{env: [2]string{"FLOWAUTH_LOG_FORMAT", "xml"}, want: []string{"FLOWAUTH_LOG_FORMAT", `"xml"`, "text, json"}},
+		{args: []string{"--pprof-bind-address=6060"}, want: []string{"-pprof-bind-address", `"6060"`, "[HOST]:PORT", "or 0"}},
+		{args: []string{"--metrics-bind-address=:http"}, want: []string{"-metrics-bind-address", `":http"`}},
+		{env: [2]string{"FLOWAUTH_HEALTH_PROBE_BIND_ADDRESS", "localhost"}, want: []string{"-health-probe-bind-address", `"localhost"`}},
 	}
 	for _, tt := range tests {
 		if tt.env[0] != "" {

@@ -222,7 +222,7 @@ func runStandalone(ctx context.Context, c config, server webhook.Server, watchSe
 		mux.Handle("/readyz", http.StripPrefix("/readyz", &healthz.Handler{Checks: map[string]healthz.Checker{"webhook": server.StartedChecker(), "shutdown": notDraining}}))
 		serve(ctx, g, c.healthProbeBindAddress, mux)
 	}
-	if c.pprofBindAddress != "0" && c.pprofBindAddress != "" {
+	if c.pprofBindAddress != "0" {
 		// The handlers the manager serves at its PprofBindAddress, for the same flag without one.
 		mux := http.NewServeMux()
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -144,16 +144,14 @@ func notIn(webhook map[string]any) []string {
 // TestProfilingIsOptInAndLocal: Go's profiles are served only when asked for, and then on the pod's
 // loopback only, where a port-forward reaches them and no Service or other pod does.
 func TestProfilingIsOptInAndLocal(t *testing.T) {
-	args := func(set ...string) []any {
-		d := find(t, decode(t, mustHelm(t, append(slices.Clone(release), set...)...)), "Deployment")
-		return at(nested(d, "spec", "template", "spec").(map[string]any), "containers.0.args").([]any)
+	args := func(set ...string) []string {
+		objs := decode(t, mustHelm(t, append(slices.Clone(release), set...)...))
+		return stringsAt(find(t, objs, "Deployment").Object, "spec.template.spec.containers.0.args")
 	}
-	for _, a := range args() {
-		if strings.HasPrefix(fmt.Sprint(a), "--pprof-bind-address") {
-			t.Errorf("profiling is on by default: %v", a)
-		}
+	if got := args(); slices.ContainsFunc(got, func(a string) bool { return strings.HasPrefix(a, "--pprof-bind-address") }) {
+		t.Errorf("profiling is on by default: %v", got)
 	}
-	if got := args("--set", "profiling.enabled=true", "--set", "profiling.port=6061"); !slices.Contains(got, any("--pprof-bind-address=127.0.0.1:6061")) {
+	if got := args("--set", "profiling.enabled=true", "--set", "profiling.port=6061"); !slices.Contains(got, "--pprof-bind-address=127.0.0.1:6061") {
 		t.Errorf("profiling.enabled=true: args %v, want --pprof-bind-address=127.0.0.1:6061", got)
 	}
 }
