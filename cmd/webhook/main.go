@@ -22,8 +22,12 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/flowauth/flowauth/pkg/secretkeys"
 )
 
 // envPrefix: any flag can also be set as FLOWAUTH_<FLAG_IN_CAPS> (dashes become underscores).
@@ -38,6 +42,7 @@ type config struct {
 	secretMap              string
 	secretLookup           string
 	secretLookupNamespaces []string
+	keyWatch               secretkeys.Options
 	missingSecret          string
 	metricsBindAddress     string
 	healthProbeBindAddress string
@@ -104,6 +109,9 @@ func parseFlags(args []string) (config, error) {
 		}
 		return nil
 	})
+	fs.StringVar(&c.keyWatch.SecretFieldSelector, "secret-field-selector", secretkeys.DefaultSecretFieldSelector, "field selector of the Secrets whose key names are watched (with --secret-lookup=keys); the default leaves out Helm releases, service-account tokens and image-pull Secrets. A declared Secret outside it is read from the API server when a flow run names it")
+	fs.StringVar(&c.keyWatch.SecretLabelSelector, "secret-label-selector", "", "label selector of the Secrets whose key names are watched (with --secret-lookup=keys), e.g. flowauth.io/credentials=true; default all. A declared Secret outside it is read from the API server when a flow run names it")
+	fs.StringVar(&c.keyWatch.ConfigMapLabelSelector, "configmap-label-selector", secretkeys.DefaultConfigMapLabelSelector, "label selector of the ConfigMaps whose key names are watched (with --secret-lookup=keys, for envFrom); the default leaves out Helm's release records")
 	newEnum(fs, &c.missingSecret, "missing-secret", "warn", "what to do when a declared Secret or required key is missing (with --secret-lookup=keys)", "warn", "deny", "ignore")
 	fs.StringVar(&c.metricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&c.healthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -142,6 +150,19 @@ func parseFlags(args []string) (config, error) {
 	}
 	if err := c.certs.validate(); err != nil {
 		return c, err
+	}
+	c.keyWatch.Namespaces = c.secretLookupNamespaces
+	for _, sel := range []struct {
+		flag, value string
+		parse       func(string) error
+	}{
+		{"secret-field-selector", c.keyWatch.SecretFieldSelector, func(v string) error { _, err := fields.ParseSelector(v); return err }},
+		{"secret-label-selector", c.keyWatch.SecretLabelSelector, func(v string) error { _, err := labels.Parse(v); return err }},
+		{"configmap-label-selector", c.keyWatch.ConfigMapLabelSelector, func(v string) error { _, err := labels.Parse(v); return err }},
+	} {
+		if err := sel.parse(sel.value); err != nil {
+			return c, fmt.Errorf("invalid value %q for flag -%s: %w", sel.value, sel.flag, err)
+		}
 	}
 	return c, nil
 }

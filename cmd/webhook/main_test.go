@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowauth/flowauth/pkg/secretkeys"
 )
 
 func TestDefaultsMatchTheDesign(t *testing.T) {
@@ -18,6 +20,7 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", namespaceDefaults: true,
 		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081", pprofBindAddress: "0",
 		logFormat: "text", logLevel: "info", shutdownDelay: 5 * time.Second, certs: certConfig{validity: 365 * 24 * time.Hour},
+		keyWatch: secretkeys.Options{SecretFieldSelector: secretkeys.DefaultSecretFieldSelector, ConfigMapLabelSelector: secretkeys.DefaultConfigMapLabelSelector},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults = %+v\nwant       %+v", c, want)
@@ -60,6 +63,9 @@ func TestInvalidValuesNameTheFlagAndWhatIsAllowed(t *testing.T) {
 		{args: []string{"--pprof-bind-address=6060"}, want: []string{"-pprof-bind-address", `"6060"`, "[HOST]:PORT", "or 0"}},
 		{args: []string{"--metrics-bind-address=:http"}, want: []string{"-metrics-bind-address", `":http"`}},
 		{env: [2]string{"FLOWAUTH_HEALTH_PROBE_BIND_ADDRESS", "localhost"}, want: []string{"-health-probe-bind-address", `"localhost"`}},
+		{args: []string{"--secret-field-selector=type"}, want: []string{"-secret-field-selector", `"type"`}},
+		{args: []string{"--secret-label-selector=a b"}, want: []string{"-secret-label-selector", `"a b"`}},
+		{env: [2]string{"FLOWAUTH_CONFIGMAP_LABEL_SELECTOR", "owner!!helm"}, want: []string{"-configmap-label-selector", `"owner!!helm"`}},
 	}
 	for _, tt := range tests {
 		if tt.env[0] != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +31,10 @@ import (
 	"github.com/flowauth/flowauth/pkg/secretkeys"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
+
+// liveReadTimeout bounds one read of a Secret the key cache lacks: well inside the chart's
+// webhook timeout (5 s by default), so a slow API server costs a warning, not the admission.
+const liveReadTimeout = 2 * time.Second
 
 // secretMapPoll backs up the file watch on file systems that send no events.
 const secretMapPoll = 10 * time.Second
@@ -79,10 +84,9 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
+	// The manager's cache holds Namespaces only (metadata); Secret and ConfigMap key names are
+	// watched by pkg/secretkeys, which keeps one small copy of each and no values.
 	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}
-	if keyLookup {
-		cacheOptions = secretkeys.CacheOptions(cacheOptions, c.secretLookupNamespaces)
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Metrics:                metricsserver.Options{BindAddress: c.metricsBindAddress},
 		HealthProbeBindAddress: c.healthProbeBindAddress,
@@ -98,22 +102,27 @@ func run(ctx context.Context, c config) error {
 		if err != nil {
 			return err
 		}
+		namespaces.Live = mgr.GetAPIReader()
 		handler.Namespaces = namespaces
 		if err := mgr.AddReadyzCheck("namespace-cache", cacheSynced(mgr.GetCache())); err != nil {
 			return err
 		}
 	}
 	if keyLookup {
-		index := secretkeys.NewIndex()
-		synced, err := index.Watch(ctx, mgr.GetCache())
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		index, err := secretkeys.Watch(ctx, cs, c.keyWatch)
 		if err != nil {
 			return err
 		}
 		handler.Keys = index
-		ctrlmetrics.Registry.MustRegister(index.Collector(synced))
-		// Before the key names are known every declared Secret would look missing.
+		handler.Live = secretkeys.NewLive(cs, liveReadTimeout)
+		ctrlmetrics.Registry.MustRegister(index.Collector())
+		// Before the key names are known every declared Secret would be read live.
 		if err := mgr.AddReadyzCheck("key-cache", func(*http.Request) error {
-			if !synced() {
+			if !index.Synced() {
 				return errors.New("key cache of Secrets and ConfigMaps not synced")
 			}
 			return nil

@@ -13,8 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-
-	"github.com/flowauth/flowauth/pkg/mutate"
 )
 
 // JobPath is where the API server sends Jobs and CronJobs (DESIGN.md §6).
@@ -62,7 +60,7 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
 	}
 	m := h.Secrets.Map()
-	res := mutate.Pod(h.input(pod, namespace, defaults, m))
+	res := h.decide(ctx, h.input(pod, namespace, defaults, m))
 	if !res.FlowRun {
 		h.Metrics.template(kind, resultPassed)
 		return admission.Allowed("")

@@ -31,6 +31,7 @@ type Metrics struct {
 	warnings   *prometheus.CounterVec
 	denials    *prometheus.CounterVec
 	templates  *prometheus.CounterVec
+	confirms   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -56,12 +57,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flowauth_template_checks_total",
 			Help: "Pod templates of Jobs and CronJobs checked at apply time, by kind and result: passed (not a flow run), allowed, warned, denied, error.",
 		}, []string{"kind", "result"}),
+		confirms: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_key_cache_confirmations_total",
+			Help: "Live reads of a Secret or ConfigMap the key cache lacked, before calling it missing, by kind and result: found (the cache was behind, or the object is outside its selectors), not_found, error (the cache's answer stood).",
+		}, []string{"kind", "result"}),
 	}
 	m.requests = MustRegisterOnce(reg, m.requests)
 	m.injections = MustRegisterOnce(reg, m.injections)
 	m.warnings = MustRegisterOnce(reg, m.warnings)
 	m.denials = MustRegisterOnce(reg, m.denials)
 	m.templates = MustRegisterOnce(reg, m.templates)
+	m.confirms = MustRegisterOnce(reg, m.confirms)
 	return m
 }
 
@@ -84,6 +90,20 @@ func (m *Metrics) admission(result string) {
 	if m != nil {
 		m.requests.WithLabelValues(result).Inc()
 	}
+}
+
+func (m *Metrics) confirmation(kind string, found bool, err error) {
+	if m == nil {
+		return
+	}
+	result := "not_found"
+	switch {
+	case err != nil:
+		result = "error"
+	case found:
+		result = "found"
+	}
+	m.confirms.WithLabelValues(kind, result).Inc()
 }
 
 func (m *Metrics) template(kind, result string) {

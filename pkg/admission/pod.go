@@ -37,6 +37,8 @@ type PodMutator struct {
 	Namespaces NamespaceDefaults
 	// Keys tells which Secret keys exist (--secret-lookup=keys); nil looks nothing up.
 	Keys mutate.KeyLookup
+	// Live confirms what Keys lacks before anything is called missing; nil trusts Keys alone.
+	Live LiveKeys
 	// Missing is --missing-secret, used with Keys.
 	Missing mutate.MissingPolicy
 	// Metrics records outcomes; nil records nothing.
@@ -86,11 +88,18 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
 	}
 	if !mutate.IsFlowRun(pod.Annotations, pod.Labels, defaults) {
+		defaults, err = h.liveDefaults(ctx, namespace, pod.Labels)
+		if err != nil {
+			h.Metrics.admission(resultError)
+			return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
+		}
+	}
+	if !mutate.IsFlowRun(pod.Annotations, pod.Labels, defaults) {
 		h.Metrics.admission(resultPassed)
 		return admission.Allowed("")
 	}
 	m := h.Secrets.Map()
-	res := mutate.Pod(h.input(pod, namespace, defaults, m))
+	res := h.decide(ctx, h.input(pod, namespace, defaults, m))
 	h.Metrics.findings(res, m, true)
 	if h.Events != nil && (len(res.Warnings) > 0 || len(res.Denials) > 0) && !isDryRun(req) {
 		if job := ownerJob(pod, namespace); job != nil {
@@ -152,6 +161,19 @@ func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, an
 		return "", nil
 	}
 	return h.Namespaces.Defaults(ctx, namespace)
+}
+
+// liveDefaults reads a namespace's defaults from the API server for a Prefect flow-run pod that
+// declares nothing and found no defaults in the cache (DESIGN.md §2: such a pod is a flow run
+// only through its namespace's defaults, which may have been set a moment ago).
+func (h *PodMutator) liveDefaults(ctx context.Context, namespace string, labels map[string]string) (string, error) {
+	live, ok := h.Namespaces.(interface {
+		LiveDefaults(ctx context.Context, namespace string) (string, error)
+	})
+	if !ok || !mutate.NeedsNamespaceDefaults(nil, labels) {
+		return "", nil
+	}
+	return live.LiveDefaults(ctx, namespace)
 }
 
 // podName names a pod in logs: pods from a Job controller have only a generateName.

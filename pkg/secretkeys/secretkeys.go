@@ -1,86 +1,122 @@
 // Package secretkeys knows which keys the Secrets and ConfigMaps of a cluster have, and nothing
-// else: every object is cut down to its name and key names before the informer stores it, so no
-// value is ever held in memory past the decode of a watch event (DESIGN.md §3, "Knowing which
-// keys exist"). mutate reads it through the small mutate.KeyLookup interface.
+// else (DESIGN.md §3, "Knowing which keys exist"). mutate reads it through the small
+// mutate.KeyLookup interface.
+//
+// It is built for clusters with tens of thousands of Secrets, some of them Helm releases of up
+// to 1 MiB (docs/large-clusters.md):
+//   - Every list is paged and decoded one object at a time (decodeList): a value is never held
+//     past its own object's decode, and the first sync's peak is the stripped size plus one page
+//     of stripped objects, whether or not the API server would stream (WatchList): the client
+//     never asks it to, so both behave alike.
+//   - The watches filter on the server: by default no Helm release, service-account token or
+//     image-pull Secret, and no Helm ConfigMap, is ever sent (DefaultSecretFieldSelector,
+//     DefaultConfigMapLabelSelector).
+//   - One copy per object: the reflector's store is the index itself, "namespace/name" → an
+//     interned string of key names (about 100 bytes an object), with no informer cache beside it.
+//
+// What the watch has not seen (a Secret created a moment ago, or one outside the selectors) is
+// read from the API server before anything is called missing: see Live.
 package secretkeys
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
-	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flowauth/flowauth/pkg/mutate"
 )
 
-// StripValues is the informers' transform: a Secret or ConfigMap becomes a new object with its
-// name, namespace, UID, resourceVersion and key names (values nil). Everything else is dropped,
-// annotations included, because kubectl's last-applied-configuration annotation holds a copy of
-// the data.
-func StripValues(obj any) (any, error) {
-	switch o := obj.(type) {
-	case *corev1.Secret:
-		keys := make(map[string][]byte, len(o.Data)+len(o.StringData))
-		for k := range o.Data {
-			keys[k] = nil
-		}
-		for k := range o.StringData {
-			keys[k] = nil
-		}
-		return &corev1.Secret{ObjectMeta: skeleton(o.ObjectMeta), Type: o.Type, Data: keys}, nil
-	case *corev1.ConfigMap:
-		keys := make(map[string]string, len(o.Data)+len(o.BinaryData))
-		for k := range o.Data {
-			keys[k] = ""
-		}
-		for k := range o.BinaryData {
-			keys[k] = ""
-		}
-		return &corev1.ConfigMap{ObjectMeta: skeleton(o.ObjectMeta), Data: keys}, nil
-	}
-	return obj, nil
+// DefaultSecretFieldSelector keeps out of the watch the Secret types that cannot hold a flow
+// run's credentials: Helm's release records (up to 1 MiB each, one per revision of every
+// release), service-account tokens, image-pull credentials and bootstrap tokens. A Secret of
+// these types that a flow run does declare is still found, by a live read (Live).
+const DefaultSecretFieldSelector = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token," +
+	"type!=kubernetes.io/dockerconfigjson,type!=kubernetes.io/dockercfg,type!=bootstrap.kubernetes.io/token"
+
+// DefaultConfigMapLabelSelector keeps Helm's release records out of the ConfigMap watch (Helm's
+// configmap storage labels them owner=helm; ConfigMaps have no type to select on).
+const DefaultConfigMapLabelSelector = "owner!=helm"
+
+// DefaultPageSize is the number of objects the API server sends per list page.
+const DefaultPageSize = 500
+
+// Options says what to watch.
+type Options struct {
+	// Namespaces limits the watches to these namespaces; empty watches the whole cluster.
+	Namespaces []string
+	// SecretFieldSelector and SecretLabelSelector select the Secrets watched (on the server).
+	SecretFieldSelector, SecretLabelSelector string
+	// ConfigMapLabelSelector selects the ConfigMaps watched (on the server).
+	ConfigMapLabelSelector string
+	// PageSize is the list page size; 0 means DefaultPageSize.
+	PageSize int64
 }
 
-func skeleton(m metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion}
-}
-
-// CacheOptions adds what the manager's cache needs for this package: the transform on Secrets
-// and ConfigMaps, and, when namespaces is not empty, informers limited to those namespaces.
-func CacheOptions(opts cache.Options, namespaces []string) cache.Options {
-	if opts.ByObject == nil {
-		opts.ByObject = map[client.Object]cache.ByObject{}
+// Validate checks the selectors, so a typo stops the binary at start and names the selector.
+func (o Options) Validate() error {
+	if _, err := fields.ParseSelector(o.SecretFieldSelector); err != nil {
+		return fmt.Errorf("Secret field selector %q: %w", o.SecretFieldSelector, err)
 	}
-	var scoped map[string]cache.Config
-	if len(namespaces) > 0 {
-		scoped = map[string]cache.Config{}
-		for _, ns := range namespaces {
-			scoped[ns] = cache.Config{}
-		}
+	if _, err := labels.Parse(o.SecretLabelSelector); err != nil {
+		return fmt.Errorf("Secret label selector %q: %w", o.SecretLabelSelector, err)
 	}
-	for _, obj := range []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}} {
-		opts.ByObject[obj] = cache.ByObject{Transform: StripValues, Namespaces: scoped, UnsafeDisableDeepCopy: new(true)}
+	if _, err := labels.Parse(o.ConfigMapLabelSelector); err != nil {
+		return fmt.Errorf("ConfigMap label selector %q: %w", o.ConfigMapLabelSelector, err)
 	}
-	return opts
+	return nil
 }
 
 // Index maps namespace/name to sorted key names for Secrets and ConfigMaps.
 type Index struct {
-	secrets, configMaps *keyIndex
+	secrets, configMaps kindIndex
 }
 
 var _ mutate.KeyLookup = (*Index)(nil)
 
-// NewIndex returns an empty index; Watch fills it from a cache.
-func NewIndex() *Index {
-	return &Index{secrets: newKeyIndex(), configMaps: newKeyIndex()}
+// kindIndex is one kind's stores: one for the whole cluster (key "") or one per namespace.
+type kindIndex map[string]*store
+
+func (k kindIndex) get(namespace, name string) ([]string, bool) {
+	s := k[""]
+	if s == nil {
+		s = k[namespace]
+	}
+	if s == nil {
+		return nil, false
+	}
+	return s.get(namespace, name)
+}
+
+func (k kindIndex) len() int {
+	n := 0
+	for _, s := range k {
+		n += s.len()
+	}
+	return n
+}
+
+func (k kindIndex) synced() bool {
+	for _, s := range k {
+		if !s.synced() {
+			return false
+		}
+	}
+	return true
 }
 
 // SecretKeys implements mutate.KeyLookup.
@@ -98,45 +134,191 @@ func (ix *Index) Len() (secrets, configMaps int) {
 	return ix.secrets.len(), ix.configMaps.len()
 }
 
-// Watch starts the Secret and ConfigMap informers of c (their transform must be StripValues:
-// see CacheOptions) and keeps the index current. It returns a function telling whether both
-// informers have synced, for readiness.
-func (ix *Index) Watch(ctx context.Context, c cache.Cache) (synced func() bool, err error) {
-	var checks []func() bool
-	for _, w := range []struct {
-		obj   client.Object
-		index *keyIndex
-	}{{&corev1.Secret{}, ix.secrets}, {&corev1.ConfigMap{}, ix.configMaps}} {
-		inf, err := c.GetInformer(ctx, w.obj)
-		if err != nil {
-			return nil, fmt.Errorf("watching %T: %w", w.obj, err)
-		}
-		if _, err := inf.AddEventHandler(w.index.handler()); err != nil {
-			return nil, err
-		}
-		checks = append(checks, inf.HasSynced)
+// Synced reports whether every watch has stored its first list: before that, every declared
+// Secret would look missing.
+func (ix *Index) Synced() bool { return ix.secrets.synced() && ix.configMaps.synced() }
+
+// Watch validates o, starts the watches (client-go reflectors, one per kind and namespace) and
+// returns the index they keep current until ctx ends. It does not wait for the first sync: see
+// Synced.
+func Watch(ctx context.Context, cs kubernetes.Interface, o Options) (*Index, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
-	return func() bool {
-		for _, ok := range checks {
-			if !ok() {
-				return false
-			}
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
+	namespaces := o.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	ix := &Index{secrets: kindIndex{}, configMaps: kindIndex{}}
+	rc := cs.CoreV1().RESTClient()
+	for _, ns := range namespaces {
+		secrets := &lister{rest: rc, resource: "secrets", namespace: ns, fieldSelector: o.SecretFieldSelector, labelSelector: o.SecretLabelSelector, pageSize: o.PageSize,
+			watch: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+				return cs.CoreV1().Secrets(ns).Watch(ctx, opts)
+			}}
+		configMaps := &lister{rest: rc, resource: "configmaps", namespace: ns, labelSelector: o.ConfigMapLabelSelector, pageSize: o.PageSize,
+			watch: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+				return cs.CoreV1().ConfigMaps(ns).Watch(ctx, opts)
+			}}
+		ix.secrets[ns], ix.configMaps[ns] = newStore(), newStore()
+		for _, w := range []struct {
+			lw       *lister
+			expected runtime.Object
+			store    *store
+		}{{secrets, &corev1.Secret{}, ix.secrets[ns]}, {configMaps, &corev1.ConfigMap{}, ix.configMaps[ns]}} {
+			r := toolscache.NewReflectorWithOptions(w.lw, w.expected, w.store, toolscache.ReflectorOptions{
+				Name: "flowauth key names of " + w.lw.resource + " in " + nsName(ns),
+			})
+			go r.RunWithContext(ctx)
 		}
-		return true
-	}, nil
+	}
+	return ix, nil
+}
+
+func nsName(ns string) string {
+	if ns == "" {
+		return "all namespaces"
+	}
+	return "namespace " + ns
+}
+
+// lister lists and watches one kind in one namespace (or all) for a reflector. Its list ignores
+// the reflector's options: it always pages through a consistent read (resourceVersion ""),
+// because the reflector's first list asks for resourceVersion 0, which the API server answers
+// from its watch cache in one piece whatever the page size, and client-go's pager joins pages
+// before a transform could run (cert-manager's "filtered caching" design says the same).
+type lister struct {
+	rest                         rest.Interface
+	resource, namespace          string
+	fieldSelector, labelSelector string
+	pageSize                     int64
+	watch                        func(context.Context, metav1.ListOptions) (watch.Interface, error)
+}
+
+// IsWatchListSemanticsUnSupported keeps the reflector from streaming the initial list (WatchList):
+// the stream delivers whole objects into a temporary store before they could be stripped.
+// Paged lists cost the same whether the server could stream or not.
+func (*lister) IsWatchListSemanticsUnSupported() bool { return true }
+
+// restartsOnExpiry bounds how often a paged list restarts because its continue token expired
+// (the pages took longer than the API server keeps a snapshot, about 5 minutes).
+const restartsOnExpiry = 3
+
+func (l *lister) ListWithContext(ctx context.Context, _ metav1.ListOptions) (runtime.Object, error) {
+	for attempt := 0; ; attempt++ {
+		out := &objectList{}
+		opts := metav1.ListOptions{Limit: l.pageSize, FieldSelector: l.fieldSelector, LabelSelector: l.labelSelector}
+		for {
+			meta, err := l.page(ctx, opts, func(namespace, name string, keys []string) {
+				out.Items = append(out.Items, &object{id: namespace + "/" + name, keys: internKeys(keys)})
+			})
+			if apierrors.IsResourceExpired(err) && opts.Continue != "" && attempt < restartsOnExpiry {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			out.ResourceVersion = meta.ResourceVersion
+			if meta.Continue == "" {
+				return out, nil
+			}
+			opts.Continue = meta.Continue
+		}
+	}
+}
+
+func (l *lister) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	opts.FieldSelector, opts.LabelSelector = l.fieldSelector, l.labelSelector
+	return l.watch(ctx, opts)
+}
+
+// List and Watch are the reflector's older interface; it calls the WithContext forms.
+func (l *lister) List(opts metav1.ListOptions) (runtime.Object, error) {
+	return l.ListWithContext(context.Background(), opts)
+}
+
+func (l *lister) Watch(opts metav1.ListOptions) (watch.Interface, error) {
+	return l.WatchWithContext(context.Background(), opts)
+}
+
+// page asks for one page as JSON and decodes it one object at a time.
+func (l *lister) page(ctx context.Context, opts metav1.ListOptions, each func(namespace, name string, keys []string)) (listMeta, error) {
+	return listPage(ctx, l.rest, l.resource, l.namespace, opts, each)
+}
+
+func listPage(ctx context.Context, rc rest.Interface, resource, namespace string, opts metav1.ListOptions, each func(namespace, name string, keys []string)) (listMeta, error) {
+	body, err := rc.Get().Namespace(namespace).Resource(resource).VersionedParams(&opts, scheme.ParameterCodec).
+		SetHeader("Accept", "application/json").Stream(ctx)
+	if err != nil {
+		return listMeta{}, err
+	}
+	defer func() { _ = body.Close() }()
+	meta, err := decodeList(body, each)
+	if err != nil {
+		return meta, fmt.Errorf("listing %s in %s: %w", resource, nsName(namespace), err)
+	}
+	_, _ = io.Copy(io.Discard, body)
+	return meta, nil
+}
+
+// Live reads one Secret's or ConfigMap's key names from the API server, for what the index does
+// not hold. It lists with a field selector on the name, so it needs the list verb that key
+// lookup has anyway, no get; values are dropped as the one object is decoded.
+type Live struct {
+	rest rest.Interface
+	// Timeout bounds one read; the admission's own deadline bounds it too.
+	Timeout time.Duration
+}
+
+// NewLive reads through cs.
+func NewLive(cs kubernetes.Interface, timeout time.Duration) *Live {
+	return &Live{rest: cs.CoreV1().RESTClient(), Timeout: timeout}
+}
+
+// SecretKeys returns the Secret's key names, sorted, and whether it exists.
+func (l *Live) SecretKeys(ctx context.Context, namespace, name string) ([]string, bool, error) {
+	return l.keys(ctx, "secrets", namespace, name)
+}
+
+// ConfigMapKeys does the same for a ConfigMap.
+func (l *Live) ConfigMapKeys(ctx context.Context, namespace, name string) ([]string, bool, error) {
+	return l.keys(ctx, "configmaps", namespace, name)
+}
+
+func (l *Live) keys(ctx context.Context, resource, namespace, name string) ([]string, bool, error) {
+	if l.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.Timeout)
+		defer cancel()
+	}
+	var keys []string
+	found := false
+	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
+	_, err := listPage(ctx, l.rest, resource, namespace, opts, func(_, got string, k []string) {
+		if got == name {
+			keys, found = k, true
+		}
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	slices.Sort(keys)
+	return keys, found, nil
 }
 
 // Collector exports the index's size and sync state as Prometheus gauges.
-func (ix *Index) Collector(synced func() bool) prometheus.Collector {
-	return &collector{ix: ix, synced: synced,
+func (ix *Index) Collector() prometheus.Collector {
+	return &collector{ix: ix,
 		objects: prometheus.NewDesc("flowauth_key_cache_objects", "Secrets and ConfigMaps whose key names flowauth knows (--secret-lookup=keys).", []string{"kind"}, nil),
-		sync:    prometheus.NewDesc("flowauth_key_cache_synced", "1 once the Secret and ConfigMap informers have synced.", nil, nil),
+		sync:    prometheus.NewDesc("flowauth_key_cache_synced", "1 once the Secret and ConfigMap watches have stored their first list.", nil, nil),
 	}
 }
 
 type collector struct {
 	ix            *Index
-	synced        func() bool
 	objects, sync *prometheus.Desc
 }
 
@@ -147,73 +329,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(s), "Secret")
 	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(cm), "ConfigMap")
 	v := 0.0
-	if c.synced != nil && c.synced() {
+	if c.ix.Synced() {
 		v = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.sync, prometheus.GaugeValue, v)
-}
-
-// keyIndex is one kind's namespace/name → sorted key names.
-type keyIndex struct {
-	mu   sync.RWMutex
-	keys map[string][]string
-}
-
-func newKeyIndex() *keyIndex { return &keyIndex{keys: map[string][]string{}} }
-
-func (k *keyIndex) get(namespace, name string) ([]string, bool) {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	keys, ok := k.keys[namespace+"/"+name]
-	return keys, ok
-}
-
-func (k *keyIndex) len() int {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return len(k.keys)
-}
-
-func (k *keyIndex) set(obj any) {
-	var id string
-	var keys []string
-	switch o := obj.(type) {
-	case *corev1.Secret:
-		id = o.Namespace + "/" + o.Name
-		for key := range o.Data {
-			keys = append(keys, key)
-		}
-	case *corev1.ConfigMap:
-		id = o.Namespace + "/" + o.Name
-		for key := range o.Data {
-			keys = append(keys, key)
-		}
-	default:
-		return
-	}
-	slices.Sort(keys)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.keys[id] = keys
-}
-
-func (k *keyIndex) remove(obj any) {
-	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	o, ok := obj.(metav1.Object)
-	if !ok {
-		return
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.keys, o.GetNamespace()+"/"+o.GetName())
-}
-
-func (k *keyIndex) handler() toolscache.ResourceEventHandler {
-	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { k.set(obj) },
-		UpdateFunc: func(_, obj any) { k.set(obj) },
-		DeleteFunc: k.remove,
-	}
 }

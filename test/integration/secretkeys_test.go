@@ -2,23 +2,23 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/flowauth/flowauth/pkg/secretkeys"
 )
 
-// TestKeyCacheHoldsNoValue: Secrets and ConfigMaps written through the real API server, with
-// values in data, stringData and the last-applied annotation kubectl writes, reach the informer
-// store and the index as names only. The store's objects are read back and searched.
-func TestKeyCacheHoldsNoValue(t *testing.T) {
+// TestKeyCacheFollowsTheServerThroughItsSelectors: Secrets and ConfigMaps written through the
+// real API server (values in data, stringData and kubectl's last-applied annotation) reach the
+// index as key names, those the default selectors leave out never do, and a live read by name
+// still finds them. pkg/secretkeys' unit tests hold the index to names only.
+func TestKeyCacheFollowsTheServerThroughItsSelectors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := newNamespace(t, false, "")
@@ -36,18 +36,17 @@ func TestKeyCacheHoldsNoValue(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := cache.New(restCfg, secretkeys.CacheOptions(cache.Options{}, []string{ns}))
+	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	index := secretkeys.NewIndex()
-	synced, err := index.Watch(ctx, c)
+	index, err := secretkeys.Watch(ctx, cs, secretkeys.Options{Namespaces: []string{ns},
+		SecretFieldSelector: secretkeys.DefaultSecretFieldSelector, ConfigMapLabelSelector: secretkeys.DefaultConfigMapLabelSelector})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = c.Start(ctx) }()
 	deadline := time.Now().Add(20 * time.Second)
-	for !synced() {
+	for !index.Synced() {
 		if time.Now().After(deadline) {
 			t.Fatal("key cache did not sync")
 		}
@@ -60,30 +59,44 @@ func TestKeyCacheHoldsNoValue(t *testing.T) {
 	if keys, ok := index.ConfigMapKeys(ns, "flow-env"); !ok || fmt.Sprint(keys) != "[REGION]" {
 		t.Errorf("ConfigMapKeys = %v, %v", keys, ok)
 	}
-	var secrets corev1.SecretList
-	var configMaps corev1.ConfigMapList
-	if err := c.List(ctx, &secrets); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.List(ctx, &configMaps); err != nil {
-		t.Fatal(err)
-	}
-	if len(secrets.Items) != 1 || len(configMaps.Items) == 0 {
-		t.Fatalf("the store holds %d Secrets and %d ConfigMaps", len(secrets.Items), len(configMaps.Items))
-	}
-	stored, _ := json.Marshal([]any{secrets, configMaps})
-	if strings.Contains(string(stored), value) {
-		t.Errorf("the informer store holds a value:\n%s", stored)
-	}
-	for _, s := range secrets.Items {
-		for k, v := range s.Data {
-			if len(v) != 0 {
-				t.Errorf("stored Secret %s key %s has %d bytes of value", s.Name, k, len(v))
-			}
+	// The server-side selectors keep Helm's records and token Secrets out of the watch, both
+	// in the first list and in the watch that follows it.
+	for _, obj := range []client.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1.app.v1", Namespace: ns, Labels: map[string]string{"owner": "helm"}},
+			Type: "helm.sh/release.v1", Data: map[string][]byte{"release": []byte(value)}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pull", Namespace: ns}, Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1.app.v1", Namespace: ns, Labels: map[string]string{"owner": "helm"}},
+			Data: map[string]string{"release": value}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "late", Namespace: ns}, Data: map[string][]byte{"token": []byte(value)}},
+	} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatal(err)
 		}
-		if len(s.Annotations) != 0 || len(s.ManagedFields) != 0 {
-			t.Errorf("stored Secret %s keeps metadata that can hold values: %v %v", s.Name, s.Annotations, s.ManagedFields)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := index.SecretKeys(ns, "late"); ok {
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("a Secret created after the first list never reached the index")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, ok := index.SecretKeys(ns, "sh.helm.release.v1.app.v1"); ok {
+		t.Error("a Helm release Secret reached the index")
+	}
+	if _, ok := index.SecretKeys(ns, "pull"); ok {
+		t.Error("an image-pull Secret reached the index")
+	}
+	if _, ok := index.ConfigMapKeys(ns, "sh.helm.release.v1.app.v1"); ok {
+		t.Error("a Helm release ConfigMap reached the index")
+	}
+	// What the watch leaves out is still found when asked for by name.
+	live := secretkeys.NewLive(cs, 5*time.Second)
+	if keys, found, err := live.SecretKeys(ctx, ns, "pull"); err != nil || !found || fmt.Sprint(keys) != "["+corev1.DockerConfigJsonKey+"]" {
+		t.Errorf("Live.SecretKeys = %v, %v, %v", keys, found, err)
 	}
 
 	// Deleting is seen too.

@@ -1,0 +1,168 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/flowauth/flowauth/pkg/mutate"
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// keyTable is a key cache or an API server: namespace/name → key names.
+type keyTable map[string][]string
+
+func (k keyTable) SecretKeys(namespace, name string) ([]string, bool) {
+	keys, ok := k["secret/"+namespace+"/"+name]
+	return keys, ok
+}
+
+func (k keyTable) ConfigMapKeys(namespace, name string) ([]string, bool) {
+	keys, ok := k["configmap/"+namespace+"/"+name]
+	return keys, ok
+}
+
+// liveTable answers as the API server would, counting its reads.
+type liveTable struct {
+	keyTable
+	err   error
+	reads []string
+}
+
+func (l *liveTable) SecretKeys(_ context.Context, namespace, name string) ([]string, bool, error) {
+	l.reads = append(l.reads, "Secret "+namespace+"/"+name)
+	keys, ok := l.keyTable.SecretKeys(namespace, name)
+	return keys, ok, l.err
+}
+
+func (l *liveTable) ConfigMapKeys(_ context.Context, namespace, name string) ([]string, bool, error) {
+	l.reads = append(l.reads, "ConfigMap "+namespace+"/"+name)
+	keys, ok := l.keyTable.ConfigMapKeys(namespace, name)
+	return keys, ok, l.err
+}
+
+func flowRunPod(t *testing.T, envFrom ...corev1.EnvFromSource) []byte {
+	t.Helper()
+	pod := corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "flows", Annotations: map[string]string{mutate.AnnotationSecrets: "AWS_CREDENTIALS"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "prefect", EnvFrom: envFrom}}},
+	}
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestNothingIsCalledMissingBeforeTheAPIServerConfirms: what the key cache lacks is read once
+// from the API server before a warning or denial; only what the server lacks too is reported,
+// and a failed read leaves the cache's answer in force.
+func TestNothingIsCalledMissingBeforeTheAPIServerConfirms(t *testing.T) {
+	aws := []string{"ACCESS_KEY", "SECRET_ACCESS_KEY"}
+	tests := []struct {
+		name        string
+		cache, live keyTable
+		liveErr     error
+		envFrom     []corev1.EnvFromSource
+		wantReads   []string
+		wantDenied  bool
+		wantInPatch []string
+		wantNot     []string
+	}{
+		{name: "in the cache: no read", cache: keyTable{"secret/flows/aws-credentials": aws},
+			wantInPatch: []string{"AWS_ACCESS_KEY_ID"}},
+		{name: "created a moment ago: found by the read", live: keyTable{"secret/flows/aws-credentials": aws},
+			wantReads: []string{"Secret flows/aws-credentials"}, wantInPatch: []string{"AWS_ACCESS_KEY_ID"}},
+		{name: "missing for real: denied", wantReads: []string{"Secret flows/aws-credentials"}, wantDenied: true},
+		{name: "a key added a moment ago", cache: keyTable{"secret/flows/aws-credentials": {"ACCESS_KEY"}}, live: keyTable{"secret/flows/aws-credentials": aws},
+			wantReads: []string{"Secret flows/aws-credentials"}, wantInPatch: []string{"AWS_SECRET_ACCESS_KEY"}},
+		{name: "the read fails: the cache's answer stands", liveErr: errors.New("timeout"), live: keyTable{"secret/flows/aws-credentials": aws},
+			wantReads: []string{"Secret flows/aws-credentials"}, wantDenied: true},
+		{name: "an envFrom source the cache lacks is read, and its keys win", cache: keyTable{"secret/flows/aws-credentials": aws},
+			live:    keyTable{"configmap/flows/env": {"AWS_ACCESS_KEY_ID"}},
+			envFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "env"}}}},
+			wantReads: []string{"ConfigMap flows/env"}, wantInPatch: []string{"AWS_SECRET_ACCESS_KEY"}, wantNot: []string{`"name":"AWS_ACCESS_KEY_ID"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			live := &liveTable{keyTable: tt.live, err: tt.liveErr}
+			h := &PodMutator{Secrets: secretmap.StaticStore(secretmap.Builtin()), Keys: tt.cache, Live: live,
+				Missing: mutate.MissingDeny, Metrics: NewMetrics(prometheus.NewRegistry())}
+			resp := h.Handle(context.Background(), request(admissionv1.Create, flowRunPod(t, tt.envFrom...)))
+			if strings.Join(live.reads, ", ") != strings.Join(tt.wantReads, ", ") {
+				t.Errorf("reads = %v, want %v", live.reads, tt.wantReads)
+			}
+			if denied := !resp.Allowed; denied != tt.wantDenied {
+				t.Fatalf("denied = %v (%v)", denied, resp.Result)
+			}
+			patch := string(resp.Patch)
+			for _, w := range tt.wantInPatch {
+				if !strings.Contains(patch, w) {
+					t.Errorf("patch lacks %s: %s", w, patch)
+				}
+			}
+			for _, w := range tt.wantNot {
+				if strings.Contains(patch, w) {
+					t.Errorf("patch has %s: %s", w, patch)
+				}
+			}
+			result := "found"
+			switch {
+			case tt.liveErr != nil:
+				result = "error"
+			case tt.wantDenied:
+				result = "not_found"
+			}
+			if n := len(tt.wantReads); n > 0 {
+				if got := testutil.ToFloat64(h.Metrics.confirms.WithLabelValues(strings.Fields(tt.wantReads[0])[0], result)); got != float64(n) {
+					t.Errorf("flowauth_key_cache_confirmations_total{result=%q} = %v", result, got)
+				}
+			}
+		})
+	}
+}
+
+// TestFreshNamespaceDefaultsAreReadLive: a namespace the cache lacks, or a fresh one whose
+// cached defaults are empty, is read from the API server; an old one without defaults is not.
+func TestFreshNamespaceDefaultsAreReadLive(t *testing.T) {
+	now := metav1.Now()
+	old := metav1.NewTime(now.AddDate(0, 0, -1))
+	nsMeta := func(name string, created metav1.Time, defaults string) client.Object {
+		ns := namespaceMeta()
+		ns.Name, ns.CreationTimestamp = name, created
+		if defaults != "" {
+			ns.Annotations = map[string]string{mutate.AnnotationSecrets: defaults}
+		}
+		return ns
+	}
+	cache := fake.NewClientBuilder().WithObjects(nsMeta("fresh", now, ""), nsMeta("old", old, ""), nsMeta("set", old, "GCP_CREDENTIALS")).Build()
+	live := fake.NewClientBuilder().WithObjects(nsMeta("fresh", now, "AWS_CREDENTIALS"), nsMeta("old", old, "AWS_CREDENTIALS"),
+		nsMeta("uncached", now, "SLACK_WEBHOOK_URL"), nsMeta("set", old, "GCP_CREDENTIALS")).Build()
+	c := CachedNamespaces{Reader: cache, Live: live}
+	for ns, want := range map[string]string{"fresh": "AWS_CREDENTIALS", "old": "", "uncached": "SLACK_WEBHOOK_URL", "set": "GCP_CREDENTIALS", "nowhere": ""} {
+		got, err := c.Defaults(context.Background(), ns)
+		if err != nil || got != want {
+			t.Errorf("Defaults(%s) = %q, %v; want %q", ns, got, err, want)
+		}
+	}
+	// A Prefect pod that declares nothing in the old namespace: the handler reads it live.
+	h := &PodMutator{Secrets: secretmap.StaticStore(secretmap.Builtin()), Namespaces: c}
+	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "run", Labels: map[string]string{mutate.LabelFlowRunIDPrefect2: "x"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "prefect"}}}}
+	raw, _ := json.Marshal(pod)
+	req := request(admissionv1.Create, raw)
+	req.Namespace = "old"
+	if resp := h.Handle(context.Background(), req); !strings.Contains(string(resp.Patch), "AWS_ACCESS_KEY_ID") {
+		t.Errorf("the namespace's new defaults were not applied: %s", resp.Patch)
+	}
+}

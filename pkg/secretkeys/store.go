@@ -1,0 +1,171 @@
+package secretkeys
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unique"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
+)
+
+// keySet is an object's key names, sorted and joined by NUL (no key name can hold one), interned:
+// the thousands of Secrets that share a shape ("ACCESS_KEY, SECRET_ACCESS_KEY", "token") share
+// one string.
+type keySet = unique.Handle[string]
+
+func internKeys(keys []string) keySet {
+	slices.Sort(keys)
+	return unique.Make(strings.Join(keys, "\x00"))
+}
+
+func (s *store) keysOf(h keySet) []string {
+	if v := h.Value(); v != "" {
+		return strings.Split(v, "\x00")
+	}
+	return []string{}
+}
+
+// store is one watch's objects: "namespace/name" → key names, and nothing else. It is the only
+// copy flowauth keeps of an object (no informer cache beside it): the reflector hands it each
+// object as listed or watched, and it keeps the name and key names. It implements
+// cache.ReflectorStore.
+type store struct {
+	mu       sync.RWMutex
+	objects  map[string]keySet
+	replaced atomic.Bool
+}
+
+var _ toolscache.ReflectorStore = (*store)(nil)
+
+func newStore() *store { return &store{objects: map[string]keySet{}} }
+
+func (s *store) get(namespace, name string) ([]string, bool) {
+	s.mu.RLock()
+	h, ok := s.objects[namespace+"/"+name]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return s.keysOf(h), true
+}
+
+func (s *store) len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.objects)
+}
+
+// synced reports whether the first list has been stored.
+func (s *store) synced() bool { return s.replaced.Load() }
+
+// Add stores an object's key names; a watched Secret or ConfigMap is dropped right after.
+func (s *store) Add(obj any) error {
+	id, keys, ok := keysOf(obj)
+	if !ok {
+		return nil
+	}
+	s.mu.Lock()
+	s.objects[id] = keys
+	s.mu.Unlock()
+	return nil
+}
+
+// Update is Add: only the latest key names matter.
+func (s *store) Update(obj any) error { return s.Add(obj) }
+
+// Delete forgets an object.
+func (s *store) Delete(obj any) error {
+	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	var id string
+	switch o := obj.(type) {
+	case *object:
+		id = o.id
+	case metav1.Object:
+		id = o.GetNamespace() + "/" + o.GetName()
+	default:
+		return nil
+	}
+	s.mu.Lock()
+	delete(s.objects, id)
+	s.mu.Unlock()
+	return nil
+}
+
+// Replace swaps in a new list's objects (the first sync and every relist): the old map stays
+// in force until the new one is complete.
+func (s *store) Replace(items []any, _ string) error {
+	objects := make(map[string]keySet, len(items))
+	for _, item := range items {
+		if id, keys, ok := keysOf(item); ok {
+			objects[id] = keys
+		}
+	}
+	s.mu.Lock()
+	s.objects = objects
+	s.mu.Unlock()
+	s.replaced.Store(true)
+	return nil
+}
+
+// Resync has nothing to do: there is no handler to replay to.
+func (*store) Resync() error { return nil }
+
+// keysOf reads the id and key names of a listed object, or of a watched Secret or ConfigMap
+// (whose values go with it when the caller drops it).
+func keysOf(obj any) (string, keySet, bool) {
+	var keys []string
+	switch o := obj.(type) {
+	case *object:
+		return o.id, o.keys, true
+	case *corev1.Secret:
+		keys = make([]string, 0, len(o.Data)+len(o.StringData))
+		for k := range o.Data {
+			keys = append(keys, k)
+		}
+		for k := range o.StringData {
+			keys = append(keys, k)
+		}
+		return o.Namespace + "/" + o.Name, internKeys(keys), true
+	case *corev1.ConfigMap:
+		keys = make([]string, 0, len(o.Data)+len(o.BinaryData))
+		for k := range o.Data {
+			keys = append(keys, k)
+		}
+		for k := range o.BinaryData {
+			keys = append(keys, k)
+		}
+		return o.Namespace + "/" + o.Name, internKeys(keys), true
+	}
+	return "", keySet{}, false
+}
+
+// object is a listed Secret or ConfigMap as the list function hands it to the reflector:
+// "namespace/name" and key names.
+type object struct {
+	id   string
+	keys keySet
+}
+
+func (*object) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (o *object) DeepCopyObject() runtime.Object { c := *o; return &c }
+
+// objectList is a whole list (every page) of objects: what the reflector's list returns.
+type objectList struct {
+	metav1.ListMeta
+	Items []runtime.Object
+}
+
+func (*objectList) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+func (l *objectList) DeepCopyObject() runtime.Object {
+	c := *l
+	c.Items = slices.Clone(l.Items)
+	return &c
+}
