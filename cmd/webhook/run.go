@@ -36,6 +36,9 @@ import (
 // webhook timeout (5 s by default), so a slow API server costs a warning, not the admission.
 const liveReadTimeout = 2 * time.Second
 
+// clientQPS and clientBurst pace flowauth's own API requests.
+const clientQPS, clientBurst = 50, 100
+
 // secretMapPoll backs up the file watch on file systems that send no events.
 const secretMapPoll = 10 * time.Second
 
@@ -84,6 +87,9 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
+	// Reads on the admission path (a Secret the key cache lacks, a namespace it has not seen)
+	// must not queue behind client-go's default 5 requests a second during a burst of new runs.
+	cfg.QPS, cfg.Burst = clientQPS, clientBurst
 	// The manager's cache holds Namespaces only (metadata); Secret and ConfigMap key names are
 	// watched by pkg/secretkeys, which keeps one small copy of each and no values.
 	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}

@@ -132,8 +132,8 @@ func TestNothingIsCalledMissingBeforeTheAPIServerConfirms(t *testing.T) {
 	}
 }
 
-// TestFreshNamespaceDefaultsAreReadLive: a namespace the cache lacks, or a fresh one whose
-// cached defaults are empty, is read from the API server; an old one without defaults is not.
+// TestFreshNamespaceDefaultsAreReadLive: a namespace the cache lacks is read from the API
+// server, one it holds is not, unless a Prefect pod that declares nothing finds no defaults.
 func TestFreshNamespaceDefaultsAreReadLive(t *testing.T) {
 	now := metav1.Now()
 	old := metav1.NewTime(now.AddDate(0, 0, -1))
@@ -149,7 +149,7 @@ func TestFreshNamespaceDefaultsAreReadLive(t *testing.T) {
 	live := fake.NewClientBuilder().WithObjects(nsMeta("fresh", now, "AWS_CREDENTIALS"), nsMeta("old", old, "AWS_CREDENTIALS"),
 		nsMeta("uncached", now, "SLACK_WEBHOOK_URL"), nsMeta("set", old, "GCP_CREDENTIALS")).Build()
 	c := CachedNamespaces{Reader: cache, Live: live}
-	for ns, want := range map[string]string{"fresh": "AWS_CREDENTIALS", "old": "", "uncached": "SLACK_WEBHOOK_URL", "set": "GCP_CREDENTIALS", "nowhere": ""} {
+	for ns, want := range map[string]string{"fresh": "", "old": "", "uncached": "SLACK_WEBHOOK_URL", "set": "GCP_CREDENTIALS", "nowhere": ""} {
 		got, err := c.Defaults(context.Background(), ns)
 		if err != nil || got != want {
 			t.Errorf("Defaults(%s) = %q, %v; want %q", ns, got, err, want)

@@ -3,7 +3,6 @@ package admission
 import (
 	"context"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,25 +30,18 @@ func WatchNamespaces(ctx context.Context, c cache.Cache) (CachedNamespaces, erro
 	return CachedNamespaces{Reader: c}, nil
 }
 
-// freshNamespace is how young a Namespace must be for empty cached defaults to be read again
-// from the API server: one created with its annotation in the same `kubectl apply` as a flow run
-// may reach the cache after the flow run's pod reaches flowauth.
-const freshNamespace = 2 * time.Minute
-
 // CachedNamespaces reads namespace defaults from a controller-runtime cache that holds Namespaces
 // as metadata only (PartialObjectMetadata): flowauth needs their annotations, nothing else.
 type CachedNamespaces struct {
 	Reader client.Reader
-	// Live, when set, is read for a namespace the cache lacks, or whose cached defaults are
-	// empty while it is fresh (see LiveDefaults): the manager's API reader.
+	// Live, when set, is read for a namespace the cache lacks (see also LiveDefaults): the
+	// manager's API reader.
 	Live client.Reader
-	// Now is the clock for freshNamespace; nil is time.Now.
-	Now func() time.Time
 }
 
 // Defaults returns the namespace's flowauth.io/secrets annotation; "" for a namespace that
-// neither the cache nor the API server holds. A namespace the cache lacks, or a fresh one
-// without defaults in the cache, is read from the API server (Live).
+// neither the cache nor the API server holds. A namespace the cache lacks (created in the same
+// `kubectl apply` as the flow run) is read from the API server.
 func (c CachedNamespaces) Defaults(ctx context.Context, namespace string) (string, error) {
 	ns := namespaceMeta()
 	err := c.Reader.Get(ctx, client.ObjectKey{Name: namespace}, ns)
@@ -59,20 +51,15 @@ func (c CachedNamespaces) Defaults(ctx context.Context, namespace string) (strin
 	case err != nil:
 		return "", err
 	}
-	defaults := ns.Annotations[mutate.AnnotationSecrets]
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
-	if defaults == "" && now().Sub(ns.CreationTimestamp.Time) < freshNamespace {
-		return c.LiveDefaults(ctx, namespace)
-	}
-	return defaults, nil
+	return ns.Annotations[mutate.AnnotationSecrets], nil
 }
 
 // LiveDefaults reads the annotation from the API server; with no Live reader, "" (the cache's
 // answer stands). The handler also calls it when a Prefect flow-run pod that declares nothing
-// finds no defaults in the cache: its namespace's defaults may have been set a moment ago.
+// finds no defaults in the cache: its namespace's defaults may have been set a moment ago. (A
+// pod that declares names of its own is not held up for a read: if its namespace's defaults
+// were set within the watch's delay, a few milliseconds, it gets its own names only, and its
+// flowauth.io/status says which.)
 func (c CachedNamespaces) LiveDefaults(ctx context.Context, namespace string) (string, error) {
 	if c.Live == nil {
 		return "", nil

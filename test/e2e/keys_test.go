@@ -9,9 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
@@ -145,6 +149,110 @@ func TestDenyModeRejectsTheJob(t *testing.T) {
 	if out, _, _ := cluster.Kubectl(ctx, "-n", ns, "get", "jobs", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Errorf("a denied Job was stored: %s", out)
 	}
+}
+
+// backToBackPairs is how many Secret-then-pod pairs TestNothingFreshIsCalledMissing creates
+// (FLOWAUTH_BACK_TO_BACK changes it; make scale runs the same loop at its own size).
+func backToBackPairs() int {
+	if n, err := strconv.Atoi(os.Getenv("FLOWAUTH_BACK_TO_BACK")); err == nil && n > 0 {
+		return n
+	}
+	return 300
+}
+
+// TestNothingFreshIsCalledMissing: with --missing-secret=deny, a Secret created right before
+// its flow-run pod, a Secret and its Job in one `kubectl apply`, and a namespace whose defaults
+// were set right before its first flow run are never reported missing: what the key cache has
+// not seen yet is read from the API server first.
+func TestNothingFreshIsCalledMissing(t *testing.T) {
+	ctx := context.Background()
+	if err := cluster.RestartWebhook(ctx, "--missing-secret=deny"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.RestartWebhook(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	confirmedBefore := metricValue(t, `flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`)
+
+	ns := newEmptyNamespace(t, true)
+	n := backToBackPairs()
+	started := time.Now()
+	falseMissing, first, err := localcluster.BackToBack(ctx, cluster.Config, ns, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d Secret+pod pairs created back to back: %d called missing (%s)", n, falseMissing, time.Since(started))
+	if falseMissing > 0 {
+		t.Errorf("%d of %d pods were refused or warned about a Secret created just before them; the first:\n%s", falseMissing, n, first)
+	}
+	confirmed := metricValue(t, `flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`) - confirmedBefore
+	t.Logf("of them, %v found by a live read (the watch had not delivered the Secret yet)", confirmed)
+
+	// A Secret and its Job in one file, as a user applies them.
+	for i := range 10 {
+		file := filepath.Join(t.TempDir(), "job.yaml")
+		job, err := os.ReadFile(flowRunJob(t, fmt.Sprintf("with-secret-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: github-access-token-" + strconv.Itoa(i) + "\nstringData:\n  token: " + leakProbe + "\n---\n"
+		job = []byte(strings.Replace(string(job), "        flowauth.io/secrets: GITHUB_ACCESS_TOKEN",
+			"        flowauth.io/secrets: GITHUB_ACCESS_TOKEN\n        secret.flowauth.io/GITHUB_ACCESS_TOKEN: github-access-token-"+strconv.Itoa(i), 1))
+		if err := os.WriteFile(file, append([]byte(secret), job...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if stderr, err := apply(t, ns, file); err != nil || strings.Contains(stderr, "Warning:") {
+			t.Fatalf("kubectl apply of a Secret with its Job: %v\n%s", err, stderr)
+		}
+	}
+	pod := jobPod(t, ns, "with-secret-9")
+	if got := pod.Annotations["flowauth.io/status"]; got != "injected=GITHUB_ACCESS_TOKEN" {
+		t.Errorf("the last Job's pod status = %q", got)
+	}
+
+	// A namespace opted in with defaults, its Secret, and at once a Prefect pod that declares nothing.
+	for i := range 10 {
+		name := fmt.Sprintf("fresh-defaults-%d-%d", time.Now().UnixNano()%1_000_000, i)
+		nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels: map[string]string{"flowauth.io/injection": "enabled"}, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}}}
+		if err := cluster.Client.Create(ctx, nsObj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cluster.Client.Delete(context.Background(), nsObj) })
+		if err := cluster.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "github-access-token", Namespace: name},
+			StringData: map[string]string{"token": leakProbe}}); err != nil {
+			t.Fatal(err)
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: name, Labels: map[string]string{"prefect.io/flow-run-id": "x"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "prefect"}}}}
+		if err := cluster.Client.Create(ctx, pod); err != nil {
+			t.Fatalf("a flow run in a namespace just given defaults: %v", err)
+		}
+		if got := pod.Annotations["flowauth.io/status"]; got != "injected=GITHUB_ACCESS_TOKEN" {
+			t.Errorf("a flow run in a namespace just given defaults: status %q", got)
+		}
+	}
+}
+
+// metricValue reads one sample of the webhook's metrics; 0 when absent.
+func metricValue(t *testing.T, sample string) float64 {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, cluster.MetricsURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // TestNoSecretValueLeaks scans every output flowauth and the cluster produced in this suite
