@@ -98,6 +98,10 @@ loadtest: ## Load harness (../shared/bench) against the floor, the limit and flo
 burst: tools-control-plane ## 2,000 flow-run pods through the local API server four ways (no webhook, floor, patched limit, flowauth), alternating; pods/s, create p50/p99, CPU per pod, ratios (ARGS="-profile out" for CPU profiles).
 	go run ./hack/burst -bench $(or $(BENCH_DIR),../shared/bench/admload) $(ARGS)
 
+.PHONY: scale
+scale: tools-control-plane ## Key lookup in a large cluster (1,000 namespaces, 50,000 Secrets, 1,000 Helm releases of 500 KiB, 10,000 ConfigMaps): webhook ready time, peak/settled RSS, admission p50/p99 against an empty cluster, API server peak, WatchList on and off, a relist, back-to-back Secret+pod (ARGS=-quick for the small size).
+	go run ./hack/scale $(ARGS)
+
 .PHONY: soak
 soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails on any error or RSS growth (SOAK_DURATION to change).
 	go run ./hack/soak -d $(or $(SOAK_DURATION),10m)

@@ -89,8 +89,8 @@ func TestNothingIsCalledMissingBeforeTheAPIServerConfirms(t *testing.T) {
 		{name: "the read fails: the cache's answer stands", liveErr: errors.New("timeout"), live: keyTable{"secret/flows/aws-credentials": aws},
 			wantReads: []string{"Secret flows/aws-credentials"}, wantDenied: true},
 		{name: "an envFrom source the cache lacks is read, and its keys win", cache: keyTable{"secret/flows/aws-credentials": aws},
-			live:    keyTable{"configmap/flows/env": {"AWS_ACCESS_KEY_ID"}},
-			envFrom: []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "env"}}}},
+			live:      keyTable{"configmap/flows/env": {"AWS_ACCESS_KEY_ID"}},
+			envFrom:   []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "env"}}}},
 			wantReads: []string{"ConfigMap flows/env"}, wantInPatch: []string{"AWS_SECRET_ACCESS_KEY"}, wantNot: []string{`"name":"AWS_ACCESS_KEY_ID"`}},
 	}
 	for _, tt := range tests {

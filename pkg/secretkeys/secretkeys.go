@@ -110,6 +110,14 @@ func (k kindIndex) len() int {
 	return n
 }
 
+func (k kindIndex) lists() int64 {
+	var n int64
+	for _, s := range k {
+		n += s.lists.Load()
+	}
+	return n
+}
+
 func (k kindIndex) synced() bool {
 	for _, s := range k {
 		if !s.synced() {
@@ -133,6 +141,10 @@ func (ix *Index) ConfigMapKeys(namespace, name string) ([]string, bool) {
 func (ix *Index) Len() (secrets, configMaps int) {
 	return ix.secrets.len(), ix.configMaps.len()
 }
+
+// Lists counts the complete lists stored: the first sync, then one per relist (after a watch
+// expired or the API server restarted).
+func (ix *Index) Lists() int64 { return ix.secrets.lists() + ix.configMaps.lists() }
 
 // Synced reports whether every watch has stored its first list: before that, every declared
 // Secret would look missing.
@@ -314,15 +326,16 @@ func (ix *Index) Collector() prometheus.Collector {
 	return &collector{ix: ix,
 		objects: prometheus.NewDesc("flowauth_key_cache_objects", "Secrets and ConfigMaps whose key names flowauth knows (--secret-lookup=keys).", []string{"kind"}, nil),
 		sync:    prometheus.NewDesc("flowauth_key_cache_synced", "1 once the Secret and ConfigMap watches have stored their first list.", nil, nil),
+		lists:   prometheus.NewDesc("flowauth_key_cache_lists_total", "Complete lists of Secrets and ConfigMaps stored: the first sync, then one per relist (a watch expired, the API server restarted).", nil, nil),
 	}
 }
 
 type collector struct {
-	ix            *Index
-	objects, sync *prometheus.Desc
+	ix                   *Index
+	objects, sync, lists *prometheus.Desc
 }
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.objects; ch <- c.sync }
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.objects; ch <- c.sync; ch <- c.lists }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	s, cm := c.ix.Len()
@@ -333,4 +346,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		v = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.sync, prometheus.GaugeValue, v)
+	ch <- prometheus.MustNewConstMetric(c.lists, prometheus.CounterValue, float64(c.ix.Lists()))
 }

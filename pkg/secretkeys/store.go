@@ -39,6 +39,7 @@ type store struct {
 	mu       sync.RWMutex
 	objects  map[string]keySet
 	replaced atomic.Bool
+	lists    atomic.Int64
 }
 
 var _ toolscache.ReflectorStore = (*store)(nil)
@@ -112,6 +113,7 @@ func (s *store) Replace(items []any, _ string) error {
 	s.objects = objects
 	s.mu.Unlock()
 	s.replaced.Store(true)
+	s.lists.Add(1)
 	return nil
 }
 

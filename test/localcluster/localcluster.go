@@ -44,6 +44,9 @@ type Options struct {
 	NoWebhook bool
 	// Log receives the webhook's and the controller manager's output; nil discards it.
 	Log io.Writer
+	// WebhookBin, when set, is a webhook binary to run instead of one built from RepoRoot (make
+	// scale measures another build this way, e.g. an earlier commit's).
+	WebhookBin string
 	// Node runs a real node beside the control plane (needs root; see startWithNode): a local
 	// registry with flowauth's images, containerd, kubelet, kube-proxy and kube-scheduler. Nothing
 	// is registered: install the chart. The node's state and logs live in WorkDir/node.
@@ -64,6 +67,8 @@ type Cluster struct {
 	MetricsURL string
 	// Images are the images in the node's registry (with Options.Node).
 	Images Images
+	// WebhookReadyIn is how long the last (re)started webhook took from its start to ready.
+	WebhookReadyIn time.Duration
 
 	opts       Options
 	assets     string
@@ -74,7 +79,9 @@ type Cluster struct {
 	webhookAddr string
 	env         *envtest.Environment
 	procs       []*exec.Cmd
-	node        *node
+	// apiServerArgs is kube-apiserver's command line as envtest started it, for RestartAPIServer.
+	apiServerArgs []string
+	node          *node
 }
 
 // Start builds the webhook binary and starts everything; Stop undoes it, also after an error.
@@ -91,11 +98,14 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if o.Node {
 		return startWithNode(ctx, o, assets)
 	}
-	c := &Cluster{opts: o, assets: assets, webhookBin: filepath.Join(o.WorkDir, "webhook"), AllWebhookLogs: &SyncBuffer{}}
-	build := exec.CommandContext(ctx, "go", "build", "-o", c.webhookBin, "./cmd/webhook")
-	build.Dir = o.RepoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the webhook: %w\n%s", err, out)
+	c := &Cluster{opts: o, assets: assets, webhookBin: o.WebhookBin, AllWebhookLogs: &SyncBuffer{}}
+	if c.webhookBin == "" {
+		c.webhookBin = filepath.Join(o.WorkDir, "webhook")
+		build := exec.CommandContext(ctx, "go", "build", "-o", c.webhookBin, "./cmd/webhook")
+		build.Dir = o.RepoRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building the webhook: %w\n%s", err, out)
+		}
 	}
 
 	c.env = &envtest.Environment{BinaryAssetsDirectory: assets}
@@ -150,12 +160,17 @@ func (c *Cluster) RestartWebhook(ctx context.Context, extra ...string) error {
 			return fmt.Errorf("stopping the webhook: %w", err)
 		}
 	}
+	started := time.Now()
 	w, err := c.RunWebhook(ctx, append(slices.Clone(c.webhookArgs), extra...)...)
 	if err != nil {
 		return err
 	}
 	c.webhook, c.WebhookLog, c.MetricsURL = w, w.Log, w.MetricsURL
-	return w.WaitReady(ctx, c.webhookAddr)
+	if err := w.WaitReady(ctx, c.webhookAddr); err != nil {
+		return err
+	}
+	c.WebhookReadyIn = time.Since(started)
+	return nil
 }
 
 // WebhookURL is where the registered webhook serves pods, and WebhookCA the CA its serving
@@ -305,7 +320,7 @@ func FreeAddr() (string, error) {
 
 // waitReady waits for the webhook's /readyz and its TLS listener.
 func waitReady(ctx context.Context, readyz, tlsAddr string, log *SyncBuffer) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, readyz, nil)
@@ -324,10 +339,14 @@ func waitReady(ctx context.Context, readyz, tlsAddr string, log *SyncBuffer) err
 		select {
 		case <-ctx.Done():
 			return errors.Join(fmt.Errorf("webhook not ready at %s", readyz), fmt.Errorf("its output:\n%s", log.String()))
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
+
+// readyTimeout is how long a webhook may take to be ready: its key cache's first sync in a
+// large cluster (make scale) takes part of it.
+const readyTimeout = 3 * time.Minute
 
 // SyncBuffer is a bytes.Buffer that a child process may write while a test reads it.
 type SyncBuffer struct {
