@@ -36,24 +36,33 @@ func (s *store) keysOf(h keySet) []string {
 // object as listed or watched, and it keeps the name and key names. It implements
 // cache.ReflectorStore.
 type store struct {
-	mu       sync.RWMutex
-	objects  map[string]keySet
-	replaced atomic.Bool
-	lists    atomic.Int64
+	mu      sync.RWMutex
+	objects map[string]entry
+	// generation counts lists: Replace stamps what it lists, then drops what it did not stamp,
+	// in the one map, so a relist never holds a second map beside the first.
+	generation uint32
+	replaced   atomic.Bool
+	lists      atomic.Int64
+}
+
+// entry is one object's key names and the list generation that last saw it.
+type entry struct {
+	keys       keySet
+	generation uint32
 }
 
 var _ toolscache.ReflectorStore = (*store)(nil)
 
-func newStore() *store { return &store{objects: map[string]keySet{}} }
+func newStore() *store { return &store{objects: map[string]entry{}} }
 
 func (s *store) get(namespace, name string) ([]string, bool) {
 	s.mu.RLock()
-	h, ok := s.objects[namespace+"/"+name]
+	e, ok := s.objects[namespace+"/"+name]
 	s.mu.RUnlock()
 	if !ok {
 		return nil, false
 	}
-	return s.keysOf(h), true
+	return s.keysOf(e.keys), true
 }
 
 func (s *store) len() int {
@@ -72,7 +81,7 @@ func (s *store) Add(obj any) error {
 		return nil
 	}
 	s.mu.Lock()
-	s.objects[id] = keys
+	s.objects[id] = entry{keys: keys, generation: s.generation}
 	s.mu.Unlock()
 	return nil
 }
@@ -100,17 +109,25 @@ func (s *store) Delete(obj any) error {
 	return nil
 }
 
-// Replace swaps in a new list's objects (the first sync and every relist): the old map stays
-// in force until the new one is complete.
+// Replace takes a complete list (the first sync and every relist): what it holds is stored,
+// what the store holds and it does not is dropped. It works in place: during a relist the
+// store's memory does not double.
 func (s *store) Replace(items []any, _ string) error {
-	objects := make(map[string]keySet, len(items))
+	s.mu.Lock()
+	s.generation++
+	if len(s.objects) == 0 {
+		s.objects = make(map[string]entry, len(items))
+	}
 	for _, item := range items {
 		if id, keys, ok := keysOf(item); ok {
-			objects[id] = keys
+			s.objects[id] = entry{keys: keys, generation: s.generation}
 		}
 	}
-	s.mu.Lock()
-	s.objects = objects
+	for id, e := range s.objects {
+		if e.generation != s.generation {
+			delete(s.objects, id)
+		}
+	}
 	s.mu.Unlock()
 	s.replaced.Store(true)
 	s.lists.Add(1)

@@ -260,6 +260,8 @@ func TestBadValuesFailAtInstallWithAClearMessage(t *testing.T) {
 		{[]string{"--set", "webhook.timeoutSeconds=60"}, "at '/webhook/timeoutSeconds': maximum: got 60, want 30"},
 		{[]string{"--set", "replicaCount=0"}, "at '/replicaCount': minimum: got 0, want 1"},
 		{[]string{"--set", "secretLookup=all"}, "at '/secretLookup': value must be one of 'none', 'keys'"},
+		{[]string{"--set", "secretLookupSelectors.secretFields=type"}, "at '/secretLookupSelectors/secretFields': 'type' does not match pattern"},
+		{[]string{"--set", "secretLookupSelectors.secretLabel=a"}, "additional properties 'secretLabel' not allowed"},
 		{[]string{"--set", "missingSecret=block"}, "at '/missingSecret': value must be one of 'warn', 'deny', 'ignore'"},
 		{[]string{"--set", "image.tag=1"}, "at '/image/tag': got number, want string"},
 		{[]string{"--set", "replicas=3"}, "additional properties 'replicas' not allowed"},
