@@ -24,9 +24,11 @@ import (
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/flowauth/flowauth/pkg/mutate"
 	"github.com/flowauth/flowauth/pkg/secretkeys"
 )
 
@@ -43,6 +45,7 @@ type config struct {
 	secretLookup           string
 	secretLookupNamespaces []string
 	keyWatch               secretkeys.Options
+	skipContainers         []string
 	missingSecret          string
 	metricsBindAddress     string
 	healthProbeBindAddress string
@@ -112,6 +115,20 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.keyWatch.SecretFieldSelector, "secret-field-selector", secretkeys.DefaultSecretFieldSelector, "field selector of the Secrets whose key names are watched (with --secret-lookup=keys); the default leaves out Helm releases, service-account tokens and image-pull Secrets. A declared Secret outside it is read from the API server when a flow run names it")
 	fs.StringVar(&c.keyWatch.SecretLabelSelector, "secret-label-selector", "", "label selector of the Secrets whose key names are watched (with --secret-lookup=keys), e.g. flowauth.io/credentials=true; default all. A declared Secret outside it is read from the API server when a flow run names it")
 	fs.StringVar(&c.keyWatch.ConfigMapLabelSelector, "configmap-label-selector", secretkeys.DefaultConfigMapLabelSelector, "label selector of the ConfigMaps whose key names are watched (with --secret-lookup=keys, for envFrom); the default leaves out Helm's release records")
+	c.skipContainers = mutate.DefaultSkipContainers
+	fs.Func("skip-containers", "comma-separated container names never injected unless a pod names them in flowauth.io/containers (default: the common meshes' proxies and init containers, "+strings.Join(mutate.DefaultSkipContainers, ",")+"); empty skips none", func(v string) error {
+		c.skipContainers = []string{}
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			}
+			if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+				return fmt.Errorf("%q is not a container name: %s", name, strings.Join(msgs, "; "))
+			}
+			c.skipContainers = append(c.skipContainers, name)
+		}
+		return nil
+	})
 	newEnum(fs, &c.missingSecret, "missing-secret", "warn", "what to do when a declared Secret or required key is missing (with --secret-lookup=keys)", "warn", "deny", "ignore")
 	fs.StringVar(&c.metricsBindAddress, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&c.healthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowauth/flowauth/pkg/mutate"
 	"github.com/flowauth/flowauth/pkg/secretkeys"
 )
 
@@ -20,7 +21,8 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", namespaceDefaults: true,
 		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081", pprofBindAddress: "0",
 		logFormat: "text", logLevel: "info", shutdownDelay: 5 * time.Second, certs: certConfig{validity: 365 * 24 * time.Hour},
-		keyWatch: secretkeys.Options{SecretFieldSelector: secretkeys.DefaultSecretFieldSelector, ConfigMapLabelSelector: secretkeys.DefaultConfigMapLabelSelector},
+		keyWatch:       secretkeys.Options{SecretFieldSelector: secretkeys.DefaultSecretFieldSelector, ConfigMapLabelSelector: secretkeys.DefaultConfigMapLabelSelector},
+		skipContainers: mutate.DefaultSkipContainers,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults = %+v\nwant       %+v", c, want)
@@ -65,6 +67,7 @@ func TestInvalidValuesNameTheFlagAndWhatIsAllowed(t *testing.T) {
 		{env: [2]string{"FLOWAUTH_HEALTH_PROBE_BIND_ADDRESS", "localhost"}, want: []string{"-health-probe-bind-address", `"localhost"`}},
 		{args: []string{"--secret-field-selector=type"}, want: []string{"-secret-field-selector", `"type"`}},
 		{args: []string{"--secret-label-selector=a b"}, want: []string{"-secret-label-selector", `"a b"`}},
+		{args: []string{"--skip-containers=istio-proxy,Bad_Name"}, want: []string{"-skip-containers", `"Bad_Name" is not a container name`}},
 		{env: [2]string{"FLOWAUTH_CONFIGMAP_LABEL_SELECTOR", "owner!!helm"}, want: []string{"-configmap-label-selector", `"owner!!helm"`}},
 	}
 	for _, tt := range tests {

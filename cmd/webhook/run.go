@@ -57,7 +57,7 @@ func run(ctx context.Context, c config) error {
 	}
 	reloads := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapReloads)
 	fwadmission.MustRegisterOnce(ctrlmetrics.Registry, servingCertExpiry).setDir(c.certDir)
-	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret)}
+	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret), SkipContainers: c.skipContainers}
 	templates := &fwadmission.TemplateValidator{Pods: handler}
 
 	server := webhook.NewServer(webhook.Options{Port: c.port, CertDir: c.certDir, TLSOpts: tlsOptions(c)})

@@ -18,8 +18,8 @@ import (
 )
 
 // addedPaths are the only places a flowauth patch may touch: it adds env vars, mounts, volumes
-// and the status annotation, and never removes or rewrites what the user set.
-var addedPaths = regexp.MustCompile(`^(/spec/(initContainers|containers)/\d+/(env|volumeMounts)(/-)?|/spec/volumes(/-)?|/metadata/annotations(/flowauth.io~1status)?)$`)
+// and its own annotations, and never removes or rewrites what the user set.
+var addedPaths = regexp.MustCompile(`^(/spec/(initContainers|containers)/\d+/(env|volumeMounts)(/-)?|/spec/volumes(/-)?|/metadata/annotations(/flowauth.io~1(status|original-containers))?)$`)
 
 // FuzzServe sends arbitrary bytes as the body of an admission request through the full
 // controller-runtime handler. Seeds: every golden pod of pkg/mutate wrapped in an
@@ -68,7 +68,7 @@ func FuzzServe(f *testing.F) {
 		}
 		for _, op := range ops {
 			if op.Op != "add" || !addedPaths.MatchString(op.Path) {
-				t.Fatalf("patch does %s %s: only adds of env, mounts, volumes and the status annotation are allowed", op.Op, op.Path)
+				t.Fatalf("patch does %s %s: only adds of env, mounts, volumes and flowauth's own annotations are allowed", op.Op, op.Path)
 			}
 		}
 		patch, err := jsonpatch.DecodePatch(rev.Response.Patch)
@@ -84,7 +84,7 @@ func FuzzServe(f *testing.F) {
 			t.Fatalf("patched pod does not decode: %s", out)
 		}
 		keptAll(t, &before, &after)
-		again := mutate.Pod(mutate.Input{Pod: &after, Namespace: sent.Request.Namespace, NamespaceDefaults: "AWS_CREDENTIALS", Map: m, Keys: keys})
+		again := mutate.Pod(mutate.Input{Pod: &after, Namespace: sent.Request.Namespace, NamespaceDefaults: "AWS_CREDENTIALS", Map: m, Keys: keys, SkipContainers: h.SkipContainers})
 		if again.Changed || again.Denied() {
 			t.Fatalf("flowauth's own output is changed again (denied=%v): %v", again.Denied(), again.Denials)
 		}

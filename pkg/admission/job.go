@@ -65,6 +65,10 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 		h.Metrics.template(kind, resultPassed)
 		return admission.Allowed("")
 	}
+	if res.OptedOut {
+		h.Metrics.template(kind, resultOptedOut)
+		return admission.Allowed("")
+	}
 	h.Metrics.findings(res, m, false)
 	if !isDryRun(req) {
 		recordFindings(h.Events, owner, res, "Validate"+kind)

@@ -15,6 +15,7 @@ const (
 	resultPassed    = "passed"    // not a flow run
 	resultUnchanged = "unchanged" // flow run that needed nothing (e.g. a reinvocation)
 	resultMutated   = "mutated"
+	resultOptedOut  = "opted_out" // flow run with flowauth.io/inject: "false"
 	resultDenied    = "denied"
 	resultError     = "error"
 )
@@ -39,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowauth_admission_requests_total",
-			Help: "Pod admission requests by result: skipped (not a pod CREATE), passed (not a flow run), unchanged, mutated, denied, error.",
+			Help: "Pod admission requests by result: skipped (not a pod CREATE), passed (not a flow run), unchanged, mutated, opted_out (flowauth.io/inject: \"false\"), denied, error.",
 		}, []string{"result"}),
 		injections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowauth_injections_total",

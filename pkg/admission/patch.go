@@ -2,6 +2,7 @@ package admission
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,7 +14,7 @@ import (
 
 // jsonPatch returns the operations that turn the decoded pod into the mutated one.
 //
-// mutate.Pod only appends env vars, mounts and volumes and sets the status annotation, so the
+// mutate.Pod only appends env vars, mounts and volumes and sets its own annotations, so the
 // patch is a list of "add" operations read off the Go values: no JSON round trip, which was 45% of
 // a flow-run request's CPU when the whole pod was diffed (see README, Performance). When the
 // mutated pod is not such an append (a future change to mutate), the general diff is used.
@@ -62,7 +63,7 @@ func diffPatch(original, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {
 func appendOnlyPatch(original, mutated *corev1.Pod) ([]jsonpatch.Operation, bool) {
 	o, m := &original.Spec, &mutated.Spec
 	if len(o.Containers) != len(m.Containers) || len(o.InitContainers) != len(m.InitContainers) ||
-		!sameAnnotationsBut(original.Annotations, mutated.Annotations, mutate.AnnotationStatus) {
+		!sameAnnotationsBut(original.Annotations, mutated.Annotations, ownAnnotations) {
 		return nil, false
 	}
 	ops := make([]jsonpatch.Operation, 0, 16)
@@ -80,12 +81,16 @@ func appendOnlyPatch(original, mutated *corev1.Pod) ([]jsonpatch.Operation, bool
 	if ops, ok = appendOps(ops, "/spec/volumes", o.Volumes, m.Volumes); !ok {
 		return nil, false
 	}
-	if status, set := mutated.Annotations[mutate.AnnotationStatus]; set && original.Annotations[mutate.AnnotationStatus] != status {
-		if len(original.Annotations) == 0 {
-			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", map[string]string{mutate.AnnotationStatus: status}))
-		} else {
+	if len(original.Annotations) == 0 {
+		if added := ownAnnotationsOf(mutated.Annotations); len(added) > 0 {
+			ops = append(ops, jsonpatch.NewOperation("add", "/metadata/annotations", added))
+		}
+		return ops, true
+	}
+	for i, key := range ownAnnotations {
+		if value, set := mutated.Annotations[key]; set && original.Annotations[key] != value {
 			// "add" on an existing member replaces it.
-			ops = append(ops, jsonpatch.NewOperation("add", statusPath, status))
+			ops = append(ops, jsonpatch.NewOperation("add", ownAnnotationPaths[i], value))
 		}
 	}
 	return ops, true
@@ -118,10 +123,34 @@ func appendOps[T any](ops []jsonpatch.Operation, path string, before, after []T)
 	return ops, true
 }
 
-func sameAnnotationsBut(a, b map[string]string, except string) bool {
+// ownAnnotations are the annotations mutate.Pod writes.
+var ownAnnotations = []string{mutate.AnnotationStatus, mutate.AnnotationOriginalContainers}
+
+// ownAnnotationPaths point at them; "/" in a key is escaped as "~1" (RFC 6901).
+var ownAnnotationPaths = func() []string {
+	escape := strings.NewReplacer("~", "~0", "/", "~1")
+	paths := make([]string, len(ownAnnotations))
+	for i, key := range ownAnnotations {
+		paths[i] = "/metadata/annotations/" + escape.Replace(key)
+	}
+	return paths
+}()
+
+func ownAnnotationsOf(annotations map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, key := range ownAnnotations {
+		if v, ok := annotations[key]; ok {
+			out[key] = v
+		}
+	}
+	return out
+}
+
+// sameAnnotationsBut reports whether a and b hold the same annotations, except keys.
+func sameAnnotationsBut(a, b map[string]string, except []string) bool {
 	n := 0
 	for k, v := range b {
-		if k == except {
+		if slices.Contains(except, k) {
 			continue
 		}
 		if a[k] != v {
@@ -129,11 +158,10 @@ func sameAnnotationsBut(a, b map[string]string, except string) bool {
 		}
 		n++
 	}
-	if _, ok := a[except]; ok {
-		return len(a)-1 == n
+	for _, k := range except {
+		if _, ok := a[k]; ok {
+			n++
+		}
 	}
 	return len(a) == n
 }
-
-// statusPath points at the status annotation; "/" in the key is escaped as "~1" (RFC 6901).
-var statusPath = "/metadata/annotations/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(mutate.AnnotationStatus)

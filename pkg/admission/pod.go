@@ -41,6 +41,8 @@ type PodMutator struct {
 	Live LiveKeys
 	// Missing is --missing-secret, used with Keys.
 	Missing mutate.MissingPolicy
+	// SkipContainers are never injected unless a pod names them (--skip-containers).
+	SkipContainers []string
 	// Metrics records outcomes; nil records nothing.
 	Metrics *Metrics
 	// Events records every warning and denial on the pod's Job; nil records none.
@@ -117,7 +119,15 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		log().Info("denied flow-run pod", "reasons", reasons(res.Denials))
 		return admission.Denied(res.DenialMessage()).WithWarnings(warnings...)
 	}
-	if !res.Changed {
+	if res.OptedOut {
+		h.Metrics.admission(resultOptedOut)
+		if l := logf.FromContext(ctx).V(1); l.Enabled() {
+			log().V(1).Info("flow-run pod opted out", "annotation", mutate.AnnotationInject)
+		}
+		if !res.Changed {
+			return admission.Allowed("")
+		}
+	} else if !res.Changed {
 		h.Metrics.admission(resultUnchanged)
 		if l := logf.FromContext(ctx).V(1); l.Enabled() {
 			log().V(1).Info("flow-run pod needs no change", "status", res.Status)
@@ -133,8 +143,10 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		h.Metrics.admission(resultError)
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("flowauth: building the patch: %w", err))
 	}
-	h.Metrics.admission(resultMutated)
-	if l := logf.FromContext(ctx).V(1); l.Enabled() {
+	if !res.OptedOut {
+		h.Metrics.admission(resultMutated)
+	}
+	if l := logf.FromContext(ctx).V(1); l.Enabled() && !res.OptedOut {
 		log().V(1).Info("injected flow-run pod", "status", res.Status, "warnings", reasons(res.Warnings))
 	}
 	return patched(patch).WithWarnings(warnings...)
@@ -151,7 +163,7 @@ func patched(patch []byte) admission.Response {
 }
 
 func (h *PodMutator) input(pod *corev1.Pod, namespace, defaults string, m *secretmap.Map) mutate.Input {
-	return mutate.Input{Pod: pod, Namespace: namespace, NamespaceDefaults: defaults, Map: m, Keys: h.Keys, Missing: h.Missing}
+	return mutate.Input{Pod: pod, Namespace: namespace, NamespaceDefaults: defaults, Map: m, Keys: h.Keys, Missing: h.Missing, SkipContainers: h.SkipContainers}
 }
 
 func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }

@@ -34,6 +34,8 @@ func newMutator(defaults string) *PodMutator {
 		Secrets:    secretmap.StaticStore(secretmap.Builtin()),
 		Namespaces: staticDefaults(defaults),
 		Metrics:    NewMetrics(prometheus.NewRegistry()),
+		// The webhook's default, as the golden cases'.
+		SkipContainers: mutate.DefaultSkipContainers,
 	}
 }
 

@@ -31,7 +31,7 @@ type goldenCase struct {
 
 // input is the case's mutate.Input for pod.
 func (c goldenCase) input(pod *corev1.Pod, m *secretmap.Map) Input {
-	in := Input{Pod: pod, NamespaceDefaults: c.namespaceDefaults, Map: m}
+	in := Input{Pod: pod, NamespaceDefaults: c.namespaceDefaults, Map: m, SkipContainers: DefaultSkipContainers}
 	if c.keys != nil {
 		in.Keys, in.Missing = c.keys, c.keys.MissingSecret
 	}

@@ -31,6 +31,9 @@ type Input struct {
 	Keys KeyLookup
 	// Missing is what a missing Secret or required key is, with Keys; "" means MissingWarn.
 	Missing MissingPolicy
+	// SkipContainers are containers never injected unless flowauth.io/containers names them
+	// (the webhook's --skip-containers, by default DefaultSkipContainers).
+	SkipContainers []string
 }
 
 // Finding is one warning or denial: a reason for metrics and Events, a message for people that
@@ -56,6 +59,9 @@ type Result struct {
 	Status string
 	// Injected lists the declared names served in at least one container, in declaration order.
 	Injected []string
+	// OptedOut is true for a flow-run pod with flowauth.io/inject: "false": nothing is injected
+	// and only the status annotation is written.
+	OptedOut bool
 }
 
 // Denied reports whether the pod must be refused.
@@ -134,6 +140,9 @@ func Pod(in Input) Result {
 	if !IsFlowRun(pod.Annotations, pod.Labels, in.NamespaceDefaults) {
 		return Result{}
 	}
+	if strings.TrimSpace(pod.Annotations[AnnotationInject]) == InjectFalse {
+		return optOut(pod)
+	}
 	r := Result{FlowRun: true}
 
 	podNames, problems := parseNames("annotation "+AnnotationSecrets, pod.Annotations[AnnotationSecrets])
@@ -154,7 +163,7 @@ func Pod(in Input) Result {
 	}
 
 	layers := parseLayers(pod.Annotations, &r)
-	targets := selectContainers(pod, &r)
+	targets, skipped := selectContainers(pod, in.SkipContainers, &r)
 	overrides := parseOverrides(pod.Annotations, names, &r)
 	if r.Denied() {
 		return r
@@ -207,18 +216,47 @@ func Pod(in Input) Result {
 		}
 	}
 
-	r.Status = status(r.Injected, targets, out, &a, layers)
-	if out.Annotations[AnnotationStatus] != r.Status {
-		if out.Annotations == nil {
-			out.Annotations = map[string]string{}
-		}
-		out.Annotations[AnnotationStatus] = r.Status
-		a.changed = true
+	r.Status = status(r.Injected, targets, skipped, out, &a, layers)
+	a.changed = setAnnotation(out, AnnotationStatus, r.Status) || a.changed
+	if _, recorded := out.Annotations[AnnotationOriginalContainers]; !recorded {
+		a.changed = setAnnotation(out, AnnotationOriginalContainers, strings.Join(regularContainers(pod), ",")) || a.changed
 	}
 	if a.changed {
 		r.Pod, r.Changed = out, true
 	}
 	return r
+}
+
+// optOut leaves a pod with flowauth.io/inject: "false" as it came but for its status.
+func optOut(pod *corev1.Pod) Result {
+	r := Result{FlowRun: true, OptedOut: true, Status: StatusOptedOut}
+	if pod.Annotations[AnnotationStatus] != r.Status {
+		out := *pod
+		out.Annotations = maps.Clone(pod.Annotations)
+		out.Annotations[AnnotationStatus] = r.Status
+		r.Pod, r.Changed = &out, true
+	}
+	return r
+}
+
+// setAnnotation sets an annotation of flowauth's own and reports whether it changed.
+func setAnnotation(pod *corev1.Pod, key, value string) bool {
+	if v, ok := pod.Annotations[key]; ok && v == value {
+		return false
+	}
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[key] = value
+	return true
+}
+
+func regularContainers(pod *corev1.Pod) []string {
+	names := make([]string, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		names[i] = c.Name
+	}
+	return names
 }
 
 // appendableCopy copies what Pod writes and shares the rest with pod: the annotations, the
@@ -258,8 +296,10 @@ func parseLayers(annotations map[string]string, r *Result) Layers {
 	switch l := Layers(strings.TrimSpace(v)); l {
 	case LayersPrefect, LayersNative, LayersBoth:
 		return l
+	case InjectTrue:
+		return LayersBoth
 	}
-	r.deny(ReasonInvalidInjectMode, "annotation %s: value %s is not one of prefect, native, both", AnnotationInject, quote(v))
+	r.deny(ReasonInvalidInjectMode, "annotation %s: value %s is not one of prefect, native, both, true, false", AnnotationInject, quote(v))
 	return LayersBoth
 }
 
@@ -303,27 +343,53 @@ func (t target) get(p *corev1.Pod) *corev1.Container {
 	return &p.Spec.Containers[t.index]
 }
 
-// selectContainers applies flowauth.io/containers: every regular container by default; init
-// containers (native sidecars included) only when named.
-func selectContainers(pod *corev1.Pod, r *Result) []target {
-	value, ok := pod.Annotations[AnnotationContainers]
-	if !ok {
-		targets := make([]target, len(pod.Spec.Containers))
+// selectContainers decides which containers get credentials (DESIGN.md §2, README "Which
+// containers"):
+//   - flowauth.io/containers names them (init containers, native sidecars included, only so);
+//   - without it, every regular container the pod had on flowauth's first pass
+//     (flowauth.io/original-containers), except those in skip (the webhook's list, by default
+//     the meshes' proxies): a container another webhook added since gets nothing;
+//   - flowauth.io/skip-containers removes containers from either, and wins over
+//     flowauth.io/containers, with a warning where the two name the same container.
+//
+// It returns the targets and, for the status, the regular containers left out.
+func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []target, skipped []string) {
+	podSkip, ok := containerList(pod.Annotations, AnnotationSkipContainers, r)
+	if ok && len(podSkip) == 0 {
+		r.deny(ReasonInvalidContainerName, "annotation %s lists no container; remove it to skip none", AnnotationSkipContainers)
+	}
+	value, named := pod.Annotations[AnnotationContainers]
+	if !named {
+		original, recorded := pod.Annotations[AnnotationOriginalContainers]
 		for i, c := range pod.Spec.Containers {
-			targets[i] = target{index: i, name: c.Name}
+			switch {
+			case slices.Contains(podSkip, c.Name), slices.Contains(skip, c.Name),
+				recorded && !slices.Contains(splitList(original), c.Name):
+				skipped = append(skipped, c.Name)
+			default:
+				targets = append(targets, target{index: i, name: c.Name})
+			}
 		}
-		return targets
+		if len(targets) == 0 && len(pod.Spec.Containers) > 0 && !r.Denied() {
+			r.warn(ReasonAllContainersSkipped, "every container of the pod (%s) is skipped (%s, %s, or added after flowauth's first pass); nothing is injected: name the flow's container in %s",
+				strings.Join(skipped, ", "), AnnotationSkipContainers, "the webhook's --skip-containers", AnnotationContainers)
+		}
+		return targets, skipped
 	}
 	names := splitList(value)
 	if len(names) == 0 {
 		r.deny(ReasonNoTargetContainer, "annotation %s lists no container; remove it to inject into every container", AnnotationContainers)
-		return nil
+		return nil, nil
 	}
-	var targets []target
 	var missing []string
 	for _, name := range names {
 		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
 			r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", AnnotationContainers, quote(name), strings.Join(msgs, "; "))
+			continue
+		}
+		if slices.Contains(podSkip, name) {
+			r.warn(ReasonContainersContradict, "container %q is named in both %s and %s; it is skipped", name, AnnotationContainers, AnnotationSkipContainers)
+			skipped = append(skipped, name)
 			continue
 		}
 		found := false
@@ -342,18 +408,39 @@ func selectContainers(pod *corev1.Pod, r *Result) []target {
 		}
 	}
 	if r.Denied() {
-		return nil
+		return nil, nil
 	}
 	all := containerNames(pod)
 	if len(targets) == 0 {
-		r.deny(ReasonNoTargetContainer, "annotation %s: none of the named containers (%s) is in the pod (it has: %s); the declared secrets would reach no container",
-			AnnotationContainers, strings.Join(names, ", "), all)
-		return nil
+		left := ""
+		if len(podSkip) > 0 {
+			left = " or left after " + AnnotationSkipContainers
+		}
+		r.deny(ReasonNoTargetContainer, "annotation %s: none of the named containers (%s) is in the pod (it has: %s)%s; the declared secrets would reach no container",
+			AnnotationContainers, strings.Join(names, ", "), all, left)
+		return nil, nil
 	}
 	for _, m := range missing {
 		r.warn(ReasonContainerNotFound, "annotation %s: container %q is not in the pod (it has: %s); nothing is injected into it", AnnotationContainers, m, all)
 	}
-	return targets
+	return targets, skipped
+}
+
+// containerList reads an annotation listing container names, denying invalid ones.
+func containerList(annotations map[string]string, key string, r *Result) ([]string, bool) {
+	value, ok := annotations[key]
+	if !ok {
+		return nil, false
+	}
+	var names []string
+	for _, name := range splitList(value) {
+		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+			r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", key, quote(name), strings.Join(msgs, "; "))
+			continue
+		}
+		names = append(names, name)
+	}
+	return names, true
 }
 
 func containerNames(pod *corev1.Pod) string {

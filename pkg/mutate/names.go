@@ -8,10 +8,17 @@ const (
 	// AnnotationContainers restricts injection to the named containers (init containers only
 	// when named).
 	AnnotationContainers = "flowauth.io/containers"
-	// AnnotationInject chooses the layers: prefect, native or both.
+	// AnnotationSkipContainers names containers that never get credentials; it wins over
+	// AnnotationContainers.
+	AnnotationSkipContainers = "flowauth.io/skip-containers"
+	// AnnotationInject chooses the layers: prefect, native or both; "false" opts the pod out.
 	AnnotationInject = "flowauth.io/inject"
 	// AnnotationStatus is written by flowauth for people to read; nothing depends on it.
 	AnnotationStatus = "flowauth.io/status"
+	// AnnotationOriginalContainers is written by flowauth on its first pass: the pod's regular
+	// containers then. A container added later (by another webhook, before flowauth is invoked
+	// again) is not one of them, and gets nothing unless AnnotationContainers names it.
+	AnnotationOriginalContainers = "flowauth.io/original-containers"
 	// SecretOverridePrefix + NAME names the Kubernetes Secret to use for NAME.
 	SecretOverridePrefix = "secret.flowauth.io/"
 
@@ -29,6 +36,28 @@ const (
 	LayersNative  Layers = "native"
 	LayersBoth    Layers = "both"
 )
+
+// Values of AnnotationInject besides the layers.
+const (
+	// InjectFalse opts the pod out: it is left as it came, namespace defaults included.
+	InjectFalse = "false"
+	// InjectTrue is LayersBoth.
+	InjectTrue = "true"
+)
+
+// StatusOptedOut is the status of a pod opted out with flowauth.io/inject: "false".
+const StatusOptedOut = "opted-out=" + AnnotationInject + "=" + InjectFalse
+
+// DefaultSkipContainers are the containers the webhook never injects unless a pod names them in
+// flowauth.io/containers: the proxies and init containers of the common service meshes, and the
+// agents other injectors add. A flow run's cloud keys have no business there.
+var DefaultSkipContainers = []string{
+	"istio-proxy", "istio-init", "istio-validation",
+	"linkerd-proxy", "linkerd-init", "linkerd-network-validator",
+	"consul-dataplane", "consul-connect-inject-init", "envoy-sidecar",
+	"kuma-sidecar", "kuma-init",
+	"vault-agent", "vault-agent-init", "jaeger-agent",
+}
 
 func (l Layers) prefect() bool { return l == LayersPrefect || l == LayersBoth }
 func (l Layers) native() bool  { return l == LayersNative || l == LayersBoth }
@@ -54,6 +83,9 @@ const (
 	ReasonTooManyNames           Reason = "TooManyNames"
 	ReasonSecretNotFound         Reason = "SecretNotFound"
 	ReasonSecretKeyMissing       Reason = "SecretKeyMissing"
+	ReasonContainersContradict   Reason = "ContainersContradict"
+	ReasonAllContainersSkipped   Reason = "AllContainersSkipped"
+	ReasonIdentityOverlap        Reason = "IdentityOverlap"
 )
 
 // MaxDeclaredNames bounds one declaration: no flow run needs more, and it bounds the work a

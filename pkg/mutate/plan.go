@@ -241,14 +241,17 @@ func (a *applier) markUsed(volume string) {
 }
 
 // status is the flowauth.io/status line: what was served, where, and what was left alone.
-func status(injected []string, targets []target, pod *corev1.Pod, a *applier, layers Layers) string {
+func status(injected []string, targets []target, skipped []string, pod *corev1.Pod, a *applier, layers Layers) string {
 	parts := []string{"injected=" + strings.Join(injected, ",")}
-	if _, ok := pod.Annotations[AnnotationContainers]; ok {
+	if _, ok := pod.Annotations[AnnotationContainers]; ok || len(skipped) > 0 {
 		names := make([]string, len(targets))
 		for i, t := range targets {
 			names[i] = t.name
 		}
 		parts = append(parts, "containers="+strings.Join(names, ","))
+	}
+	if len(skipped) > 0 {
+		parts = append(parts, "skipped-containers="+strings.Join(skipped, ","))
 	}
 	if layers != LayersBoth {
 		parts = append(parts, "layers="+string(layers))

@@ -35,6 +35,8 @@ type Cluster struct {
 	Keys mutate.KeyLookup
 	// Missing is the webhook's --missing-secret, used with Keys.
 	Missing mutate.MissingPolicy
+	// SkipContainers is the webhook's --skip-containers; nil is its default.
+	SkipContainers []string
 }
 
 // Object is one rendered object.
@@ -88,7 +90,7 @@ func Render(ctx context.Context, obj map[string]any, c Cluster) (*Object, error)
 	}
 	out := &Object{Kind: kind, Namespace: namespace, Name: name, Rendered: deepCopy(obj)}
 	handler := &flowadmission.PodMutator{
-		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticDefaults(c.NamespaceDefaults), Keys: c.Keys, Missing: c.Missing,
+		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticDefaults(c.NamespaceDefaults), Keys: c.Keys, Missing: c.Missing, SkipContainers: skipContainers(c.SkipContainers),
 	}
 	if kind == "Pod" {
 		t, patched, err := decide(ctx, handler, namespace, c.NamespaceDefaults[namespace], out.Rendered)
@@ -170,6 +172,13 @@ func decide(ctx context.Context, h *flowadmission.PodMutator, namespace, default
 		t.Status = stringMap(m["annotations"])[mutate.AnnotationStatus]
 	}
 	return t, patched, nil
+}
+
+func skipContainers(skip []string) []string {
+	if skip == nil {
+		return mutate.DefaultSkipContainers
+	}
+	return skip
 }
 
 // staticDefaults serves namespace defaults from a map, as the webhook's informer would.

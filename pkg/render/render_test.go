@@ -141,6 +141,7 @@ func webhookAnswer(t *testing.T, c Cluster, namespace string, pod map[string]any
 	t.Helper()
 	h := flowadmission.NewPodWebhook(&flowadmission.PodMutator{
 		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticDefaults(c.NamespaceDefaults), Keys: c.Keys, Missing: c.Missing,
+		SkipContainers: mutate.DefaultSkipContainers, // the webhook's default, as render's
 	})
 	raw, _ := json.Marshal(pod)
 	review := admissionv1.AdmissionReview{

@@ -22,15 +22,34 @@ type wireObject struct {
 		Name      string `json:"name"`
 		Namespace string `json:"namespace"`
 	} `json:"metadata"`
-	Data       map[string]skipValue `json:"data"`
-	BinaryData map[string]skipValue `json:"binaryData"`
+	Data       keyNames `json:"data"`
+	BinaryData keyNames `json:"binaryData"`
 }
 
-// skipValue reads a JSON value and keeps nothing of it: a key's value is never copied out of
-// the decoder's window onto the response.
-type skipValue struct{}
+// keyNames reads a JSON object's member names and skips their values: a key's value is never
+// copied out of the decoder's window onto the response, and no map is built to hold nothing.
+type keyNames []string
 
-func (*skipValue) UnmarshalJSONFrom(dec *jsontext.Decoder) error { return dec.SkipValue() }
+func (k *keyNames) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() == 'n' {
+		_, err := dec.ReadToken()
+		return err
+	}
+	if err := expectKind(dec, '{'); err != nil {
+		return err
+	}
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		*k = append(*k, name.String())
+		if err := dec.SkipValue(); err != nil {
+			return err
+		}
+	}
+	return expectKind(dec, '}')
+}
 
 var decodeOptions = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(false), jsontext.AllowDuplicateNames(true))
 
@@ -82,14 +101,7 @@ func decodeItems(dec *jsontext.Decoder, each func(namespace, name string, keys [
 		if err := jsonv2.UnmarshalDecode(dec, &o, decodeOptions); err != nil {
 			return fmt.Errorf("list item: %w", err)
 		}
-		keys := make([]string, 0, len(o.Data)+len(o.BinaryData))
-		for k := range o.Data {
-			keys = append(keys, k)
-		}
-		for k := range o.BinaryData {
-			keys = append(keys, k)
-		}
-		each(o.Metadata.Namespace, o.Metadata.Name, keys)
+		each(o.Metadata.Namespace, o.Metadata.Name, append(o.Data, o.BinaryData...))
 	}
 	return expectKind(dec, ']')
 }

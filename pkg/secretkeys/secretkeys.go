@@ -167,21 +167,20 @@ func Watch(ctx context.Context, cs kubernetes.Interface, o Options) (*Index, err
 	ix := &Index{secrets: kindIndex{}, configMaps: kindIndex{}}
 	rc := cs.CoreV1().RESTClient()
 	for _, ns := range namespaces {
-		secrets := &lister{rest: rc, resource: "secrets", namespace: ns, fieldSelector: o.SecretFieldSelector, labelSelector: o.SecretLabelSelector, pageSize: o.PageSize,
+		ix.secrets[ns], ix.configMaps[ns] = newStore(), newStore()
+		secrets := &lister{store: ix.secrets[ns], rest: rc, resource: "secrets", namespace: ns, fieldSelector: o.SecretFieldSelector, labelSelector: o.SecretLabelSelector, pageSize: o.PageSize,
 			watch: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 				return cs.CoreV1().Secrets(ns).Watch(ctx, opts)
 			}}
-		configMaps := &lister{rest: rc, resource: "configmaps", namespace: ns, labelSelector: o.ConfigMapLabelSelector, pageSize: o.PageSize,
+		configMaps := &lister{store: ix.configMaps[ns], rest: rc, resource: "configmaps", namespace: ns, labelSelector: o.ConfigMapLabelSelector, pageSize: o.PageSize,
 			watch: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 				return cs.CoreV1().ConfigMaps(ns).Watch(ctx, opts)
 			}}
-		ix.secrets[ns], ix.configMaps[ns] = newStore(), newStore()
 		for _, w := range []struct {
 			lw       *lister
 			expected runtime.Object
-			store    *store
-		}{{secrets, &corev1.Secret{}, ix.secrets[ns]}, {configMaps, &corev1.ConfigMap{}, ix.configMaps[ns]}} {
-			r := toolscache.NewReflectorWithOptions(w.lw, w.expected, w.store, toolscache.ReflectorOptions{
+		}{{secrets, &corev1.Secret{}}, {configMaps, &corev1.ConfigMap{}}} {
+			r := toolscache.NewReflectorWithOptions(w.lw, w.expected, w.lw.store, toolscache.ReflectorOptions{
 				Name: "flowauth key names of " + w.lw.resource + " in " + nsName(ns),
 			})
 			go r.RunWithContext(ctx)
@@ -203,6 +202,8 @@ func nsName(ns string) string {
 // from its watch cache in one piece whatever the page size, and client-go's pager joins pages
 // before a transform could run (cert-manager's "filtered caching" design says the same).
 type lister struct {
+	// store receives the list's objects page by page; the list returned to the reflector is empty.
+	store                        *store
 	rest                         rest.Interface
 	resource, namespace          string
 	fieldSelector, labelSelector string
@@ -220,12 +221,13 @@ func (*lister) IsWatchListSemanticsUnSupported() bool { return true }
 const restartsOnExpiry = 3
 
 func (l *lister) ListWithContext(ctx context.Context, _ metav1.ListOptions) (runtime.Object, error) {
+	generation := l.store.beginList()
 	for attempt := 0; ; attempt++ {
 		out := &objectList{}
 		opts := metav1.ListOptions{Limit: l.pageSize, FieldSelector: l.fieldSelector, LabelSelector: l.labelSelector}
 		for {
 			meta, err := l.page(ctx, opts, func(namespace, name string, keys []string) {
-				out.Items = append(out.Items, &object{id: namespace + "/" + name, keys: internKeys(keys)})
+				l.store.put(namespace+"/"+name, internKeys(keys), generation)
 			})
 			if apierrors.IsResourceExpired(err) && opts.Continue != "" && attempt < restartsOnExpiry {
 				break
@@ -335,7 +337,11 @@ type collector struct {
 	objects, sync, lists *prometheus.Desc
 }
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) { ch <- c.objects; ch <- c.sync; ch <- c.lists }
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.objects
+	ch <- c.sync
+	ch <- c.lists
+}
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	s, cm := c.ix.Len()

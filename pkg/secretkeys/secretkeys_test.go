@@ -209,14 +209,20 @@ func manySecrets(n int) []*corev1.Secret {
 func TestListPagesAConsistentReadWithTheSelectors(t *testing.T) {
 	api := &fakeAPI{secrets: manySecrets(25), expire: 1}
 	cs := fakeClient(t, api)
-	l := &lister{rest: cs.CoreV1().RESTClient(), resource: "secrets", fieldSelector: DefaultSecretFieldSelector, labelSelector: "team=data", pageSize: 10}
+	s := newStore()
+	_ = s.Add(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "deleted-meanwhile", Namespace: "flows"}})
+	l := &lister{store: s, rest: cs.CoreV1().RESTClient(), resource: "secrets", fieldSelector: DefaultSecretFieldSelector, labelSelector: "team=data", pageSize: 10}
 	obj, err := l.ListWithContext(context.Background(), metav1.ListOptions{ResourceVersion: "0", Limit: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := obj.(*objectList)
-	if len(list.Items) != 25 || list.ResourceVersion != "100" {
-		t.Fatalf("listed %d objects at %q", len(list.Items), list.ResourceVersion)
+	if rv := obj.(*objectList).ResourceVersion; rv != "100" {
+		t.Fatalf("listed at %q", rv)
+	}
+	// The reflector ends the list with Replace: what the list did not put is dropped.
+	_ = s.Replace(nil, "100")
+	if _, ok := s.get("flows", "s-024"); !ok || s.len() != 25 {
+		t.Fatalf("the store holds %d objects after the list", s.len())
 	}
 	// 1 page, then an expired continue: the whole list again in 3 pages.
 	if len(api.queries) != 5 {
@@ -274,19 +280,17 @@ func BenchmarkListOfLargeSecrets(b *testing.B) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	cs, _ := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
-	l := &lister{rest: cs.CoreV1().RESTClient(), resource: "secrets", pageSize: 500}
 	for b.Loop() {
+		s := newStore()
+		l := &lister{store: s, rest: cs.CoreV1().RESTClient(), resource: "secrets", pageSize: 500}
 		var before runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		peak := newPeakSampler()
-		obj, err := l.ListWithContext(context.Background(), metav1.ListOptions{})
-		if err != nil {
+		if _, err := l.ListWithContext(context.Background(), metav1.ListOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		s := newStore()
-		_ = s.Replace(mustItems(obj), "9")
-		obj = nil
+		_ = s.Replace(nil, "9")
 		high := peak.stop()
 		var after runtime.MemStats
 		runtime.GC()
@@ -298,15 +302,6 @@ func BenchmarkListOfLargeSecrets(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B-kept-per-object")
 		runtime.KeepAlive(s)
 	}
-}
-
-func mustItems(obj any) []any {
-	list := obj.(*objectList)
-	items := make([]any, len(list.Items))
-	for i, it := range list.Items {
-		items[i] = it
-	}
-	return items
 }
 
 // peakSampler samples the heap in use until stopped and returns the highest figure seen.
@@ -355,17 +350,18 @@ func TestListHoldsOneObjectAtATime(t *testing.T) {
 	}))
 	defer srv.Close()
 	cs, _ := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
-	l := &lister{rest: cs.CoreV1().RESTClient(), resource: "secrets", pageSize: 500}
+	s := newStore()
+	l := &lister{store: s, rest: cs.CoreV1().RESTClient(), resource: "secrets", pageSize: 500}
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	peak := newPeakSampler()
-	obj, err := l.ListWithContext(context.Background(), metav1.ListOptions{})
+	_, err := l.ListWithContext(context.Background(), metav1.ListOptions{})
 	high := peak.stop()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(obj.(*objectList).Items); got != n {
+	if got := s.len(); got != n {
 		t.Fatalf("listed %d", got)
 	}
 	grew := float64(high-min(high, before.HeapAlloc)) / (1 << 20)

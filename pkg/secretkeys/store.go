@@ -38,11 +38,12 @@ func (s *store) keysOf(h keySet) []string {
 type store struct {
 	mu      sync.RWMutex
 	objects map[string]entry
-	// generation counts lists: Replace stamps what it lists, then drops what it did not stamp,
-	// in the one map, so a relist never holds a second map beside the first.
-	generation uint32
-	replaced   atomic.Bool
-	lists      atomic.Int64
+	// generation counts lists: a list stamps what it puts with the next generation as it
+	// decodes each page, and Replace then drops what it did not stamp. The one map is updated in
+	// place, so neither a list nor a second map is ever held beside it.
+	generation, listing uint32
+	replaced            atomic.Bool
+	lists               atomic.Int64
 }
 
 // entry is one object's key names and the list generation that last saw it.
@@ -109,14 +110,30 @@ func (s *store) Delete(obj any) error {
 	return nil
 }
 
-// Replace takes a complete list (the first sync and every relist): what it holds is stored,
-// what the store holds and it does not is dropped. It works in place: during a relist the
-// store's memory does not double.
+// beginList starts a list (the first sync, or a relist): what put stores until Replace is part
+// of it. A list that fails and starts again keeps the same generation.
+func (s *store) beginList() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listing = s.generation + 1
+	return s.listing
+}
+
+// put stores one listed object.
+func (s *store) put(id string, keys keySet, generation uint32) {
+	s.mu.Lock()
+	s.objects[id] = entry{keys: keys, generation: generation}
+	s.mu.Unlock()
+}
+
+// Replace ends a list (the reflector calls it once the list is complete): objects the list did
+// not put, and items the reflector hands it, make up the store; everything else is dropped.
 func (s *store) Replace(items []any, _ string) error {
 	s.mu.Lock()
-	s.generation++
-	if len(s.objects) == 0 {
-		s.objects = make(map[string]entry, len(items))
+	if s.listing != 0 {
+		s.generation, s.listing = s.listing, 0
+	} else {
+		s.generation++
 	}
 	for _, item := range items {
 		if id, keys, ok := keysOf(item); ok {
@@ -166,8 +183,8 @@ func keysOf(obj any) (string, keySet, bool) {
 	return "", keySet{}, false
 }
 
-// object is a listed Secret or ConfigMap as the list function hands it to the reflector:
-// "namespace/name" and key names.
+// object is a Secret or ConfigMap as a list may hand it to the store: "namespace/name" and key
+// names.
 type object struct {
 	id   string
 	keys keySet
@@ -176,7 +193,8 @@ type object struct {
 func (*object) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
 func (o *object) DeepCopyObject() runtime.Object { c := *o; return &c }
 
-// objectList is a whole list (every page) of objects: what the reflector's list returns.
+// objectList is what the reflector's list returns: the list's resourceVersion, for the watch
+// that follows. Its objects went into the store page by page (lister.ListWithContext).
 type objectList struct {
 	metav1.ListMeta
 	Items []runtime.Object
