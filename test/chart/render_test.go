@@ -11,6 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/flowauth/flowauth/pkg/mutate"
+	"github.com/flowauth/flowauth/pkg/secretkeys"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.yaml from the chart as rendered now")
@@ -153,6 +156,28 @@ func TestProfilingIsOptInAndLocal(t *testing.T) {
 	}
 	if got := args("--set", "profiling.enabled=true", "--set", "profiling.port=6061"); !slices.Contains(got, "--pprof-bind-address=127.0.0.1:6061") {
 		t.Errorf("profiling.enabled=true: args %v, want --pprof-bind-address=127.0.0.1:6061", got)
+	}
+}
+
+// TestSkipListsAndSelectorsMatchTheBinary: the chart's defaults for the containers never
+// injected and the key watch's selectors are the binary's, and key lookup passes its selectors.
+func TestSkipListsAndSelectorsMatchTheBinary(t *testing.T) {
+	args := func(set ...string) []string {
+		objs := decode(t, mustHelm(t, append(slices.Clone(release), set...)...))
+		return stringsAt(find(t, objs, "Deployment").Object, "spec.template.spec.containers.0.args")
+	}
+	if got, want := args(), "--skip-containers="+strings.Join(mutate.DefaultSkipContainers, ","); !slices.Contains(got, want) {
+		t.Errorf("default args %v lack %s", got, want)
+	}
+	if got := args("--set", "skipContainers=null"); !slices.Contains(got, "--skip-containers=") {
+		t.Errorf("skipContainers=null: args %v, want --skip-containers= (skip none)", got)
+	}
+	keys := args("--set", "secretLookup=keys")
+	for _, want := range []string{"--secret-field-selector=" + secretkeys.DefaultSecretFieldSelector, "--secret-label-selector=",
+		"--configmap-label-selector=" + secretkeys.DefaultConfigMapLabelSelector} {
+		if !slices.Contains(keys, want) {
+			t.Errorf("secretLookup=keys: args %v lack %s", keys, want)
+		}
 	}
 }
 
