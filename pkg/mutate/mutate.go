@@ -202,6 +202,7 @@ func Pod(in Input) Result {
 	}
 
 	claimEnv(plans, &r)
+	warnIdentityOverlap(pod, targets, names, layers, &r)
 
 	out := appendableCopy(pod)
 	a := applier{result: &r, served: map[string]bool{}, keys: in.Keys, namespace: namespace}
