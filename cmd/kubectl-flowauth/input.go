@@ -108,46 +108,71 @@ func readWorkPool(path string) (document, error) {
 	if err != nil {
 		return document{}, err
 	}
-	var pool struct {
+	type template struct {
 		JobConfiguration struct {
 			JobManifest map[string]any `json:"job_manifest"`
 		} `json:"job_configuration"`
+		Variables struct {
+			Properties map[string]struct {
+				Default any `json:"default"`
+			} `json:"properties"`
+		} `json:"variables"`
+	}
+	var pool struct {
+		template
 		// `prefect work-pool inspect` nests it under base_job_template.
-		BaseJobTemplate *struct {
-			JobConfiguration struct {
-				JobManifest map[string]any `json:"job_manifest"`
-			} `json:"job_configuration"`
-		} `json:"base_job_template"`
+		BaseJobTemplate *template `json:"base_job_template"`
 	}
 	if err := json.Unmarshal(b, &pool); err != nil {
 		return document{}, fmt.Errorf("work pool %s: %w", path, err)
 	}
-	manifest := pool.JobConfiguration.JobManifest
-	if manifest == nil && pool.BaseJobTemplate != nil {
-		manifest = pool.BaseJobTemplate.JobConfiguration.JobManifest
+	t := pool.template
+	if t.JobConfiguration.JobManifest == nil && pool.BaseJobTemplate != nil {
+		t = *pool.BaseJobTemplate
 	}
+	manifest := t.JobConfiguration.JobManifest
 	if manifest == nil {
 		return document{}, fmt.Errorf("work pool %s: no job_configuration.job_manifest", path)
 	}
-	dropPlaceholders(manifest)
+	defaults := map[string]any{}
+	for name, v := range t.Variables.Properties {
+		if v.Default != nil {
+			defaults[name] = v.Default
+		}
+	}
+	fillPlaceholders(manifest, defaults)
 	return document{file: path, object: manifest}, nil
 }
 
-func dropPlaceholders(v any) {
+// fillPlaceholders replaces each value that is only a template variable with the variable's
+// default, as a worker does for a deployment that does not override it ("{{ flowauth_secrets }}"
+// becomes "AWS_CREDENTIALS, GITHUB_ACCESS_TOKEN"); a variable without a default cannot be known
+// offline, and its value is dropped.
+func fillPlaceholders(v any, defaults map[string]any) {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, x := range v {
 			if s, ok := x.(string); ok && placeholder.MatchString(s) {
-				delete(v, k)
+				if d, ok := defaults[placeholderName(s)]; ok {
+					v[k] = d
+				} else {
+					delete(v, k)
+				}
 				continue
 			}
-			dropPlaceholders(x)
+			fillPlaceholders(x, defaults)
 		}
 	case []any:
 		for _, x := range v {
-			dropPlaceholders(x)
+			fillPlaceholders(x, defaults)
 		}
 	}
+}
+
+// placeholderName is the variable of "{{ name }}".
+func placeholderName(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(s, "{{"), "}}"))
 }
 
 // toYAML is how render prints objects: kubectl's -o yaml shape.
