@@ -485,6 +485,9 @@ func (c *Cluster) Helm(ctx context.Context, args ...string) (string, error) {
 // FlowauthNamespace is where InstallFlowauth installs the chart, as the README does.
 const FlowauthNamespace = "flowauth-system"
 
+// GatewayIP is the node's bridge address, where the API server reaches webhooks a test serves.
+const GatewayIP = gatewayIP
+
 // InstallFlowauth installs charts/flowauth as a user would (`helm install --wait`), with its
 // default values but for the image, which is the webhook image in the node's registry; set
 // adds --set values. It returns when every replica is Ready.
