@@ -244,7 +244,10 @@ func admissionLatency(ctx context.Context, c *localcluster.Cluster, review []byt
 				case err != nil || !resp.Allowed:
 					failed++
 					if firstErr == nil {
-						firstErr = fmt.Errorf("admission: %v (%v)", err, resp)
+						if err == nil {
+							err = fmt.Errorf("not allowed: %v", resp.Result)
+						}
+						firstErr = fmt.Errorf("admission: %w", err)
 					}
 				default:
 					lat = append(lat, took)

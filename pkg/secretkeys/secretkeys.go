@@ -70,10 +70,10 @@ type Options struct {
 // Validate checks the selectors, so a typo stops the binary at start and names the selector.
 func (o Options) Validate() error {
 	if _, err := fields.ParseSelector(o.SecretFieldSelector); err != nil {
-		return fmt.Errorf("Secret field selector %q: %w", o.SecretFieldSelector, err)
+		return fmt.Errorf("field selector of Secrets %q: %w", o.SecretFieldSelector, err)
 	}
 	if _, err := labels.Parse(o.SecretLabelSelector); err != nil {
-		return fmt.Errorf("Secret label selector %q: %w", o.SecretLabelSelector, err)
+		return fmt.Errorf("label selector of Secrets %q: %w", o.SecretLabelSelector, err)
 	}
 	if _, err := labels.Parse(o.ConfigMapLabelSelector); err != nil {
 		return fmt.Errorf("ConfigMap label selector %q: %w", o.ConfigMapLabelSelector, err)

@@ -200,7 +200,7 @@ func TestNothingFreshIsCalledMissing(t *testing.T) {
 		secret := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: github-access-token-" + strconv.Itoa(i) + "\nstringData:\n  token: " + leakProbe + "\n---\n"
 		job = []byte(strings.Replace(string(job), "        flowauth.io/secrets: GITHUB_ACCESS_TOKEN",
 			"        flowauth.io/secrets: GITHUB_ACCESS_TOKEN\n        secret.flowauth.io/GITHUB_ACCESS_TOKEN: github-access-token-"+strconv.Itoa(i), 1))
-		if err := os.WriteFile(file, append([]byte(secret), job...), 0o600); err != nil {
+		if err := os.WriteFile(file, append([]byte(secret), job...), 0o600); err != nil { //nolint:gosec // a file of the test's own temporary folder
 			t.Fatal(err)
 		}
 		if stderr, err := apply(t, ns, file); err != nil || strings.Contains(stderr, "Warning:") {

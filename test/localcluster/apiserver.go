@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,7 +47,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context, extra ...string) error {
 			return err
 		}
 	}
-	args := append(c.apiServerArgs[1:len(c.apiServerArgs):len(c.apiServerArgs)], extra...)
+	args := slices.Concat(c.apiServerArgs[1:], extra)
 	cmd := exec.CommandContext(ctx, c.apiServerArgs[0], args...)
 	cmd.Stdout, cmd.Stderr = c.logTo(), c.logTo()
 	if err := c.run(cmd); err != nil {

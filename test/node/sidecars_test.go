@@ -116,7 +116,8 @@ func serveSidecarInjector(t *testing.T) (string, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(localcluster.GatewayIP, "0"))
+	var lc net.ListenConfig
+	l, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(localcluster.GatewayIP, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
