@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -158,27 +159,51 @@ func TestUserSetEnvWins(t *testing.T) {
 	}
 }
 
-// TestReinvocationServesContainersAddedLater: a later webhook adds a container; the API server
-// calls flowauth again (reinvocationPolicy: IfNeeded) and only the new container gets the items.
-func TestReinvocationServesContainersAddedLater(t *testing.T) {
-	ns := newNamespace(t, true, "")
-	p := flowRunPod(ns, map[string]string{mutate.AnnotationSecrets: "GCP_CREDENTIALS"})
-	p.Labels["test.flowauth.io/add-container"] = "true"
-	pod := create(t, k8s, p)
-	if len(pod.Spec.Containers) != 2 || pod.Spec.Containers[1].Name != "late-sidecar" {
-		t.Fatalf("the adder webhook did not run: %d containers", len(pod.Spec.Containers))
-	}
-	for _, c := range pod.Spec.Containers {
-		env := envByName(c)
-		if secretRef(env["PREFECT__CONTEXT__SECRETS__GCP_CREDENTIALS"]) != "gcp-credentials/credentials.json" || len(c.VolumeMounts) != 1 {
-			t.Errorf("container %s not served: env=%d mounts=%+v", c.Name, len(c.Env), c.VolumeMounts)
-		}
-		if len(c.Env) != 2 {
-			t.Errorf("container %s has %d env vars, want 2 (nothing twice)", c.Name, len(c.Env))
-		}
-	}
-	if len(pod.Spec.Volumes) != 1 {
-		t.Errorf("volumes = %d, want 1", len(pod.Spec.Volumes))
+// TestReinvocationLeavesContainersAddedLater: a later webhook adds a container; the API server
+// calls flowauth again (reinvocationPolicy: IfNeeded). The added container was not there on
+// flowauth's first pass (flowauth.io/original-containers) and gets nothing, unless the pod names
+// it in flowauth.io/containers; nothing is added twice.
+func TestReinvocationLeavesContainersAddedLater(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		containers string
+		served     []string
+	}{
+		{"not named: left alone", "", []string{"prefect-job"}},
+		{"named in flowauth.io/containers: served", "prefect-job, late-sidecar", []string{"prefect-job", "late-sidecar"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t, true, "")
+			annotations := map[string]string{mutate.AnnotationSecrets: "GCP_CREDENTIALS"}
+			if tc.containers != "" {
+				annotations[mutate.AnnotationContainers] = tc.containers
+			}
+			p := flowRunPod(ns, annotations)
+			p.Labels["test.flowauth.io/add-container"] = "true"
+			pod := create(t, k8s, p)
+			if len(pod.Spec.Containers) != 2 || pod.Spec.Containers[1].Name != "late-sidecar" {
+				t.Fatalf("the adder webhook did not run: %d containers", len(pod.Spec.Containers))
+			}
+			if got := pod.Annotations[mutate.AnnotationOriginalContainers]; got != pod.Spec.Containers[0].Name {
+				t.Errorf("%s = %q, want the first pass's one container", mutate.AnnotationOriginalContainers, got)
+			}
+			for _, c := range pod.Spec.Containers {
+				env := envByName(c)
+				served := secretRef(env["PREFECT__CONTEXT__SECRETS__GCP_CREDENTIALS"]) == "gcp-credentials/credentials.json" && len(c.VolumeMounts) == 1
+				want := slices.Contains(tc.served, c.Name)
+				switch {
+				case want && !served:
+					t.Errorf("container %s not served: env=%d mounts=%+v", c.Name, len(c.Env), c.VolumeMounts)
+				case want && len(c.Env) != 2:
+					t.Errorf("container %s has %d env vars, want 2 (nothing twice)", c.Name, len(c.Env))
+				case !want && (len(c.Env) != 0 || len(c.VolumeMounts) != 0):
+					t.Errorf("container %s, added after the first pass, got env %v mounts %v", c.Name, c.Env, c.VolumeMounts)
+				}
+			}
+			if len(pod.Spec.Volumes) != 1 {
+				t.Errorf("volumes = %d, want 1", len(pod.Spec.Volumes))
+			}
+		})
 	}
 }
 
