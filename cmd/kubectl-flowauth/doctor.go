@@ -136,7 +136,115 @@ func (d *doctor) cluster(ctx context.Context) error {
 		d.caBundle(ctx, mwc)
 	}
 	d.namespaceOptedIn(ctx, mwc)
-	return d.declaredNames(ctx)
+	if err := d.declaredNames(ctx); err != nil {
+		return err
+	}
+	return d.changedCredentials(ctx)
+}
+
+// changedCredentials reports running flow-run pods whose injected Secrets changed after their
+// containers started (README "When a Secret changes"): env values are fixed when a container
+// starts, so such a run still holds the old credentials in its environment; mounted files follow
+// the Secret. It reads Secrets' metadata only (when each was last written), never a value.
+func (d *doctor) changedCredentials(ctx context.Context) error {
+	var pods corev1.PodList
+	if err := d.c.List(ctx, &pods, client.InNamespace(d.namespace)); err != nil {
+		return fmt.Errorf("listing pods in %s: %w", d.namespace, err)
+	}
+	secrets := &metav1.PartialObjectMetadataList{}
+	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
+	if err := d.c.List(ctx, secrets, client.InNamespace(d.namespace)); err != nil {
+		return fmt.Errorf("listing Secrets' metadata in %s: %w", d.namespace, err)
+	}
+	changed := map[string]time.Time{}
+	for _, s := range secrets.Items {
+		changed[s.Name] = lastWritten(s.ObjectMeta)
+	}
+	running, stale := 0, 0
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		status := pod.Annotations[mutate.AnnotationStatus]
+		if pod.Status.Phase != corev1.PodRunning || !strings.HasPrefix(status, "injected=") {
+			continue
+		}
+		running++
+		for _, use := range d.injectedSecrets(pod, status) {
+			at, ok := changed[use.secret]
+			if !ok || !at.After(use.started) {
+				continue
+			}
+			stale++
+			d.report(warn, fmt.Sprintf("pod %s: container %s started with an older %s (Secret %s changed %s after it started): its env keeps the old value; mounted files follow the Secret within the kubelet's sync period; a new run picks up the change",
+				pod.Name, use.container, use.name, use.secret, at.Sub(use.started).Round(time.Second)),
+				fmt.Sprintf("if the run must use the new credentials now: kubectl delete pod %s -n %s (its Job starts a new one), or let it finish", pod.Name, d.namespace))
+		}
+	}
+	if running > 0 && stale == 0 {
+		d.report(pass, fmt.Sprintf("%d running flow-run pods, none started before a change of its Secrets", running), "")
+	}
+	return nil
+}
+
+// lastWritten is when an object was last written: the newest of its managed fields' times, or
+// its creation.
+func lastWritten(m metav1.ObjectMeta) time.Time {
+	t := m.CreationTimestamp.Time
+	for _, f := range m.ManagedFields {
+		if f.Time != nil && f.Time.After(t) {
+			t = f.Time.Time
+		}
+	}
+	return t
+}
+
+// secretUse is one declared name's Secret as one running container holds it.
+type secretUse struct {
+	container, name, secret string
+	started                 time.Time
+}
+
+// injectedSecrets lists, for each running container that references a declared name's Secret,
+// the name, the Secret and when the container started.
+func (d *doctor) injectedSecrets(pod *corev1.Pod, status string) []secretUse {
+	started := map[string]time.Time{}
+	for _, cs := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
+		if cs.State.Running != nil {
+			started[cs.Name] = cs.State.Running.StartedAt.Time
+		}
+	}
+	injected, _, _ := strings.Cut(strings.TrimPrefix(status, "injected="), ";")
+	var uses []secretUse
+	for _, name := range strings.Split(injected, ",") {
+		entry, _ := d.emulated.Map.Resolve(name)
+		secret := entry.SecretName
+		if s, ok := pod.Annotations[mutate.SecretOverridePrefix+name]; ok {
+			secret = s
+		}
+		for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+			at, running := started[c.Name]
+			if running && references(pod, &c, secret) {
+				uses = append(uses, secretUse{container: c.Name, name: name, secret: secret, started: at})
+			}
+		}
+	}
+	return uses
+}
+
+// references reports whether the container reads the Secret through an env var or a mount.
+func references(pod *corev1.Pod, c *corev1.Container, secret string) bool {
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == secret {
+			return true
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		for _, v := range pod.Spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == secret {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (d *doctor) webhookConfigurations(ctx context.Context) *admissionregistrationv1.MutatingWebhook {
@@ -448,6 +556,9 @@ func (d *doctor) pod(ctx context.Context, name string) error {
 	}
 	status, injected := pod.Annotations[mutate.AnnotationStatus]
 	switch {
+	case status == mutate.StatusOptedOut:
+		d.report(pass, fmt.Sprintf("pod %s opted out (%s: %q): flowauth left it as it came, namespace defaults included", name, mutate.AnnotationInject, mutate.InjectFalse), "")
+		return nil
 	case injected:
 		d.report(pass, fmt.Sprintf("pod %s was admitted by flowauth: %s %s", name, mutate.AnnotationStatus, status), "")
 	case sent:

@@ -287,12 +287,16 @@ skipped). Settings come from flags, or from the cluster with --cluster, as for r
 			if err != nil {
 				return err
 			}
-			denials, warnings, flowRuns := 0, 0, 0
+			denials, warnings, flowRuns, optedOut := 0, 0, 0, 0
 			for i, obj := range objects {
 				where := fmt.Sprintf("%s: %s %s/%s", docs[i].file, obj.Kind, obj.Namespace, obj.Name)
 				for _, t := range obj.Templates {
 					if t.FlowRun {
 						flowRuns++
+					}
+					if t.Status == mutate.StatusOptedOut {
+						optedOut++
+						fprintf(streams.Out, "%s: opted out (%s: %q): its pods are left as they come\n", where, mutate.AnnotationInject, mutate.InjectFalse)
 					}
 					for _, w := range t.Warnings {
 						warnings++
@@ -304,7 +308,11 @@ skipped). Settings come from flags, or from the cluster with --cluster, as for r
 					}
 				}
 			}
-			fprintf(streams.ErrOut, "%d objects, %d flow-run pod templates: %d denied, %d warnings\n", len(objects), flowRuns, denials, warnings)
+			summary := fmt.Sprintf("%d objects, %d flow-run pod templates: %d denied, %d warnings", len(objects), flowRuns, denials, warnings)
+			if optedOut > 0 {
+				summary += fmt.Sprintf(", %d opted out", optedOut)
+			}
+			fprintf(streams.ErrOut, "%s\n", summary)
 			if denials > 0 || (strict && warnings > 0) {
 				return exitError{1}
 			}
