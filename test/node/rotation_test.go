@@ -42,6 +42,7 @@ func TestCredentialsThatChange(t *testing.T) {
 	old := newCredentials(t)
 	createSecrets(t, ns, old)
 	job := exampleJob(t, "prefect2-flow-run-job.yaml", "GITHUB_ACCESS_TOKEN", "GCP_CREDENTIALS")
+	job.Spec.Template.Annotations["flowauth.io/secrets"] = "GITHUB_ACCESS_TOKEN, GCP_CREDENTIALS"
 	c := &job.Spec.Template.Spec.Containers[0]
 	c.Command = []string{"python3", "-c", watchCredentials}
 	apply(t, ns, job)
