@@ -174,8 +174,15 @@ func (d *doctor) changedCredentials(ctx context.Context) error {
 				continue
 			}
 			stale++
-			d.report(warn, fmt.Sprintf("pod %s: container %s started with an older %s (Secret %s changed %s after it started): its env keeps the old value; mounted files follow the Secret within the kubelet's sync period; a new run picks up the change",
-				pod.Name, use.container, use.name, use.secret, at.Sub(use.started).Round(time.Second)),
+			var how []string
+			if use.env {
+				how = append(how, "its env keeps the old value")
+			}
+			if use.file {
+				how = append(how, "its mounted file follows the Secret within the kubelet's sync period")
+			}
+			d.report(warn, fmt.Sprintf("pod %s: container %s started with an older %s (Secret %s changed %s after it started): %s; a new run picks up the change",
+				pod.Name, use.container, use.name, use.secret, at.Sub(use.started).Round(time.Second), strings.Join(how, "; ")),
 				fmt.Sprintf("if the run must use the new credentials now: kubectl delete pod %s -n %s (its Job starts a new one), or let it finish", pod.Name, d.namespace))
 		}
 	}
@@ -201,6 +208,8 @@ func lastWritten(m metav1.ObjectMeta) time.Time {
 type secretUse struct {
 	container, name, secret string
 	started                 time.Time
+	// env and file say how the container reads it.
+	env, file bool
 }
 
 // injectedSecrets lists, for each running container that references a declared name's Secret,
@@ -222,29 +231,26 @@ func (d *doctor) injectedSecrets(pod *corev1.Pod, status string) []secretUse {
 		}
 		for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
 			at, running := started[c.Name]
-			if running && references(pod, &c, secret) {
-				uses = append(uses, secretUse{container: c.Name, name: name, secret: secret, started: at})
+			env, file := references(pod, &c, secret)
+			if running && (env || file) {
+				uses = append(uses, secretUse{container: c.Name, name: name, secret: secret, started: at, env: env, file: file})
 			}
 		}
 	}
 	return uses
 }
 
-// references reports whether the container reads the Secret through an env var or a mount.
-func references(pod *corev1.Pod, c *corev1.Container, secret string) bool {
+// references reports whether the container reads the Secret through an env var, a mount, or both.
+func references(pod *corev1.Pod, c *corev1.Container, secret string) (env, file bool) {
 	for _, e := range c.Env {
-		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == secret {
-			return true
-		}
+		env = env || e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == secret
 	}
 	for _, m := range c.VolumeMounts {
 		for _, v := range pod.Spec.Volumes {
-			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == secret {
-				return true
-			}
+			file = file || v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == secret
 		}
 	}
-	return false
+	return env, file
 }
 
 func (d *doctor) webhookConfigurations(ctx context.Context) *admissionregistrationv1.MutatingWebhook {

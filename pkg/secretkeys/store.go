@@ -157,30 +157,22 @@ func (*store) Resync() error { return nil }
 // keysOf reads the id and key names of a listed object, or of a watched Secret or ConfigMap
 // (whose values go with it when the caller drops it).
 func keysOf(obj any) (string, keySet, bool) {
-	var keys []string
 	switch o := obj.(type) {
 	case *object:
 		return o.id, o.keys, true
 	case *corev1.Secret:
-		keys = make([]string, 0, len(o.Data)+len(o.StringData))
-		for k := range o.Data {
-			keys = append(keys, k)
-		}
-		for k := range o.StringData {
-			keys = append(keys, k)
-		}
-		return o.Namespace + "/" + o.Name, internKeys(keys), true
+		return o.Namespace + "/" + o.Name, internKeys(appendKeys(appendKeys(nil, o.Data), o.StringData)), true
 	case *corev1.ConfigMap:
-		keys = make([]string, 0, len(o.Data)+len(o.BinaryData))
-		for k := range o.Data {
-			keys = append(keys, k)
-		}
-		for k := range o.BinaryData {
-			keys = append(keys, k)
-		}
-		return o.Namespace + "/" + o.Name, internKeys(keys), true
+		return o.Namespace + "/" + o.Name, internKeys(appendKeys(appendKeys(nil, o.Data), o.BinaryData)), true
 	}
 	return "", keySet{}, false
+}
+
+func appendKeys[V any](keys []string, m map[string]V) []string {
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // object is a Secret or ConfigMap as a list may hand it to the store: "namespace/name" and key

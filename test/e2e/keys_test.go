@@ -67,17 +67,7 @@ func apply(t *testing.T, ns, file string) (stderr string, err error) {
 
 func eventually(t *testing.T, what string, ok func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		done, last := ok()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never happened; last seen:\n%s", what, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	localcluster.Eventually(t, 30*time.Second, what, ok)
 }
 
 // TestMissingSecretIsToldAtApplyTime: with key lookup, `kubectl apply` of a flow-run Job whose
@@ -125,18 +115,24 @@ func TestMissingSecretIsToldAtApplyTime(t *testing.T) {
 	})
 }
 
+// denyMissing runs the webhook with --missing-secret=deny until the test ends.
+func denyMissing(t *testing.T) {
+	t.Helper()
+	if err := cluster.RestartWebhook(context.Background(), "--missing-secret=deny"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.RestartWebhook(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // TestDenyModeRejectsTheJob: with --missing-secret=deny the same Job is refused at apply time
 // with the same message, and nothing is created.
 func TestDenyModeRejectsTheJob(t *testing.T) {
 	ctx := context.Background()
-	if err := cluster.RestartWebhook(ctx, "--missing-secret=deny"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.RestartWebhook(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
+	denyMissing(t)
 	ns := newEmptyNamespace(t, true)
 	stderr, err := apply(t, ns, flowRunJob(t, "denied-github"))
 	if err == nil {
@@ -166,14 +162,7 @@ func backToBackPairs() int {
 // not seen yet is read from the API server first.
 func TestNothingFreshIsCalledMissing(t *testing.T) {
 	ctx := context.Background()
-	if err := cluster.RestartWebhook(ctx, "--missing-secret=deny"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.RestartWebhook(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
+	denyMissing(t)
 	confirmedBefore := metricValue(t, `flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`)
 
 	ns := newEmptyNamespace(t, true)

@@ -170,3 +170,20 @@ func ServingCert(dir string) ([]byte, error) {
 	}
 	return crt, Project(dir, map[string][]byte{"tls.crt": crt, "tls.key": key})
 }
+
+// Eventually calls ok until it reports done, failing the test with what it last saw when
+// timeout passes first.
+func Eventually(t testing.TB, timeout time.Duration, what string, ok func() (done bool, lastSeen string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, last := ok()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never happened; last seen:\n%s", what, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
