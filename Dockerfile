@@ -9,7 +9,8 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY pkg/ pkg/
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/webhook ./cmd/webhook
+ARG VERSION=dev
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/webhook ./cmd/webhook
 
 # Final stage: nothing but the binary. No shell, no package manager, no CA bundle (the webhook
 # makes no outbound TLS calls except to the API server, whose CA comes with the service account).

@@ -50,7 +50,7 @@ test: fmt-check vet lint vulncheck test-unit test-integration test-e2e test-char
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).
-	go test -count=1 ./pkg/... ./cmd/... ./hack/plugin-dist ./test/localcluster
+	go test -count=1 ./pkg/... ./cmd/... ./hack/plugin-dist ./hack/release ./test/localcluster
 
 .PHONY: test-integration
 test-integration: tools-control-plane ## Integration tests against a real etcd + kube-apiserver.
@@ -65,7 +65,7 @@ test-chart: tools-control-plane tools-helm tools-promtool ## Helm chart and conf
 	go test -count=1 ./test/chart/...
 
 .PHONY: test-node
-test-node: tools-control-plane tools-helm tools-node ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
+test-node: tools-control-plane tools-helm tools-node tools-cosign ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
 	go test -count=1 -timeout 30m ./test/node/...
 
 FUZZTIME ?= 30s
@@ -157,9 +157,20 @@ tools-lint:
 tools-promtool:
 	@hack/tools.sh promtool
 
+.PHONY: tools-cosign
+tools-cosign:
+	@hack/tools.sh cosign
+
 .PHONY: tools-helm
 tools-helm:
 	@hack/tools.sh helm
+
+##@ Release
+
+.PHONY: release
+release: tools-helm tools-cosign ## Build, push and sign a release: make release VERSION=x.y.z REGISTRY=host/path (COSIGN_KEY=cosign.key, COSIGN_PASSWORD): multi-arch image by digest, SBOM attestation, chart on OCI, plugin archives, checksums (bin/release/VERSION).
+	@test -n "$(VERSION)" -a -n "$(REGISTRY)" || { echo "usage: make release VERSION=x.y.z REGISTRY=host/path [COSIGN_KEY=cosign.key]"; exit 2; }
+	go run ./hack/release -version $(VERSION) -registry $(REGISTRY) $(if $(COSIGN_KEY),-key $(COSIGN_KEY)) $(ARGS)
 
 ##@ Image
 

@@ -17,6 +17,7 @@
 #   hack/tools.sh vulndb          # bin/vulndb: the Go vulnerability database, offline
 #   hack/tools.sh benchstat       # bin/benchstat
 #   hack/tools.sh promtool        # bin/promtool
+#   hack/tools.sh cosign          # bin/cosign: signs and verifies releases (make release)
 #   hack/tools.sh all             # everything but the node's parts (those need root)
 #
 # FLOWAUTH_TOOLS_DIR moves the cache (default: $XDG_CACHE_HOME/flowauth/tools, else
@@ -34,6 +35,9 @@ VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 BENCHSTAT_VERSION=v0.0.0-20260908200009-22c9c6c9d4da
 # promtool checks and unit-tests the chart's alerting rules (Prometheus' module: v0.316.0 is 3.16).
 PROMTOOL_VERSION=v0.316.0
+# cosign signs the release's image, SBOM attestation and chart with a key (make release), and
+# verifies them in the node tests.
+COSIGN_VERSION=v2.6.5
 # The node (the versions are also in hack/tools/{containerd,cni,crictl,registry}/go.mod).
 CONTAINERD_VERSION=v2.4.2
 CNI_PLUGINS_VERSION=v1.10.0
@@ -205,6 +209,7 @@ golangci-lint) go_install golangci-lint github.com/golangci/golangci-lint/v2/cmd
 govulncheck) go_install govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION" ;;
 benchstat) go_install benchstat golang.org/x/perf/cmd/benchstat "$BENCHSTAT_VERSION" ;;
 promtool) go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION" ;;
+cosign) go_install cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION" ;;
 vulndb) vulndb ;;
 all)
   control_plane
@@ -213,9 +218,10 @@ all)
   go_install govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION"
   vulndb
   go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
+  go_install cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
   ;;
 *)
-  say "unknown tool '$1' (control-plane, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, all)"
+  say "unknown tool '$1' (control-plane, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, cosign, all)"
   exit 2
   ;;
 esac

@@ -32,6 +32,10 @@ import (
 	"github.com/flowauth/flowauth/pkg/secretkeys"
 )
 
+// version is the release this binary was built as (-ldflags "-X main.version=..."; make release
+// and the Dockerfile's VERSION argument set it).
+var version = "dev"
+
 // envPrefix: any flag can also be set as FLOWAUTH_<FLAG_IN_CAPS> (dashes become underscores).
 const envPrefix = "FLOWAUTH"
 
@@ -250,6 +254,7 @@ func main() {
 		os.Exit(2)
 	}
 	ctrl.SetLogger(zap.New(newLogger(c)))
+	ctrl.Log.WithName("setup").Info("flowauth webhook", "version", version)
 	ctrl.Log.WithName("setup").Info("garbage collector", "GOGC", setGCPercent(os.LookupEnv), "GOMEMLIMIT", setMemoryLimit(os.LookupEnv, c.secretLookup))
 	if err := run(drainOnSignal(c.shutdownDelay), c); err != nil {
 		ctrl.Log.Error(err, "webhook stopped")

@@ -56,6 +56,10 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("--secret-map: %w", err)
 	}
 	reloads := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapReloads)
+	buildInfo := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "flowauth_build_info", Help: "1, labelled with the release this binary was built as.",
+	}, []string{"version"}))
+	buildInfo.WithLabelValues(version).Set(1)
 	fwadmission.MustRegisterOnce(ctrlmetrics.Registry, servingCertExpiry).setDir(c.certDir)
 	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret), SkipContainers: c.skipContainers}
 	templates := &fwadmission.TemplateValidator{Pods: handler}

@@ -23,8 +23,9 @@ import (
 
 func main() {
 	tag := flag.String("tag", "v0.1.0", "the release tag the manifest names")
+	out := flag.String("out", "bin/dist", "the folder the archives and the manifest are written to")
 	flag.Parse()
-	if err := run(*tag, "bin/dist"); err != nil {
+	if err := run(*tag, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "plugin-dist:", err)
 		os.Exit(1)
 	}

@@ -2,7 +2,6 @@ package localcluster
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -13,17 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/flowauth/flowauth/internal/image"
 )
 
 // The images the node runs, all built here without a container daemon and pushed to the local
@@ -35,18 +34,8 @@ const (
 	ImageTag          = "local"
 )
 
-// WebhookImageConfig is the webhook image's runtime config. It is the Dockerfile's final stage
-// (USER, ENTRYPOINT, EXPOSE) said again for the Go-native build: TestWebhookImageMatchesTheDockerfile
-// holds the two together.
-var WebhookImageConfig = v1.Config{
-	User:         "65532:65532",
-	Entrypoint:   []string{"/webhook"},
-	ExposedPorts: map[string]struct{}{"9443/tcp": {}, "8080/tcp": {}, "8081/tcp": {}},
-}
-
-// WebhookPlatforms are the architectures the webhook image is built for: cross-compiling a static
-// Go binary costs one more build, so the image is multi-arch like a released one.
-var WebhookPlatforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
+// WebhookPlatforms are the architectures the webhook image is built for (internal/image).
+var WebhookPlatforms = image.WebhookPlatforms
 
 //go:embed probe/flowauth-probe
 var probeScript []byte
@@ -66,34 +55,20 @@ func buildImages(ctx context.Context, repoRoot, workDir, host string) (Images, e
 		Probe:   host + "/" + ProbeRepository + ":" + ImageTag,
 		Pause:   host + "/" + PauseRepository + ":" + ImageTag,
 	}
-	goVersion, err := DockerfileGoVersion(repoRoot)
+	webhook, err := image.BuildWebhook(ctx, repoRoot, workDir, "local")
 	if err != nil {
 		return images, err
 	}
-	var adds []mutate.IndexAddendum
-	for _, p := range WebhookPlatforms {
-		bin := filepath.Join(workDir, "image-webhook-"+p.Architecture)
-		// The Dockerfile's build command, with its Go version.
-		if err := goBuild(ctx, repoRoot, bin, "./cmd/webhook", p.Architecture, "GOTOOLCHAIN=go"+goVersion); err != nil {
-			return images, err
-		}
-		img, err := imageOf(p, WebhookImageConfig, fileLayer{"webhook", bin, 0o755})
-		if err != nil {
-			return images, err
-		}
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
-	}
-	index := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
-	if err := push(ctx, images.Webhook, index); err != nil {
+	if err := push(ctx, images.Webhook, webhook.Index); err != nil {
 		return images, err
 	}
 
 	here := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 	pauseBin := filepath.Join(workDir, "image-pause")
-	if err := goBuild(ctx, repoRoot, pauseBin, "./test/localcluster/pause", runtime.GOARCH); err != nil {
+	if err := image.GoBuild(ctx, repoRoot, pauseBin, "./test/localcluster/pause", runtime.GOARCH, "-s -w"); err != nil {
 		return images, err
 	}
-	pause, err := imageOf(here, v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, fileLayer{"pause", pauseBin, 0o755})
+	pause, err := image.Of(here, v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, image.FileLayer{Path: "pause", Src: pauseBin, Mode: 0o755})
 	if err != nil {
 		return images, err
 	}
@@ -111,7 +86,7 @@ func buildImages(ctx context.Context, repoRoot, workDir, host string) (Images, e
 	if err := os.WriteFile(script, probeScript, 0o600); err != nil {
 		return images, err
 	}
-	probe, err := imageOf(here, v1.Config{
+	probe, err := image.Of(here, v1.Config{
 		Cmd: []string{ProbeCommand},
 		Env: []string{
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -119,114 +94,16 @@ func buildImages(ctx context.Context, repoRoot, workDir, host string) (Images, e
 			// write bytecode next to the modules.
 			"PYTHONDONTWRITEBYTECODE=1",
 		},
-	}, base, fileLayer{ProbeCommand[1:], script, 0o755})
+	}, base, image.FileLayer{Path: ProbeCommand[1:], Src: script, Mode: 0o755})
 	if err != nil {
 		return images, err
 	}
 	return images, push(ctx, images.Probe, probe)
 }
 
-func goBuild(ctx context.Context, repoRoot, out, pkg, arch string, env ...string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
-	cmd.Dir = repoRoot
-	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch), env...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s for linux/%s: %w\n%s", pkg, arch, err, b)
-	}
-	return nil
-}
-
-// DockerfileGoVersion is the Go version of the Dockerfile's build stage.
-func DockerfileGoVersion(repoRoot string) (string, error) {
-	src, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
-	if err != nil {
-		return "", err
-	}
-	m := regexp.MustCompile(`(?m)^FROM golang:([0-9.]+) AS build$`).FindSubmatch(src)
-	if m == nil {
-		return "", errors.New("no `FROM golang:<version> AS build` line in the Dockerfile")
-	}
-	return string(m[1]), nil
-}
-
-// fileLayer is one file, owned by root, as a layer.
-type fileLayer struct {
-	path string // inside the image, without the leading /
-	src  string
-	mode int64
-}
-
-func (f fileLayer) layer() (v1.Layer, error) {
-	data, err := os.ReadFile(f.src)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	// Parent folders first, outermost first, as image builders write them.
-	var dirs []string
-	for dir := filepath.Dir(f.path); dir != "."; dir = filepath.Dir(dir) {
-		dirs = append([]string{dir}, dirs...)
-	}
-	for _, dir := range dirs {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755}); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.path, Mode: f.mode, Size: int64(len(data))}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	b := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
-		tarball.WithMediaType(types.OCILayer))
-}
-
-// imageOf is an OCI image of the given layers (v1.Layer or fileLayer) for platform p with cfg.
-func imageOf(p v1.Platform, cfg v1.Config, layers ...any) (v1.Image, error) {
-	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	for _, l := range layers {
-		if f, ok := l.(fileLayer); ok {
-			var err error
-			if l, err = f.layer(); err != nil {
-				return nil, err
-			}
-		}
-		var err error
-		if img, err = mutate.AppendLayers(img, l.(v1.Layer)); err != nil {
-			return nil, err
-		}
-	}
-	file, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	file = file.DeepCopy()
-	file.OS, file.Architecture, file.Variant = p.OS, p.Architecture, p.Variant
-	file.Config = cfg
-	return mutate.ConfigFile(img, file)
-}
-
 func push(ctx context.Context, ref string, what remote.Taggable) error {
-	r, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		return err
-	}
-	switch w := what.(type) {
-	case v1.ImageIndex:
-		err = remote.WriteIndex(r, w, remote.WithContext(ctx))
-	case v1.Image:
-		err = remote.Write(r, w, remote.WithContext(ctx))
-	}
-	if err != nil {
-		return fmt.Errorf("pushing %s: %w", ref, err)
-	}
-	return nil
+	_, err := image.Push(ctx, ref, what)
+	return err
 }
 
 // pulled is the image ref names in the registry, for platform p, as a node pulls it.

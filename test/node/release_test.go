@@ -1,0 +1,208 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flowauth/flowauth/test/localcluster"
+)
+
+// release is one `make release` into the node's registry.
+type release struct {
+	version, image, chart, registry string
+}
+
+// makeRelease runs `make release`'s command for version into the node's registry, signing with key.
+func makeRelease(t *testing.T, version, key string) release {
+	t.Helper()
+	host := strings.SplitN(cluster.Images.Webhook, "/", 2)[0]
+	r := release{version: version, registry: host + "/flowauth"}
+	cmd := exec.CommandContext(context.Background(), "go", "run", "./hack/release", "-version", version, "-registry", r.registry,
+		"-key", key, "-allow-unreleased", "-out", t.TempDir())
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make release VERSION=%s: %v\n%s", version, err, out)
+	}
+	t.Logf("make release VERSION=%s REGISTRY=%s:\n%s", version, r.registry, out)
+	image := regexp.MustCompile(`(?m)^image:  (\S+)`).FindSubmatch(out)
+	chart := regexp.MustCompile(`(?m)^chart:  (\S+)`).FindSubmatch(out)
+	if image == nil || chart == nil {
+		t.Fatalf("make release printed no image or chart reference:\n%s", out)
+	}
+	r.image, r.chart = string(image[1]), string(chart[1])
+	return r
+}
+
+// cosign runs the cosign that hack/tools.sh built.
+func cosign(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(context.Background(), filepath.Join(root, "bin", "cosign"), args...)
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestReleaseInstallsFromOCIAndUpgradesWithoutLoss: two releases made by `make release` into the
+// node's registry verify with cosign (image, SBOM attestation, chart) and an unsigned image under
+// the same tag does not. The installed chart is then replaced by the first release from the OCI
+// registry with default values, upgraded to the second and rolled back, under a steady stream of
+// flow-run pod creations: none fails and every one is injected; the webhook runs the signed
+// image by digest. The suite's own installation is put back at the end.
+func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
+	needNode(t)
+	keys := t.TempDir()
+	if out, err := cosign(t, "generate-key-pair", "--output-key-prefix", filepath.Join(keys, "release")); err != nil {
+		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
+	}
+	key, pub := filepath.Join(keys, "release.key"), filepath.Join(keys, "release.pub")
+	first, second := makeRelease(t, "0.9.0", key), makeRelease(t, "0.9.1", key)
+	again := makeRelease(t, "0.9.0", key)
+	if again.image != first.image {
+		t.Errorf("the same commit released twice gave two image digests: %s and %s", first.image, again.image)
+	}
+
+	verify := func(args ...string) (string, error) {
+		return cosign(t, append([]string{args[0], "--key", pub, "--insecure-ignore-tlog", "--allow-http-registry"}, args[1:]...)...)
+	}
+	for _, r := range []release{first, second} {
+		for _, v := range [][]string{{"verify", r.image}, {"verify-attestation", "--type", "cyclonedx", r.image}, {"verify", r.chart}} {
+			out, err := verify(v...)
+			if err != nil {
+				t.Errorf("cosign %s: %v\n%s", strings.Join(v, " "), err, out)
+			} else {
+				t.Logf("cosign %s --key release.pub: verified (%d bytes of payload)", strings.Join(v, " "), len(out))
+			}
+		}
+	}
+	// Someone pushes another image under the first release's tag: it carries no signature.
+	tag := first.registry + "/flowauth:" + first.version
+	ref, err := name.ParseReference(tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, mutate.MediaType(img, "application/vnd.oci.image.manifest.v1+json"), remote.WithContext(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := verify("verify", tag); err == nil {
+		t.Errorf("cosign verify passed for an unsigned image pushed under %s:\n%s", tag, out)
+	} else {
+		t.Logf("cosign verify of the image swapped in under %s fails: %s", tag, lastLines(out, 1))
+	}
+
+	// The steady stream: a flow-run pod every 100 ms, held Pending (no node matches), each checked.
+	ns := newNamespace(t, "upgrade")
+	load := startFlowRuns(t, ns)
+	helm := func(args ...string) {
+		t.Helper()
+		start := time.Now()
+		if out, err := cluster.Helm(context.Background(), args...); err != nil {
+			t.Fatal(err)
+		} else {
+			t.Logf("helm %s (%s): %s", args[0], time.Since(start).Round(time.Second), lastLines(out, 1))
+		}
+	}
+	chart := func(r release) string { return "oci://" + r.registry + "/charts/flowauth" }
+	fns := localcluster.FlowauthNamespace
+	helm("upgrade", "flowauth", chart(first), "--version", first.version, "--plain-http", "--reset-values", "-n", fns, "--wait", "--timeout", "5m")
+	requireWebhookImage(t, first.image)
+	helm("upgrade", "flowauth", chart(second), "--version", second.version, "--plain-http", "--reset-values", "-n", fns, "--wait", "--timeout", "5m")
+	requireWebhookImage(t, second.image)
+	helm("rollback", "flowauth", "2", "-n", fns, "--wait", "--timeout", "5m")
+	requireWebhookImage(t, first.image)
+	created, failed, uninjected, firstErr := load.stop()
+	t.Logf("during install from OCI, upgrade and rollback: %d flow-run pods created, %d failed admissions, %d without their injection", created, failed, uninjected)
+	if failed > 0 || uninjected > 0 || created == 0 {
+		t.Errorf("%d of %d creations failed, %d pods uninjected; first: %v", failed, created, uninjected, firstErr)
+	}
+	helm("rollback", "flowauth", "1", "-n", fns, "--wait", "--timeout", "5m")
+}
+
+// requireWebhookImage waits until every replica of the webhook runs image and is ready.
+func requireWebhookImage(t *testing.T, image string) {
+	t.Helper()
+	eventually(t, "every webhook replica running "+image, func() (bool, string) {
+		var d appsv1.Deployment
+		if err := cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: localcluster.FlowauthNamespace, Name: "flowauth"}, &d); err != nil {
+			return false, err.Error()
+		}
+		got := d.Spec.Template.Spec.Containers[0].Image
+		ready := d.Status.UpdatedReplicas == *d.Spec.Replicas && d.Status.ReadyReplicas == *d.Spec.Replicas && d.Status.Replicas == *d.Spec.Replicas
+		return got == image && ready, fmt.Sprintf("image %s, %d/%d updated, %d ready, %d in all", got, d.Status.UpdatedReplicas, *d.Spec.Replicas, d.Status.ReadyReplicas, d.Status.Replicas)
+	})
+}
+
+// flowRuns creates flow-run pods until stopped and checks each as stored.
+type flowRuns struct {
+	stopOnce                    sync.Once
+	done                        chan struct{}
+	wg                          sync.WaitGroup
+	created, failed, uninjected int
+	first                       error
+}
+
+func startFlowRuns(t *testing.T, ns string) *flowRuns {
+	t.Helper()
+	kubectl(t, "-n", ns, "create", "secret", "generic", "github-access-token", "--from-literal=token=upgrade-stream")
+	l := &flowRuns{done: make(chan struct{})}
+	l.wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-l.done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("run-%05d", i), Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
+				Spec: corev1.PodSpec{NodeSelector: map[string]string{"flowauth.io/no-such-node": "true"},
+					Containers: []corev1.Container{{Name: "flow", Image: cluster.Images.Pause}}},
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			err := cluster.Client.Create(ctx, pod)
+			cancel()
+			l.created++
+			switch {
+			case err != nil:
+				l.failed++
+				if l.first == nil {
+					l.first = err
+				}
+			case !strings.HasPrefix(pod.Annotations["flowauth.io/status"], "injected=GITHUB_ACCESS_TOKEN") || len(pod.Spec.Containers[0].Env) == 0:
+				l.uninjected++
+				if l.first == nil {
+					l.first = fmt.Errorf("pod %s stored without its injection: status %q", pod.Name, pod.Annotations["flowauth.io/status"])
+				}
+			}
+		}
+	})
+	return l
+}
+
+func (l *flowRuns) stop() (created, failed, uninjected int, first error) {
+	l.stopOnce.Do(func() { close(l.done) })
+	l.wg.Wait()
+	return l.created, l.failed, l.uninjected, l.first
+}
