@@ -213,17 +213,17 @@ func packageChart(ctx context.Context, o options, work, repo, digest string) (st
 		return "", err
 	}
 	chartFile := filepath.Join(dir, "Chart.yaml")
-	b, err := os.ReadFile(chartFile) //nolint:gosec // the copy made above
+	b, err := os.ReadFile(chartFile)
 	if err != nil {
 		return "", err
 	}
 	b = regexp.MustCompile(`(?m)^version: .*$`).ReplaceAll(b, []byte("version: "+o.version))
 	b = regexp.MustCompile(`(?m)^appVersion: .*$`).ReplaceAll(b, []byte(fmt.Sprintf("appVersion: %q", o.version)))
-	if err := os.WriteFile(chartFile, b, 0o600); err != nil {
+	if err := os.WriteFile(chartFile, b, 0o600); err != nil { //nolint:gosec // the chart's copy in this command's temporary folder
 		return "", err
 	}
 	valuesFile := filepath.Join(dir, "values.yaml")
-	v, err := os.ReadFile(valuesFile) //nolint:gosec // the copy made above
+	v, err := os.ReadFile(valuesFile)
 	if err != nil {
 		return "", err
 	}
@@ -232,7 +232,7 @@ func packageChart(ctx context.Context, o options, work, repo, digest string) (st
 	if !bytes.Contains(v, []byte("  digest: "+digest)) {
 		return "", errors.New("charts/flowauth/values.yaml has no `  digest: \"\"` line to pin the image")
 	}
-	if err := os.WriteFile(valuesFile, v, 0o600); err != nil {
+	if err := os.WriteFile(valuesFile, v, 0o600); err != nil { //nolint:gosec // the chart's copy in this command's temporary folder
 		return "", err
 	}
 	out, err := exec.CommandContext(ctx, o.helm, "package", dir, "-d", work).CombinedOutput()
@@ -250,7 +250,7 @@ func plainHTTP(registry string) bool {
 // changelogEntry returns CHANGELOG.md's section for version ("## [x.y.z] - date"); with
 // allowUnreleased, the [Unreleased] section stands in for it.
 func changelogEntry(path, version string, allowUnreleased bool) ([]byte, error) {
-	b, err := os.ReadFile(path) //nolint:gosec // the repository's own changelog
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
