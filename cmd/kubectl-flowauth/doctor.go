@@ -143,7 +143,7 @@ func (d *doctor) cluster(ctx context.Context) error {
 }
 
 // changedCredentials reports running flow-run pods whose injected Secrets changed after their
-// containers started (README "When a Secret changes"): env values are fixed when a container
+// containers started (docs/reference.md, "When a Secret changes"): env values are fixed when a container
 // starts, so such a run still holds the old credentials in its environment; mounted files follow
 // the Secret. It reads Secrets' metadata only (when each was last written), never a value.
 func (d *doctor) changedCredentials(ctx context.Context) error {

@@ -266,7 +266,7 @@ func main() {
 // webhook's live heap is small (2-3 MiB, mostly type registrations), and every admission
 // allocates about 20 KiB, so at Go's default of 100 the collector runs every few hundred
 // admissions and takes a fifth of the CPU under load. At 125 it runs a fifth less often: 7% less
-// CPU per flow-run admission for about 1 MiB more RSS under load (README, Performance).
+// CPU per flow-run admission for about 1 MiB more RSS under load (docs/performance.md).
 const defaultGCPercent = 125
 
 // setGCPercent applies defaultGCPercent when GOGC is not set, and returns the setting in force.

@@ -24,7 +24,7 @@ type identity struct {
 // env vars are set by the EKS pod-identity webhook (IRSA), the EKS Pod Identity agent's webhook and
 // Azure workload identity's webhook. GKE's workload identity has no env var to see (it is the
 // metadata server, chosen by the ServiceAccount's iam.gke.io/gcp-service-account annotation):
-// README "Side by side with workload identity" covers it.
+// docs/reference.md, "Side by side with workload identity", covers it.
 var identities = []identity{
 	{name: "AWS_CREDENTIALS", what: "EKS IAM roles for service accounts", env: []string{"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"},
 		precedence: "boto3 and the AWS SDKs take the static keys flowauth injects (AWS_ACCESS_KEY_ID) before web identity, so the role is not used"},

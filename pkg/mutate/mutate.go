@@ -344,7 +344,7 @@ func (t target) get(p *corev1.Pod) *corev1.Container {
 	return &p.Spec.Containers[t.index]
 }
 
-// selectContainers decides which containers get credentials (DESIGN.md §2, README "Which
+// selectContainers decides which containers get credentials (DESIGN.md §2, docs/reference.md "Which
 // containers"):
 //   - flowauth.io/containers names them (init containers, native sidecars included, only so);
 //   - without it, every regular container the pod had on flowauth's first pass

@@ -45,7 +45,7 @@ func TestAlertsFireAndStayQuiet(t *testing.T) {
 		t.Fatal(err)
 	}
 	annotations := map[string]map[string]string{}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	runbooks, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +57,8 @@ func TestAlertsFireAndStayQuiet(t *testing.T) {
 			}
 		}
 		anchor := strings.ToLower(r.Alert)
-		if !strings.HasSuffix(r.Annotations["runbook_url"], "README.md#"+anchor) || !strings.Contains(string(readme), "\n#### "+r.Alert+"\n") {
-			t.Errorf("%s: runbook_url %q has no README section (#### %s)", r.Alert, r.Annotations["runbook_url"], r.Alert)
+		if !strings.HasSuffix(r.Annotations["runbook_url"], "docs/operations.md#"+anchor) || !strings.Contains(string(runbooks), "\n## "+r.Alert+"\n") {
+			t.Errorf("%s: runbook_url %q has no section in docs/operations.md (## %s)", r.Alert, r.Annotations["runbook_url"], r.Alert)
 		}
 	}
 
