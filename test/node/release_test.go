@@ -63,11 +63,11 @@ func cosign(t *testing.T, args ...string) (string, error) {
 }
 
 // TestReleaseInstallsFromOCIAndUpgradesWithoutLoss: two releases made by `make release` into the
-// node's registry verify with cosign (image, SBOM attestation, chart) and an unsigned image under
-// the same tag does not. The installed chart is then replaced by the first release from the OCI
-// registry with default values, upgraded to the second and rolled back, under a steady stream of
-// flow-run pod creations: none fails and every one is injected; the webhook runs the signed
-// image by digest. The suite's own installation is put back at the end.
+// node's registry (the first made twice: one image digest) verify with cosign (image, SBOM
+// attestation, chart) and an unsigned image under the same tag does not. The first is installed
+// from the OCI registry with default values and runs its signed image by digest; it is upgraded
+// to the second and rolled back under a steady stream of flow-run pod creations: none fails and
+// every one is injected. The suite's own installation is put back at the end.
 func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 	needNode(t)
 	keys := t.TempDir()
@@ -113,32 +113,42 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 		t.Logf("cosign verify of the image swapped in under %s fails: %s", tag, lastLines(out, 1))
 	}
 
-	// The steady stream: a flow-run pod every 100 ms, held Pending (no node matches), each checked.
-	ns := newNamespace(t, "upgrade")
-	load := startFlowRuns(t, ns)
+	// Install as users do: the suite's installation (from charts/flowauth) makes way for the first
+	// release from the OCI registry with its default values; then, under a steady stream of flow-run
+	// pods (one every 100 ms, held Pending: no node matches), an upgrade to the second and a
+	// rollback to the first.
+	fns := localcluster.FlowauthNamespace
 	helm := func(args ...string) {
 		t.Helper()
 		start := time.Now()
-		if out, err := cluster.Helm(context.Background(), args...); err != nil {
+		out, err := cluster.Helm(context.Background(), args...)
+		if err != nil {
 			t.Fatal(err)
-		} else {
-			t.Logf("helm %s (%s): %s", args[0], time.Since(start).Round(time.Second), lastLines(out, 1))
 		}
+		t.Logf("helm %s (%s): %s", strings.Join(args[:2], " "), time.Since(start).Round(time.Second), lastLines(out, 1))
 	}
+	t.Cleanup(func() {
+		// Put the suite's installation back for the tests after this one.
+		_, _ = cluster.Helm(context.Background(), "uninstall", "flowauth", "-n", fns, "--wait")
+		if err := cluster.InstallFlowauth(context.Background()); err != nil {
+			t.Errorf("reinstalling the suite's chart: %v", err)
+		}
+	})
 	chart := func(r release) string { return "oci://" + r.registry + "/charts/flowauth" }
-	fns := localcluster.FlowauthNamespace
-	helm("upgrade", "flowauth", chart(first), "--version", first.version, "--plain-http", "--reset-values", "-n", fns, "--wait", "--timeout", "5m")
+	helm("uninstall", "flowauth", "-n", fns, "--wait")
+	helm("install", "flowauth", chart(first), "--version", first.version, "--plain-http", "-n", fns, "--wait", "--timeout", "5m")
 	requireWebhookImage(t, first.image)
-	helm("upgrade", "flowauth", chart(second), "--version", second.version, "--plain-http", "--reset-values", "-n", fns, "--wait", "--timeout", "5m")
+	ns := newNamespace(t, "upgrade")
+	load := startFlowRuns(t, ns)
+	helm("upgrade", "flowauth", chart(second), "--version", second.version, "--plain-http", "-n", fns, "--wait", "--timeout", "5m")
 	requireWebhookImage(t, second.image)
-	helm("rollback", "flowauth", "2", "-n", fns, "--wait", "--timeout", "5m")
+	helm("rollback", "flowauth", "1", "-n", fns, "--wait", "--timeout", "5m")
 	requireWebhookImage(t, first.image)
 	created, failed, uninjected, firstErr := load.stop()
-	t.Logf("during install from OCI, upgrade and rollback: %d flow-run pods created, %d failed admissions, %d without their injection", created, failed, uninjected)
+	t.Logf("during the upgrade and the rollback: %d flow-run pods created, %d failed admissions, %d without their injection", created, failed, uninjected)
 	if failed > 0 || uninjected > 0 || created == 0 {
 		t.Errorf("%d of %d creations failed, %d pods uninjected; first: %v", failed, created, uninjected, firstErr)
 	}
-	helm("rollback", "flowauth", "1", "-n", fns, "--wait", "--timeout", "5m")
 }
 
 // requireWebhookImage waits until every replica of the webhook runs image and is ready.
