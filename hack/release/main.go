@@ -39,6 +39,7 @@ import (
 type options struct {
 	version, registry, key, out string
 	allowUnreleased, keyless    bool
+	tlog                        bool
 	cosign, helm                string
 }
 
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&o.key, "key", os.Getenv("COSIGN_KEY"), "cosign private key file (COSIGN_KEY); its password comes from COSIGN_PASSWORD")
 	flag.StringVar(&o.out, "out", "", "folder for the release's files (default bin/release/VERSION)")
 	flag.BoolVar(&o.keyless, "keyless", false, "sign keyless (Sigstore: a Fulcio certificate for the CI's OIDC identity, entries in Rekor) instead of with -key; needs the identity provider and Sigstore reachable")
+	flag.BoolVar(&o.tlog, "tlog", false, "with -key, also record the signatures in Sigstore's transparency log (Rekor): a public CI does, so users verify without --insecure-ignore-tlog; nothing here can reach it")
 	flag.BoolVar(&o.allowUnreleased, "allow-unreleased", false, "accept a CHANGELOG whose entry for the changes is still [Unreleased] (tests, dry runs)")
 	flag.StringVar(&o.cosign, "cosign", "bin/cosign", "cosign binary (hack/tools.sh cosign)")
 	flag.StringVar(&o.helm, "helm", "bin/helm", "helm binary (hack/tools.sh helm)")
@@ -113,8 +115,11 @@ func run(ctx context.Context, o options) error {
 	}
 	pub := strings.TrimSuffix(o.key, ".key") + ".pub"
 	flags := ""
+	if !o.tlog && !o.keyless {
+		flags += " --insecure-ignore-tlog"
+	}
 	if plainHTTP(o.registry) {
-		flags = " --allow-http-registry"
+		flags += " --allow-http-registry"
 	}
 	fmt.Printf(`flowauth %s
 image:  %s (linux/amd64, linux/arm64)
@@ -123,9 +128,9 @@ chart:  %s
 files:  %s (plugin archives, krew manifest, checksums.txt, sbom.cdx.json, RELEASE-NOTES.md)
 
 verify:
-  cosign verify --key %s --insecure-ignore-tlog%s %s
-  cosign verify-attestation --key %s --type cyclonedx --insecure-ignore-tlog%s %s
-  cosign verify --key %s --insecure-ignore-tlog%s %s
+  cosign verify --key %s%s %s
+  cosign verify-attestation --key %s --type cyclonedx%s %s
+  cosign verify --key %s%s %s
 install:
   helm install flowauth oci://%s/charts/flowauth --version %s -n flowauth-system --create-namespace
 `, o.version, r.Image, r.SBOMPackages, r.Chart, o.out, pub, flags, r.Image, pub, flags, r.Image, pub, flags, r.Chart, o.registry, o.version)
@@ -191,7 +196,7 @@ func Publish(ctx context.Context, o options, work string) (Release, error) {
 func cosign(ctx context.Context, o options, verb string, args ...string) error {
 	full := []string{verb, "--yes"}
 	if !o.keyless {
-		full = append(full, "--key", o.key, "--tlog-upload=false")
+		full = append(full, "--key", o.key, fmt.Sprintf("--tlog-upload=%t", o.tlog))
 	}
 	if plainHTTP(o.registry) {
 		full = append(full, "--allow-http-registry")
