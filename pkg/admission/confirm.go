@@ -21,15 +21,12 @@ type LiveKeys interface {
 // watch's selectors, or one the watch has not delivered yet is never reported missing. mutate
 // stays pure: the reads happen here, between two calls.
 func (h *PodMutator) decide(ctx context.Context, in mutate.Input) mutate.Result {
-	if h.Keys == nil {
+	if h.Keys == nil || h.Live == nil {
 		return mutate.Pod(in)
 	}
 	seen := &recordedLookup{cache: h.Keys}
 	in.Keys = seen
 	res := mutate.Pod(in)
-	if h.Live == nil {
-		return res
-	}
 	confirm := seen.absent
 	if hasReason(res, mutate.ReasonSecretKeyMissing) {
 		confirm = append(confirm, seen.present...) // the cache may hold an older set of keys

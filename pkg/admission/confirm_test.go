@@ -19,35 +19,23 @@ import (
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
-// keyTable is a key cache or an API server: namespace/name → key names.
-type keyTable map[string][]string
-
-func (k keyTable) SecretKeys(namespace, name string) ([]string, bool) {
-	keys, ok := k["secret/"+namespace+"/"+name]
-	return keys, ok
-}
-
-func (k keyTable) ConfigMapKeys(namespace, name string) ([]string, bool) {
-	keys, ok := k["configmap/"+namespace+"/"+name]
-	return keys, ok
-}
-
-// liveTable answers as the API server would, counting its reads.
+// liveTable answers as the API server would, from a table of one namespace's objects (the
+// golden cases' StaticKeys), counting its reads.
 type liveTable struct {
-	keyTable
+	mutate.StaticKeys
 	err   error
 	reads []string
 }
 
 func (l *liveTable) SecretKeys(_ context.Context, namespace, name string) ([]string, bool, error) {
 	l.reads = append(l.reads, "Secret "+namespace+"/"+name)
-	keys, ok := l.keyTable.SecretKeys(namespace, name)
+	keys, ok := l.StaticKeys.SecretKeys(namespace, name)
 	return keys, ok, l.err
 }
 
 func (l *liveTable) ConfigMapKeys(_ context.Context, namespace, name string) ([]string, bool, error) {
 	l.reads = append(l.reads, "ConfigMap "+namespace+"/"+name)
-	keys, ok := l.keyTable.ConfigMapKeys(namespace, name)
+	keys, ok := l.StaticKeys.ConfigMapKeys(namespace, name)
 	return keys, ok, l.err
 }
 
@@ -71,7 +59,7 @@ func TestNothingIsCalledMissingBeforeTheAPIServerConfirms(t *testing.T) {
 	aws := []string{"ACCESS_KEY", "SECRET_ACCESS_KEY"}
 	tests := []struct {
 		name        string
-		cache, live keyTable
+		cache, live mutate.StaticKeys
 		liveErr     error
 		envFrom     []corev1.EnvFromSource
 		wantReads   []string
@@ -79,24 +67,24 @@ func TestNothingIsCalledMissingBeforeTheAPIServerConfirms(t *testing.T) {
 		wantInPatch []string
 		wantNot     []string
 	}{
-		{name: "in the cache: no read", cache: keyTable{"secret/flows/aws-credentials": aws},
+		{name: "in the cache: no read", cache: mutate.StaticKeys{Secrets: map[string][]string{"aws-credentials": aws}},
 			wantInPatch: []string{"AWS_ACCESS_KEY_ID"}},
-		{name: "created a moment ago: found by the read", live: keyTable{"secret/flows/aws-credentials": aws},
+		{name: "created a moment ago: found by the read", live: mutate.StaticKeys{Secrets: map[string][]string{"aws-credentials": aws}},
 			wantReads: []string{"Secret flows/aws-credentials"}, wantInPatch: []string{"AWS_ACCESS_KEY_ID"}},
 		{name: "missing for real: denied", wantReads: []string{"Secret flows/aws-credentials"}, wantDenied: true},
-		{name: "a key added a moment ago", cache: keyTable{"secret/flows/aws-credentials": {"ACCESS_KEY"}}, live: keyTable{"secret/flows/aws-credentials": aws},
+		{name: "a key added a moment ago", cache: mutate.StaticKeys{Secrets: map[string][]string{"aws-credentials": {"ACCESS_KEY"}}}, live: mutate.StaticKeys{Secrets: map[string][]string{"aws-credentials": aws}},
 			wantReads: []string{"Secret flows/aws-credentials"}, wantInPatch: []string{"AWS_SECRET_ACCESS_KEY"}},
-		{name: "the read fails: the cache's answer stands", liveErr: errors.New("timeout"), live: keyTable{"secret/flows/aws-credentials": aws},
+		{name: "the read fails: the cache's answer stands", liveErr: errors.New("timeout"), live: mutate.StaticKeys{Secrets: map[string][]string{"aws-credentials": aws}},
 			wantReads: []string{"Secret flows/aws-credentials"}, wantDenied: true},
-		{name: "an envFrom source the cache lacks is read, and its keys win", cache: keyTable{"secret/flows/aws-credentials": aws},
-			live:      keyTable{"configmap/flows/env": {"AWS_ACCESS_KEY_ID"}},
+		{name: "an envFrom source the cache lacks is read, and its keys win", cache: mutate.StaticKeys{Secrets: map[string][]string{"aws-credentials": aws}},
+			live:      mutate.StaticKeys{ConfigMaps: map[string][]string{"env": {"AWS_ACCESS_KEY_ID"}}},
 			envFrom:   []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "env"}}}},
 			wantReads: []string{"ConfigMap flows/env"}, wantInPatch: []string{"AWS_SECRET_ACCESS_KEY"}, wantNot: []string{`"name":"AWS_ACCESS_KEY_ID"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			live := &liveTable{keyTable: tt.live, err: tt.liveErr}
-			h := &PodMutator{Secrets: secretmap.StaticStore(secretmap.Builtin()), Keys: tt.cache, Live: live,
+			live := &liveTable{StaticKeys: tt.live, err: tt.liveErr}
+			h := &PodMutator{Secrets: secretmap.StaticStore(secretmap.Builtin()), Keys: &tt.cache, Live: live,
 				Missing: mutate.MissingDeny, Metrics: NewMetrics(prometheus.NewRegistry())}
 			resp := h.Handle(context.Background(), request(admissionv1.Create, flowRunPod(t, tt.envFrom...)))
 			if strings.Join(live.reads, ", ") != strings.Join(tt.wantReads, ", ") {
@@ -132,30 +120,28 @@ func TestNothingIsCalledMissingBeforeTheAPIServerConfirms(t *testing.T) {
 	}
 }
 
-// TestFreshNamespaceDefaultsAreReadLive: a namespace the cache lacks is read from the API
-// server, one it holds is not, unless a Prefect pod that declares nothing finds no defaults.
-func TestFreshNamespaceDefaultsAreReadLive(t *testing.T) {
-	now := metav1.Now()
-	old := metav1.NewTime(now.AddDate(0, 0, -1))
-	nsMeta := func(name string, created metav1.Time, defaults string) client.Object {
+// TestNamespaceDefaultsTheCacheLacksAreReadLive: a namespace the cache lacks is read from the
+// API server, one it holds is not, unless a Prefect pod that declares nothing finds no defaults.
+func TestNamespaceDefaultsTheCacheLacksAreReadLive(t *testing.T) {
+	nsMeta := func(name, defaults string) client.Object {
 		ns := namespaceMeta()
-		ns.Name, ns.CreationTimestamp = name, created
+		ns.Name = name
 		if defaults != "" {
 			ns.Annotations = map[string]string{mutate.AnnotationSecrets: defaults}
 		}
 		return ns
 	}
-	cache := fake.NewClientBuilder().WithObjects(nsMeta("fresh", now, ""), nsMeta("old", old, ""), nsMeta("set", old, "GCP_CREDENTIALS")).Build()
-	live := fake.NewClientBuilder().WithObjects(nsMeta("fresh", now, "AWS_CREDENTIALS"), nsMeta("old", old, "AWS_CREDENTIALS"),
-		nsMeta("uncached", now, "SLACK_WEBHOOK_URL"), nsMeta("set", old, "GCP_CREDENTIALS")).Build()
+	cache := fake.NewClientBuilder().WithObjects(nsMeta("old", ""), nsMeta("set", "GCP_CREDENTIALS")).Build()
+	live := fake.NewClientBuilder().WithObjects(nsMeta("old", "AWS_CREDENTIALS"), nsMeta("uncached", "SLACK_WEBHOOK_URL"), nsMeta("set", "GCP_CREDENTIALS")).Build()
 	c := CachedNamespaces{Reader: cache, Live: live}
-	for ns, want := range map[string]string{"fresh": "", "old": "", "uncached": "SLACK_WEBHOOK_URL", "set": "GCP_CREDENTIALS", "nowhere": ""} {
+	for ns, want := range map[string]string{"old": "", "uncached": "SLACK_WEBHOOK_URL", "set": "GCP_CREDENTIALS", "nowhere": ""} {
 		got, err := c.Defaults(context.Background(), ns)
 		if err != nil || got != want {
 			t.Errorf("Defaults(%s) = %q, %v; want %q", ns, got, err, want)
 		}
 	}
-	// A Prefect pod that declares nothing in the old namespace: the handler reads it live.
+	// A Prefect pod that declares nothing in the namespace whose cached defaults are empty: the
+	// handler reads them live and finds the ones set a moment ago.
 	h := &PodMutator{Secrets: secretmap.StaticStore(secretmap.Builtin()), Namespaces: c}
 	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "run", Labels: map[string]string{mutate.LabelFlowRunIDPrefect2: "x"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "prefect"}}}}

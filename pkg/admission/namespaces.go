@@ -30,6 +30,8 @@ func WatchNamespaces(ctx context.Context, c cache.Cache) (CachedNamespaces, erro
 	return CachedNamespaces{Reader: c}, nil
 }
 
+var _ LiveNamespaceDefaults = CachedNamespaces{}
+
 // CachedNamespaces reads namespace defaults from a controller-runtime cache that holds Namespaces
 // as metadata only (PartialObjectMetadata): flowauth needs their annotations, nothing else.
 type CachedNamespaces struct {

@@ -29,6 +29,13 @@ type NamespaceDefaults interface {
 	Defaults(ctx context.Context, namespace string) (string, error)
 }
 
+// LiveNamespaceDefaults is a NamespaceDefaults from a cache that can also read one namespace
+// from the API server (CachedNamespaces does).
+type LiveNamespaceDefaults interface {
+	NamespaceDefaults
+	LiveDefaults(ctx context.Context, namespace string) (string, error)
+}
+
 // PodMutator answers pod admission requests.
 type PodMutator struct {
 	// Secrets holds the secret map in force.
@@ -119,15 +126,15 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		log().Info("denied flow-run pod", "reasons", reasons(res.Denials))
 		return admission.Denied(res.DenialMessage()).WithWarnings(warnings...)
 	}
+	result, done := resultMutated, "injected flow-run pod"
 	if res.OptedOut {
-		h.Metrics.admission(resultOptedOut)
-		if l := logf.FromContext(ctx).V(1); l.Enabled() {
-			log().V(1).Info("flow-run pod opted out", "annotation", mutate.AnnotationInject)
-		}
-		if !res.Changed {
+		result, done = resultOptedOut, "flow-run pod opted out with "+mutate.AnnotationInject
+	}
+	if !res.Changed {
+		if res.OptedOut {
+			h.Metrics.admission(resultOptedOut)
 			return admission.Allowed("")
 		}
-	} else if !res.Changed {
 		h.Metrics.admission(resultUnchanged)
 		if l := logf.FromContext(ctx).V(1); l.Enabled() {
 			log().V(1).Info("flow-run pod needs no change", "status", res.Status)
@@ -143,11 +150,9 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		h.Metrics.admission(resultError)
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("flowauth: building the patch: %w", err))
 	}
-	if !res.OptedOut {
-		h.Metrics.admission(resultMutated)
-	}
-	if l := logf.FromContext(ctx).V(1); l.Enabled() && !res.OptedOut {
-		log().V(1).Info("injected flow-run pod", "status", res.Status, "warnings", reasons(res.Warnings))
+	h.Metrics.admission(result)
+	if l := logf.FromContext(ctx).V(1); l.Enabled() {
+		log().V(1).Info(done, "status", res.Status, "warnings", reasons(res.Warnings))
 	}
 	return patched(patch).WithWarnings(warnings...)
 }
@@ -179,9 +184,7 @@ func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, an
 // declares nothing and found no defaults in the cache (DESIGN.md §2: such a pod is a flow run
 // only through its namespace's defaults, which may have been set a moment ago).
 func (h *PodMutator) liveDefaults(ctx context.Context, namespace string, labels map[string]string) (string, error) {
-	live, ok := h.Namespaces.(interface {
-		LiveDefaults(ctx context.Context, namespace string) (string, error)
-	})
+	live, ok := h.Namespaces.(LiveNamespaceDefaults)
 	if !ok || !mutate.NeedsNamespaceDefaults(nil, labels) {
 		return "", nil
 	}

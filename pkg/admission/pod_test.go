@@ -198,6 +198,7 @@ func TestMetricsCountOutcomes(t *testing.T) {
 	handle("../mutate/testdata/not-a-flow-run/in.yaml")
 	handle("../mutate/testdata/unknown-name/in.yaml")
 	handle("../mutate/testdata/invalid-names-denied/in.yaml")
+	handle("../mutate/testdata/opted-out/in.yaml")
 	for _, tt := range []struct {
 		c    prometheus.Collector
 		want float64
@@ -205,6 +206,7 @@ func TestMetricsCountOutcomes(t *testing.T) {
 		{m.Metrics.requests.WithLabelValues(resultPassed), 1},
 		{m.Metrics.requests.WithLabelValues(resultMutated), 1},
 		{m.Metrics.requests.WithLabelValues(resultDenied), 1},
+		{m.Metrics.requests.WithLabelValues(resultOptedOut), 1},
 		{m.Metrics.injections.WithLabelValues(customLabel, "injected"), 2},
 		{m.Metrics.warnings.WithLabelValues("UnknownSecretName"), 2},
 		{m.Metrics.denials.WithLabelValues("InvalidSecretName"), 3},

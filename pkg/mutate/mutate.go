@@ -355,17 +355,14 @@ func (t target) get(p *corev1.Pod) *corev1.Container {
 //
 // It returns the targets and, for the status, the regular containers left out.
 func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []target, skipped []string) {
-	podSkip, ok := containerList(pod.Annotations, AnnotationSkipContainers, r)
-	if ok && len(podSkip) == 0 {
-		r.deny(ReasonInvalidContainerName, "annotation %s lists no container; remove it to skip none", AnnotationSkipContainers)
-	}
-	value, named := pod.Annotations[AnnotationContainers]
+	podSkip, _ := containerList(pod.Annotations, AnnotationSkipContainers, ReasonInvalidContainerName, "skip none", r)
+	names, named := containerList(pod.Annotations, AnnotationContainers, ReasonNoTargetContainer, "inject into every container", r)
 	if !named {
 		original, recorded := pod.Annotations[AnnotationOriginalContainers]
+		firstPass := splitList(original)
 		for i, c := range pod.Spec.Containers {
 			switch {
-			case slices.Contains(podSkip, c.Name), slices.Contains(skip, c.Name),
-				recorded && !slices.Contains(splitList(original), c.Name):
+			case slices.Contains(podSkip, c.Name), slices.Contains(skip, c.Name), recorded && !slices.Contains(firstPass, c.Name):
 				skipped = append(skipped, c.Name)
 			default:
 				targets = append(targets, target{index: i, name: c.Name})
@@ -377,17 +374,11 @@ func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []targ
 		}
 		return targets, skipped
 	}
-	names := splitList(value)
-	if len(names) == 0 {
-		r.deny(ReasonNoTargetContainer, "annotation %s lists no container; remove it to inject into every container", AnnotationContainers)
+	if r.Denied() {
 		return nil, nil
 	}
 	var missing []string
 	for _, name := range names {
-		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
-			r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", AnnotationContainers, quote(name), strings.Join(msgs, "; "))
-			continue
-		}
 		if slices.Contains(podSkip, name) {
 			r.warn(ReasonContainersContradict, "container %q is named in both %s and %s; it is skipped", name, AnnotationContainers, AnnotationSkipContainers)
 			skipped = append(skipped, name)
@@ -408,9 +399,6 @@ func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []targ
 			missing = append(missing, name)
 		}
 	}
-	if r.Denied() {
-		return nil, nil
-	}
 	all := containerNames(pod)
 	if len(targets) == 0 {
 		left := ""
@@ -427,14 +415,19 @@ func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []targ
 	return targets, skipped
 }
 
-// containerList reads an annotation listing container names, denying invalid ones.
-func containerList(annotations map[string]string, key string, r *Result) ([]string, bool) {
+// containerList reads an annotation that lists container names (flowauth.io/containers,
+// flowauth.io/skip-containers): nil and false when it is absent; a denial for each invalid
+// name, and one (with reason) when it lists none, saying to remove it to get what absence means.
+func containerList(annotations map[string]string, key string, reason Reason, absence string, r *Result) (names []string, present bool) {
 	value, ok := annotations[key]
 	if !ok {
 		return nil, false
 	}
-	var names []string
-	for _, name := range splitList(value) {
+	items := splitList(value)
+	if len(items) == 0 {
+		r.deny(reason, "annotation %s lists no container; remove it to %s", key, absence)
+	}
+	for _, name := range items {
 		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
 			r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", key, quote(name), strings.Join(msgs, "; "))
 			continue

@@ -86,7 +86,8 @@ func TestDecodeListRejectsWhatIsNotAList(t *testing.T) {
 
 func TestStoreFollowsTheReflector(t *testing.T) {
 	s := newStore()
-	if err := s.Replace([]any{&object{id: "flows/old", keys: internKeys([]string{"token"})}}, "1"); err != nil {
+	old := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "old", Namespace: "flows"}, Data: map[string][]byte{"token": nil}}
+	if err := s.Replace([]any{old}, "1"); err != nil {
 		t.Fatal(err)
 	}
 	if !s.synced() {
@@ -113,7 +114,7 @@ func TestStoreFollowsTheReflector(t *testing.T) {
 		t.Errorf("a Secret without keys: %v %v", keys, ok)
 	}
 	// A relist replaces everything: what is gone from the list is gone from the store.
-	_ = s.Replace([]any{&object{id: "flows/new", keys: internKeys(nil)}}, "2")
+	_ = s.Replace([]any{&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "new", Namespace: "flows"}}}, "2")
 	if _, ok := s.get("flows", "old"); ok {
 		t.Error("an object missing from the relist survived it")
 	}

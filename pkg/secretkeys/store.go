@@ -24,7 +24,7 @@ func internKeys(keys []string) keySet {
 	return unique.Make(strings.Join(keys, "\x00"))
 }
 
-func (s *store) keysOf(h keySet) []string {
+func splitKeys(h keySet) []string {
 	if v := h.Value(); v != "" {
 		return strings.Split(v, "\x00")
 	}
@@ -63,7 +63,7 @@ func (s *store) get(namespace, name string) ([]string, bool) {
 	if !ok {
 		return nil, false
 	}
-	return s.keysOf(e.keys), true
+	return splitKeys(e.keys), true
 }
 
 func (s *store) len() int {
@@ -77,13 +77,9 @@ func (s *store) synced() bool { return s.replaced.Load() }
 
 // Add stores an object's key names; a watched Secret or ConfigMap is dropped right after.
 func (s *store) Add(obj any) error {
-	id, keys, ok := keysOf(obj)
-	if !ok {
-		return nil
+	if id, keys, ok := keysOf(obj); ok {
+		s.put(id, keys, 0)
 	}
-	s.mu.Lock()
-	s.objects[id] = entry{keys: keys, generation: s.generation}
-	s.mu.Unlock()
 	return nil
 }
 
@@ -95,17 +91,12 @@ func (s *store) Delete(obj any) error {
 	if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	var id string
-	switch o := obj.(type) {
-	case *object:
-		id = o.id
-	case metav1.Object:
-		id = o.GetNamespace() + "/" + o.GetName()
-	default:
+	o, ok := obj.(metav1.Object)
+	if !ok {
 		return nil
 	}
 	s.mu.Lock()
-	delete(s.objects, id)
+	delete(s.objects, o.GetNamespace()+"/"+o.GetName())
 	s.mu.Unlock()
 	return nil
 }
@@ -119,15 +110,20 @@ func (s *store) beginList() uint32 {
 	return s.listing
 }
 
-// put stores one listed object.
+// put stores one object: a listed one with its list's generation, a watched one (generation
+// 0) with the current generation.
 func (s *store) put(id string, keys keySet, generation uint32) {
 	s.mu.Lock()
+	if generation == 0 {
+		generation = s.generation
+	}
 	s.objects[id] = entry{keys: keys, generation: generation}
 	s.mu.Unlock()
 }
 
-// Replace ends a list (the reflector calls it once the list is complete): objects the list did
-// not put, and items the reflector hands it, make up the store; everything else is dropped.
+// Replace ends a list (the reflector calls it once the list is complete): what the list put,
+// and any items the reflector hands it (none from lister), make up the store; everything else
+// is dropped.
 func (s *store) Replace(items []any, _ string) error {
 	s.mu.Lock()
 	if s.listing != 0 {
@@ -154,12 +150,10 @@ func (s *store) Replace(items []any, _ string) error {
 // Resync has nothing to do: there is no handler to replay to.
 func (*store) Resync() error { return nil }
 
-// keysOf reads the id and key names of a listed object, or of a watched Secret or ConfigMap
-// (whose values go with it when the caller drops it).
+// keysOf reads the id and key names of a Secret or ConfigMap, whose values go with it when the
+// caller drops it.
 func keysOf(obj any) (string, keySet, bool) {
 	switch o := obj.(type) {
-	case *object:
-		return o.id, o.keys, true
 	case *corev1.Secret:
 		return o.Namespace + "/" + o.Name, internKeys(appendKeys(appendKeys(nil, o.Data), o.StringData)), true
 	case *corev1.ConfigMap:
@@ -174,16 +168,6 @@ func appendKeys[V any](keys []string, m map[string]V) []string {
 	}
 	return keys
 }
-
-// object is a Secret or ConfigMap as a list may hand it to the store: "namespace/name" and key
-// names.
-type object struct {
-	id   string
-	keys keySet
-}
-
-func (*object) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
-func (o *object) DeepCopyObject() runtime.Object { c := *o; return &c }
 
 // objectList is what the reflector's list returns: the list's resourceVersion, for the watch
 // that follows. Its objects went into the store page by page (lister.ListWithContext).
