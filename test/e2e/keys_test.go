@@ -115,10 +115,10 @@ func TestMissingSecretIsToldAtApplyTime(t *testing.T) {
 	})
 }
 
-// denyMissing runs the webhook with --missing-secret=deny until the test ends.
-func denyMissing(t *testing.T) {
+// denyMissing runs the webhook with --missing-secret=deny (and extra flags) until the test ends.
+func denyMissing(t *testing.T, extra ...string) {
 	t.Helper()
-	if err := cluster.RestartWebhook(context.Background(), "--missing-secret=deny"); err != nil {
+	if err := cluster.RestartWebhook(context.Background(), append([]string{"--missing-secret=deny"}, extra...)...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -222,6 +222,27 @@ func TestNothingFreshIsCalledMissing(t *testing.T) {
 		if got := pod.Annotations["flowauth.io/status"]; got != "injected=GITHUB_ACCESS_TOKEN" {
 			t.Errorf("a flow run in a namespace just given defaults: status %q", got)
 		}
+	}
+}
+
+// TestSecretOutsideTheSelectorsIsFoundLive: with a label selector that no Secret of the test
+// carries, the key cache never holds them, so every flow-run pod's Secret is found by the live
+// read, exactly once per pod, and none is called missing (with --missing-secret=deny, each would
+// be refused without the read). Where the back-to-back race above depends on timing, this does not.
+func TestSecretOutsideTheSelectorsIsFoundLive(t *testing.T) {
+	denyMissing(t, "--secret-label-selector=flowauth.io/credentials=true")
+	const sample = `flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`
+	before := metricValue(t, sample)
+	const n = 20
+	falseMissing, first, err := localcluster.BackToBack(context.Background(), cluster.Config, newEmptyNamespace(t, true), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if falseMissing > 0 {
+		t.Errorf("%d of %d pods were refused or warned about a Secret outside the watch's selector; the first:\n%s", falseMissing, n, first)
+	}
+	if got := metricValue(t, sample) - before; got != n {
+		t.Errorf("%s grew by %v for %d pods whose Secrets the cache cannot hold, want %d", sample, got, n, n)
 	}
 }
 
