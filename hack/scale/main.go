@@ -13,8 +13,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -329,34 +327,22 @@ func kib(status string) int {
 
 // metric reads one unlabelled sample of the webhook's metrics; -1 if absent.
 func metric(ctx context.Context, url, name string) float64 {
-	for _, line := range metricLines(ctx, url) {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
+	samples, err := localcluster.MetricSamples(ctx, url)
+	if v, ok := samples[name]; ok && err == nil {
+		return v
 	}
 	return -1
 }
 
 func keyCacheObjects(ctx context.Context, url string) string {
+	samples, _ := localcluster.MetricSamples(ctx, url)
 	var out []string
-	for _, line := range metricLines(ctx, url) {
-		if v, ok := strings.CutPrefix(line, "flowauth_key_cache_objects{kind="); ok {
-			out = append(out, strings.NewReplacer(`"`, "", "}", "").Replace(v))
+	for _, kind := range []string{"ConfigMap", "Secret"} {
+		if v, ok := samples[`flowauth_key_cache_objects{kind="`+kind+`"}`]; ok {
+			out = append(out, fmt.Sprintf("%s %.0f", kind, v))
 		}
 	}
 	return strings.Join(out, ", ")
-}
-
-func metricLines(ctx context.Context, url string) []string {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	return strings.Split(string(b), "\n")
 }
 
 func printRows(rows []row, sz size) {

@@ -1,16 +1,13 @@
 package chart
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -281,22 +278,13 @@ func localArgs(deployment []string, local map[string]string) []string {
 // admissionRequests sums flowauth_admission_requests_total over its labels.
 func admissionRequests(t *testing.T, url string) float64 {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	samples, err := localcluster.MetricSamples(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = resp.Body.Close() }()
 	var total float64
-	s := bufio.NewScanner(resp.Body)
-	for s.Scan() {
-		line := s.Text()
-		if strings.HasPrefix(line, "flowauth_admission_requests_total{") {
-			fields := strings.Fields(line)
-			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-			if err != nil {
-				t.Fatalf("metric line %q: %v", line, err)
-			}
+	for sample, v := range samples {
+		if strings.HasPrefix(sample, "flowauth_admission_requests_total{") {
 			total += v
 		}
 	}

@@ -163,7 +163,7 @@ func backToBackPairs() int {
 func TestNothingFreshIsCalledMissing(t *testing.T) {
 	ctx := context.Background()
 	denyMissing(t)
-	confirmedBefore := metricValue(t, `flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`)
+	confirmedBefore := foundLive(t)
 
 	ns := newEmptyNamespace(t, true)
 	n := backToBackPairs()
@@ -176,7 +176,7 @@ func TestNothingFreshIsCalledMissing(t *testing.T) {
 	if falseMissing > 0 {
 		t.Errorf("%d of %d pods were refused or warned about a Secret created just before them; the first:\n%s", falseMissing, n, first)
 	}
-	confirmed := metricValue(t, `flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`) - confirmedBefore
+	confirmed := foundLive(t) - confirmedBefore
 	t.Logf("of them, %v found by a live read (the watch had not delivered the Secret yet)", confirmed)
 
 	// A Secret and its Job in one file, as a user applies them.
@@ -231,8 +231,7 @@ func TestNothingFreshIsCalledMissing(t *testing.T) {
 // be refused without the read). Where the back-to-back race above depends on timing, this does not.
 func TestSecretOutsideTheSelectorsIsFoundLive(t *testing.T) {
 	denyMissing(t, "--secret-label-selector=flowauth.io/credentials=true")
-	const sample = `flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`
-	before := metricValue(t, sample)
+	before := foundLive(t)
 	const n = 20
 	falseMissing, first, err := localcluster.BackToBack(context.Background(), cluster.Config, newEmptyNamespace(t, true), n)
 	if err != nil {
@@ -241,28 +240,20 @@ func TestSecretOutsideTheSelectorsIsFoundLive(t *testing.T) {
 	if falseMissing > 0 {
 		t.Errorf("%d of %d pods were refused or warned about a Secret outside the watch's selector; the first:\n%s", falseMissing, n, first)
 	}
-	if got := metricValue(t, sample) - before; got != n {
-		t.Errorf("%s grew by %v for %d pods whose Secrets the cache cannot hold, want %d", sample, got, n, n)
+	if got := foundLive(t) - before; got != n {
+		t.Errorf("Secrets found by a live read grew by %v for %d pods whose Secrets the cache cannot hold, want %d", got, n, n)
 	}
 }
 
-// metricValue reads one sample of the webhook's metrics; 0 when absent.
-func metricValue(t *testing.T, sample string) float64 {
+// foundLive is how many Secrets the webhook has found by a live read since it started
+// (flowauth_key_cache_confirmations_total{kind="Secret",result="found"}).
+func foundLive(t *testing.T) float64 {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, cluster.MetricsURL, nil)
-	resp, err := http.DefaultClient.Do(req)
+	samples, err := localcluster.MetricSamples(context.Background(), cluster.MetricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return samples[`flowauth_key_cache_confirmations_total{kind="Secret",result="found"}`]
 }
 
 // TestNoSecretValueLeaks scans every output flowauth and the cluster produced in this suite
