@@ -27,11 +27,18 @@ type goldenCase struct {
 	namespaceDefaults string
 	// keys, from an optional keys.yaml, turns key lookup on.
 	keys *StaticKeys
+	// namespace, from an optional namespace.yaml: the Namespace's annotations (its owner's
+	// allow-list) and whether the webhook requires an allow-list.
+	namespace struct {
+		Annotations      map[string]string `json:"annotations"`
+		RequireAllowList bool              `json:"requireAllowList"`
+	}
 }
 
 // input is the case's mutate.Input for pod.
 func (c goldenCase) input(pod *corev1.Pod, m *secretmap.Map) Input {
-	in := Input{Pod: pod, NamespaceDefaults: c.namespaceDefaults, Map: m, SkipContainers: DefaultSkipContainers}
+	in := Input{Pod: pod, NamespaceDefaults: c.namespaceDefaults, Map: m, SkipContainers: DefaultSkipContainers,
+		NamespaceAnnotations: c.namespace.Annotations, RequireAllowList: c.namespace.RequireAllowList}
 	if c.keys != nil {
 		in.Keys, in.Missing = c.keys, c.keys.MissingSecret
 	}
@@ -55,6 +62,11 @@ func goldenCases(t testing.TB) []goldenCase {
 			c.keys = &StaticKeys{}
 			if err := yaml.UnmarshalStrict(b, c.keys); err != nil {
 				t.Fatalf("%s/keys.yaml: %v", dir, err)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "namespace.yaml")); err == nil {
+			if err := yaml.UnmarshalStrict(b, &c.namespace); err != nil {
+				t.Fatalf("%s/namespace.yaml: %v", dir, err)
 			}
 		}
 		cases = append(cases, c)

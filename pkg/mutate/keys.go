@@ -169,23 +169,50 @@ func quoteAll(keys []string) string {
 	return strings.Join(q, ", ")
 }
 
+// envFromSource is one envFrom source, as looked up.
+type envFromSource struct {
+	configMap bool
+	name      string
+}
+
 // envFromNames lists the env var names a container gets through envFrom, with where each comes
-// from, for the sources whose keys are known. They count as set by the user.
-func envFromNames(keys KeyLookup, namespace string, c *corev1.Container) map[string]string {
-	if keys == nil || len(c.EnvFrom) == 0 {
+// from, for the sources whose keys are known. They count as set by the user. Each source is
+// looked up once per pod, and at most MaxEnvFromSources of them: the rest are said in one
+// warning, not looked up.
+func (a *applier) envFromNames(c *corev1.Container) map[string]string {
+	if a.keys == nil || len(c.EnvFrom) == 0 {
 		return nil
 	}
 	names := map[string]string{}
 	for _, src := range c.EnvFrom {
-		var ks []string
-		var from string
+		var ref envFromSource
 		switch {
 		case src.SecretRef != nil:
-			ks, _ = keys.SecretKeys(namespace, src.SecretRef.Name)
-			from = fmt.Sprintf("Secret %q", src.SecretRef.Name)
+			ref = envFromSource{name: src.SecretRef.Name}
 		case src.ConfigMapRef != nil:
-			ks, _ = keys.ConfigMapKeys(namespace, src.ConfigMapRef.Name)
-			from = fmt.Sprintf("ConfigMap %q", src.ConfigMapRef.Name)
+			ref = envFromSource{configMap: true, name: src.ConfigMapRef.Name}
+		default:
+			continue
+		}
+		ks, ok := a.envFrom[ref]
+		if !ok {
+			if len(a.envFrom) >= MaxEnvFromSources {
+				a.envFromUnchecked++
+				continue
+			}
+			if ref.configMap {
+				ks, _ = a.keys.ConfigMapKeys(a.namespace, ref.name)
+			} else {
+				ks, _ = a.keys.SecretKeys(a.namespace, ref.name)
+			}
+			if a.envFrom == nil {
+				a.envFrom = map[envFromSource][]string{}
+			}
+			a.envFrom[ref] = ks
+		}
+		from := "Secret " + quote(ref.name)
+		if ref.configMap {
+			from = "ConfigMap " + quote(ref.name)
 		}
 		for _, k := range ks {
 			if _, seen := names[src.Prefix+k]; !seen {
@@ -194,4 +221,12 @@ func envFromNames(keys KeyLookup, namespace string, c *corev1.Container) map[str
 		}
 	}
 	return names
+}
+
+// warnEnvFromUnchecked says, once, how many envFrom sources were not looked up.
+func (a *applier) warnEnvFromUnchecked() {
+	if a.envFromUnchecked > 0 {
+		a.result.warn(ReasonEnvFromNotChecked, "the pod's containers have %d envFrom sources beyond the %d whose keys flowauth checks; a variable one of them sets may be replaced by flowauth's (env wins over envFrom): name fewer sources, or set the variable in env",
+			a.envFromUnchecked, MaxEnvFromSources)
+	}
 }

@@ -34,6 +34,12 @@ type Input struct {
 	// SkipContainers are containers never injected unless flowauth.io/containers names them
 	// (the webhook's --skip-containers, by default DefaultSkipContainers).
 	SkipContainers []string
+	// NamespaceAnnotations are the annotations of the pod's Namespace: its owner's allow-list
+	// (AnnotationAllowedSecrets) is read from them. nil: the namespace has none.
+	NamespaceAnnotations map[string]string
+	// RequireAllowList refuses every name in a namespace without an allow-list
+	// (--require-allow-list).
+	RequireAllowList bool
 }
 
 // Finding is one warning or denial: a reason for metrics and Events, a message for people that
@@ -144,6 +150,20 @@ func Pod(in Input) Result {
 		return optOut(pod)
 	}
 	r := Result{FlowRun: true}
+	if n := len(pod.Spec.InitContainers) + len(pod.Spec.Containers); n > MaxContainers {
+		r.deny(ReasonTooManyContainers, "the pod has %d containers (init containers included); flowauth serves flow-run pods of at most %d", n, MaxContainers)
+		return r
+	}
+	// The API server validates a pod only after mutating admission: a name that it would refuse
+	// is refused here, so that no message, status or annotation carries an unchecked name.
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			if msgs := validation.IsDNS1123Label(c.Name); len(msgs) > 0 {
+				r.deny(ReasonInvalidContainerName, "container name %s is not valid: %s", quote(c.Name), strings.Join(msgs, "; "))
+				return r
+			}
+		}
+	}
 
 	podNames, problems := parseNames("annotation "+AnnotationSecrets, pod.Annotations[AnnotationSecrets])
 	for _, p := range problems {
@@ -168,8 +188,13 @@ func Pod(in Input) Result {
 	if r.Denied() {
 		return r
 	}
+	declared := len(names)
+	names = enforceAllowList(in, podNames, names, overrides, &r)
+	if r.Denied() {
+		return r
+	}
 	if len(names) == 0 {
-		if len(nsProblems) == 0 {
+		if len(nsProblems) == 0 && declared == 0 {
 			r.warn(ReasonEmptyDeclaration, "annotation %s declares no secret name; nothing injected", AnnotationSecrets)
 		}
 		return r
@@ -202,6 +227,11 @@ func Pod(in Input) Result {
 	}
 
 	claimEnv(plans, &r)
+	if size := patchEstimate(plans, len(targets)); size > MaxPatchBytes {
+		r.deny(ReasonInjectionTooLarge, "injecting %d names into %d containers would take a patch of about %d KiB; at most %d KiB is allowed: declare fewer names in %s or name fewer containers in %s",
+			len(plans), len(targets), size>>10, MaxPatchBytes>>10, AnnotationSecrets, AnnotationContainers)
+		return r
+	}
 	warnIdentityOverlap(pod, targets, names, layers, &r)
 
 	out := appendableCopy(pod)
@@ -211,6 +241,7 @@ func Pod(in Input) Result {
 		a.addToContainer(t.get(out), plans)
 	}
 	a.addUsedVolumes(out, plans)
+	a.warnEnvFromUnchecked()
 	for _, p := range plans {
 		if a.served[p.name] {
 			r.Injected = append(r.Injected, p.name)
@@ -314,11 +345,11 @@ func parseOverrides(annotations map[string]string, names []string, r *Result) ma
 	}
 	sort.Strings(keys)
 	overrides := make(map[string]string, len(keys))
+	var undeclared []string
 	for _, k := range keys {
 		name, value := strings.TrimPrefix(k, SecretOverridePrefix), annotations[k]
 		if !slices.Contains(names, name) {
-			r.warn(ReasonUndeclaredOverride, "annotation %s: %q is not declared in %s (nor in the namespace defaults); the override is ignored",
-				k, name, AnnotationSecrets)
+			undeclared = append(undeclared, name)
 			continue
 		}
 		if msgs := validation.IsDNS1123Subdomain(value); len(msgs) > 0 {
@@ -326,6 +357,15 @@ func parseOverrides(annotations map[string]string, names []string, r *Result) ma
 			continue
 		}
 		overrides[name] = value
+	}
+	switch {
+	case len(undeclared) == 1:
+		r.warn(ReasonUndeclaredOverride, "annotation %s%s: %s is not declared in %s (nor in the namespace defaults); the override is ignored",
+			SecretOverridePrefix, undeclared[0], quote(undeclared[0]), AnnotationSecrets)
+	case len(undeclared) > 1:
+		// One warning, however many there are.
+		r.warn(ReasonUndeclaredOverride, "annotations %s<NAME>: %s are not declared in %s (nor in the namespace defaults); the overrides are ignored",
+			SecretOverridePrefix, some(quoteEach(undeclared)), AnnotationSecrets)
 	}
 	return overrides
 }
@@ -347,32 +387,20 @@ func (t target) get(p *corev1.Pod) *corev1.Container {
 // selectContainers decides which containers get credentials (DESIGN.md §2, docs/reference.md "Which
 // containers"):
 //   - flowauth.io/containers names them (init containers, native sidecars included, only so);
-//   - without it, every regular container the pod had on flowauth's first pass
-//     (flowauth.io/original-containers), except those in skip (the webhook's list, by default
-//     the meshes' proxies): a container another webhook added since gets nothing;
+//   - without it, only the container that runs the flow (least privilege): the one named
+//     prefect-job (Prefect 2/3 workers' name for it), else the first regular container, as
+//     Prefect 1 agents fill containers[0]. Only containers the pod had on flowauth's first pass
+//     (flowauth.io/original-containers) and that no skip list names are considered, so a proxy
+//     another webhook puts first, or a mesh's proxy, is never taken for the flow;
 //   - flowauth.io/skip-containers removes containers from either, and wins over
 //     flowauth.io/containers, with a warning where the two name the same container.
 //
 // It returns the targets and, for the status, the regular containers left out.
 func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []target, skipped []string) {
 	podSkip, _ := containerList(pod.Annotations, AnnotationSkipContainers, ReasonInvalidContainerName, "skip none", r)
-	names, named := containerList(pod.Annotations, AnnotationContainers, ReasonNoTargetContainer, "inject into every container", r)
+	names, named := containerList(pod.Annotations, AnnotationContainers, ReasonNoTargetContainer, "inject into the flow's container only", r)
 	if !named {
-		original, recorded := pod.Annotations[AnnotationOriginalContainers]
-		firstPass := splitList(original)
-		for i, c := range pod.Spec.Containers {
-			switch {
-			case slices.Contains(podSkip, c.Name), slices.Contains(skip, c.Name), recorded && !slices.Contains(firstPass, c.Name):
-				skipped = append(skipped, c.Name)
-			default:
-				targets = append(targets, target{index: i, name: c.Name})
-			}
-		}
-		if len(targets) == 0 && len(pod.Spec.Containers) > 0 && !r.Denied() {
-			r.warn(ReasonAllContainersSkipped, "every container of the pod (%s) is skipped (%s, %s, or added after flowauth's first pass); nothing is injected: name the flow's container in %s",
-				strings.Join(skipped, ", "), AnnotationSkipContainers, "the webhook's --skip-containers", AnnotationContainers)
-		}
-		return targets, skipped
+		return flowContainer(pod, podSkip, skip, r)
 	}
 	if r.Denied() {
 		return nil, nil
@@ -399,46 +427,124 @@ func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []targ
 			missing = append(missing, name)
 		}
 	}
-	all := containerNames(pod)
 	if len(targets) == 0 {
 		left := ""
 		if len(podSkip) > 0 {
 			left = " or left after " + AnnotationSkipContainers
 		}
 		r.deny(ReasonNoTargetContainer, "annotation %s: none of the named containers (%s) is in the pod (it has: %s)%s; the declared secrets would reach no container",
-			AnnotationContainers, strings.Join(names, ", "), all, left)
+			AnnotationContainers, some(names), containerNames(pod), left)
 		return nil, nil
 	}
-	for _, m := range missing {
-		r.warn(ReasonContainerNotFound, "annotation %s: container %q is not in the pod (it has: %s); nothing is injected into it", AnnotationContainers, m, all)
+	if len(missing) > 0 {
+		// One warning for all of them, listing the pod's containers once.
+		what := fmt.Sprintf("container %q is", missing[0])
+		if len(missing) > 1 {
+			what = fmt.Sprintf("containers %s are", some(quoteEach(missing)))
+		}
+		r.warn(ReasonContainerNotFound, "annotation %s: %s not in the pod (it has: %s); nothing is injected there", AnnotationContainers, what, containerNames(pod))
+	}
+	return targets, skipped
+}
+
+// flowContainer is selectContainers' default: the one container that runs the flow. The other
+// regular containers are returned as skipped, and those that no skip list names (a log shipper,
+// a metrics agent) are told of in one warning that says how to give them credentials.
+func flowContainer(pod *corev1.Pod, podSkip, skip []string, r *Result) (targets []target, skipped []string) {
+	original, recorded := pod.Annotations[AnnotationOriginalContainers]
+	firstPass, _ := splitList(original, MaxContainers)
+	flow := -1
+	var candidates []int
+	for i, c := range pod.Spec.Containers {
+		if slices.Contains(podSkip, c.Name) || slices.Contains(skip, c.Name) || (recorded && !slices.Contains(firstPass, c.Name)) {
+			continue
+		}
+		candidates = append(candidates, i)
+		if c.Name == FlowContainerName && flow < 0 {
+			flow = i
+		}
+	}
+	if flow < 0 && len(candidates) > 0 {
+		flow = candidates[0]
+	}
+	var leftOut []string
+	for i, c := range pod.Spec.Containers {
+		switch {
+		case i == flow:
+			targets = append(targets, target{index: i, name: c.Name})
+		default:
+			skipped = append(skipped, c.Name)
+			if slices.Contains(candidates, i) {
+				leftOut = append(leftOut, c.Name)
+			}
+		}
+	}
+	if r.Denied() {
+		return nil, nil
+	}
+	if flow < 0 {
+		if len(pod.Spec.Containers) > 0 {
+			r.warn(ReasonAllContainersSkipped, "every container of the pod (%s) is skipped (%s, %s, or added after flowauth's first pass); nothing is injected: name the flow's container in %s",
+				some(skipped), AnnotationSkipContainers, "the webhook's --skip-containers", AnnotationContainers)
+		}
+		return nil, skipped
+	}
+	if len(leftOut) > 0 {
+		flowName := pod.Spec.Containers[flow].Name
+		what, them := fmt.Sprintf("container %q gets", leftOut[0]), "it"
+		if len(leftOut) > 1 {
+			what, them = "containers "+some(quoteEach(leftOut))+" get", "them"
+		}
+		r.warn(ReasonOtherContainersLeftOut, "only container %q, which runs the flow, gets the credentials; %s nothing. To give %s credentials too, set %s: %s",
+			flowName, what, them, AnnotationContainers, strings.Join(append([]string{flowName}, leftOut[:min(len(leftOut), maxListedInMessage)]...), ","))
 	}
 	return targets, skipped
 }
 
 // containerList reads an annotation that lists container names (flowauth.io/containers,
 // flowauth.io/skip-containers): nil and false when it is absent; a denial for each invalid
-// name, and one (with reason) when it lists none, saying to remove it to get what absence means.
+// name, one (with reason) when it lists none, saying to remove it to get what absence means, and
+// one when it lists more than MaxListedContainers.
 func containerList(annotations map[string]string, key string, reason Reason, absence string, r *Result) (names []string, present bool) {
 	value, ok := annotations[key]
 	if !ok {
 		return nil, false
 	}
-	items := splitList(value)
-	if len(items) == 0 {
+	items, total := splitList(value, MaxListedContainers)
+	switch {
+	case total > MaxListedContainers:
+		r.deny(ReasonTooManyContainers, "annotation %s lists more than %d containers, which is the most allowed", key, MaxListedContainers)
+		return nil, true
+	case len(items) == 0:
 		r.deny(reason, "annotation %s lists no container; remove it to %s", key, absence)
 	}
+	var invalid []string
 	for _, name := range items {
 		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
-			r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", key, quote(name), strings.Join(msgs, "; "))
+			if len(invalid) == 0 {
+				r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", key, quote(name), strings.Join(msgs, "; "))
+			}
+			invalid = append(invalid, name)
 			continue
 		}
 		names = append(names, name)
 	}
+	if len(invalid) > 1 {
+		r.deny(ReasonInvalidContainerName, "annotation %s: %d more entries are not valid container names", key, len(invalid)-1)
+	}
 	return names, true
 }
 
+func quoteEach(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = quote(n)
+	}
+	return out
+}
+
 func containerNames(pod *corev1.Pod) string {
-	var names []string
+	names := make([]string, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
 	for _, c := range pod.Spec.InitContainers {
 		names = append(names, c.Name+" (init)")
 	}
@@ -448,5 +554,5 @@ func containerNames(pod *corev1.Pod) string {
 	if len(names) == 0 {
 		return "no containers"
 	}
-	return strings.Join(names, ", ")
+	return some(names)
 }

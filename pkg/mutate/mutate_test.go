@@ -2,6 +2,8 @@ package mutate
 
 import (
 	"encoding/json"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -32,11 +34,11 @@ secrets:
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Annotations: map[string]string{AnnotationSecrets: "GITHUB_BOT GITHUB_CI"}},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Annotations: map[string]string{AnnotationSecrets: "GITHUB_BOT GITHUB_CI", AnnotationContainers: "a,b"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "a", Image: "i"}, {Name: "b", Image: "i"}}},
 	}
 	first := Pod(Input{Pod: pod, Map: m})
-	if !first.Changed || first.Status != "injected=GITHUB_BOT,GITHUB_CI" {
+	if !first.Changed || first.Status != "injected=GITHUB_BOT,GITHUB_CI; containers=a,b" {
 		t.Fatalf("first pass: changed=%v status=%q", first.Changed, first.Status)
 	}
 	if len(first.Warnings) != 1 || !strings.Contains(first.Warnings[0].Message, "env GH_TOKEN is set by both GITHUB_BOT and GITHUB_CI; GITHUB_BOT's is used") {
@@ -211,5 +213,44 @@ func TestEnvCountIsWhatPlanForBuilds(t *testing.T) {
 				t.Errorf("%s %s: %d env vars (capacity %d), envCount %d", e.Name, layers, len(p.env), cap(p.env), envCount(e, layers))
 			}
 		}
+	}
+}
+
+// TestHostileListsCostLittle: a flow-run pod's lists are bounded whatever their size. A 3 MiB
+// annotation (the largest object the API server forwards) of container or secret names is
+// refused after a scan, allocating little, with one denial that gives the count, not the list.
+func TestHostileListsCostLittle(t *testing.T) {
+	list := func(format string) string {
+		var b strings.Builder
+		for i := 0; b.Len() < 3<<20; i++ {
+			fmt.Fprintf(&b, format, i)
+		}
+		return b.String()
+	}
+	for _, key := range []string{AnnotationContainers, AnnotationSkipContainers, AnnotationSecrets} {
+		t.Run(key, func(t *testing.T) {
+			value := list("sidecar-%d, ")
+			if key == AnnotationSecrets {
+				value = list("CUSTOM_%d, ")
+			}
+			annotations := map[string]string{AnnotationSecrets: "AWS_CREDENTIALS", key: value}
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Annotations: annotations},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "i"}}},
+			}
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			res := Pod(Input{Pod: pod, Map: secretmap.Builtin()})
+			runtime.ReadMemStats(&after)
+			if !res.Denied() || len(res.Denials) != 1 {
+				t.Fatalf("want one denial, got %+v", res.Denials)
+			}
+			if msg := res.DenialMessage(); len(msg) > 200 {
+				t.Errorf("denial of %d bytes: %.300s", len(msg), msg)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<10 {
+				t.Errorf("allocated %d KiB for one pod", alloc>>10)
+			}
+		})
 	}
 }

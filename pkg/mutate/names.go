@@ -86,8 +86,37 @@ const (
 	ReasonContainersContradict   Reason = "ContainersContradict"
 	ReasonAllContainersSkipped   Reason = "AllContainersSkipped"
 	ReasonIdentityOverlap        Reason = "IdentityOverlap"
+	ReasonOtherContainersLeftOut Reason = "OtherContainersLeftOut"
+	ReasonTooManyContainers      Reason = "TooManyContainers"
+	ReasonInjectionTooLarge      Reason = "InjectionTooLarge"
+	ReasonEnvFromNotChecked      Reason = "EnvFromNotChecked"
+	ReasonNotAllowed             Reason = "NotAllowed"
+	ReasonAllowListRequired      Reason = "AllowListRequired"
+	ReasonInvalidAllowList       Reason = "InvalidAllowList"
+	ReasonNamespaceNotWatched    Reason = "NamespaceNotWatched"
 )
 
-// MaxDeclaredNames bounds one declaration: no flow run needs more, and it bounds the work a
-// hostile annotation can cause.
-const MaxDeclaredNames = 64
+// Bounds on what one flow-run pod can make flowauth do (DESIGN.md §3: every input a tenant
+// controls is bounded). None is near what a flow run needs; each keeps the work, the patch and
+// the messages of one admission small whatever the pod says.
+const (
+	// MaxDeclaredNames bounds one declaration (the pod's, or the namespace's defaults).
+	MaxDeclaredNames = 64
+	// MaxListedContainers bounds flowauth.io/containers and flowauth.io/skip-containers.
+	MaxListedContainers = 64
+	// MaxContainers bounds a flow-run pod's containers, init containers included: flowauth
+	// records and reports them, and a flow run has a handful.
+	MaxContainers = 64
+	// MaxEnvFromSources bounds the distinct envFrom sources whose key names are looked up for
+	// one pod (with key lookup): each is a read, and each may hold many keys.
+	MaxEnvFromSources = 32
+	// MaxPatchBytes bounds the JSON Patch one pod gets: the admission answer (base64 of it and
+	// the warnings) then stays well under 64 KiB.
+	MaxPatchBytes = 40 << 10
+	// maxListedInMessage is how many names a message or the status lists before "and N more".
+	maxListedInMessage = 10
+)
+
+// FlowContainerName is the container Prefect 2/3 Kubernetes workers run the flow in (their base
+// job template names it so, and the worker requires it): by default, it gets the credentials.
+const FlowContainerName = "prefect-job"

@@ -2,6 +2,7 @@ package mutate
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -10,18 +11,33 @@ import (
 )
 
 // splitList splits an annotation value on commas and white space, dropping empty items and
-// repeats (a name listed twice is served once), keeping the first order.
-func splitList(value string) []string {
-	fields := strings.FieldsFunc(value, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
-	out := fields[:0]
-	seen := make(map[string]bool, len(fields))
-	for _, f := range fields {
-		if !seen[f] {
-			seen[f] = true
-			out = append(out, f)
+// repeats (a name listed twice is served once), keeping the first order. It keeps at most max
+// items and returns how many distinct items it saw, stopping at max+1, so a huge value costs at
+// most a scan and no more memory than max items: the caller refuses a list longer than max.
+func splitList(value string, max int) (items []string, total int) {
+	isSep := func(r rune) bool { return r == ',' || unicode.IsSpace(r) }
+	for len(value) > 0 {
+		start := strings.IndexFunc(value, func(r rune) bool { return !isSep(r) })
+		if start < 0 {
+			break
 		}
+		value = value[start:]
+		end := strings.IndexFunc(value, isSep)
+		if end < 0 {
+			end = len(value)
+		}
+		item := value[:end]
+		value = value[end:]
+		if slices.Contains(items, item) {
+			continue
+		}
+		total++
+		if len(items) == max {
+			break // one more than max is all the caller needs to know
+		}
+		items = append(items, item)
 	}
-	return out
+	return items, total
 }
 
 // quote shows a user's text in a message: Go-quoted, so newlines and control characters stay
@@ -34,11 +50,28 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// some lists at most maxListedInMessage names, then says how many more there are, so a message
+// or status line stays short whatever a pod lists.
+func some(names []string) string {
+	if len(names) <= maxListedInMessage {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:maxListedInMessage], ", "), len(names)-maxListedInMessage)
+}
+
+// someComma is some for the status line, whose lists are comma-separated without spaces.
+func someComma(names []string) string {
+	if len(names) <= maxListedInMessage {
+		return strings.Join(names, ",")
+	}
+	return fmt.Sprintf("%s,+%d", strings.Join(names[:maxListedInMessage], ","), len(names)-maxListedInMessage)
+}
+
 // parseNames reads a flowauth.io/secrets value into valid names and one message per invalid item.
 func parseNames(where, value string) (names []string, problems []string) {
-	items := splitList(value)
-	if len(items) > MaxDeclaredNames {
-		return nil, []string{fmt.Sprintf("%s declares %d names; at most %d are allowed", where, len(items), MaxDeclaredNames)}
+	items, total := splitList(value, MaxDeclaredNames)
+	if total > MaxDeclaredNames {
+		return nil, []string{fmt.Sprintf("%s declares more than %d names, which is the most allowed", where, MaxDeclaredNames)}
 	}
 	for _, item := range items {
 		if err := secretmap.ValidateName(item); err != nil {

@@ -138,7 +138,11 @@ type applier struct {
 	// keys and namespace find the names a container gets through envFrom; nil keys: unknown.
 	keys      KeyLookup
 	namespace string
-	changed   bool
+	// envFrom holds the key names of each envFrom source looked up so far; envFromUnchecked
+	// counts the sources beyond MaxEnvFromSources.
+	envFrom          map[envFromSource][]string
+	envFromUnchecked int
+	changed          bool
 	// served: declared names with at least one item present in at least one container.
 	served map[string]bool
 	// blockedVolumes: plans whose volume name is taken by a volume that is not flowauth's.
@@ -183,7 +187,7 @@ func (a *applier) addUsedVolumes(pod *corev1.Pod, plans []plan) {
 // is there already (a reinvocation) is left as is; a different item of the same name or path
 // was set by the user and wins (DESIGN.md §3).
 func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
-	fromEnvFrom := envFromNames(a.keys, a.namespace, c)
+	fromEnvFrom := a.envFromNames(c)
 	env, mounts := 0, 0 // at most this many items are added
 	for _, p := range plans {
 		env += len(p.env)
@@ -228,7 +232,7 @@ func (a *applier) addToContainer(c *corev1.Container, plans []plan) {
 			a.served[p.name] = true
 		default:
 			a.keptMounts = appendOnce(a.keptMounts, p.mount.MountPath)
-			a.result.warn(ReasonUserMountKept, "container %q: %s is already mounted from volume %q; kept it, so %s's files are not mounted there", c.Name, p.mount.MountPath, c.VolumeMounts[i].Name, p.name)
+			a.result.warn(ReasonUserMountKept, "container %q: %s is already mounted from volume %s; kept it, so %s's files are not mounted there", c.Name, p.mount.MountPath, quote(c.VolumeMounts[i].Name), p.name)
 		}
 	}
 }
@@ -248,10 +252,10 @@ func status(injected []string, targets []target, skipped []string, pod *corev1.P
 		for i, t := range targets {
 			names[i] = t.name
 		}
-		parts = append(parts, "containers="+strings.Join(names, ","))
+		parts = append(parts, "containers="+someComma(names))
 	}
 	if len(skipped) > 0 {
-		parts = append(parts, "skipped-containers="+strings.Join(skipped, ","))
+		parts = append(parts, "skipped-containers="+someComma(skipped))
 	}
 	if layers != LayersBoth {
 		parts = append(parts, "layers="+string(layers))
@@ -340,3 +344,33 @@ func sameSecretVolume(have, want corev1.Volume) bool {
 }
 
 func isTrue(b *bool) bool { return b != nil && *b }
+
+// Sizes of one JSON Patch operation's parts, for patchEstimate: the op and path around an
+// item, and the JSON around an env var's name, Secret and key.
+const (
+	opOverhead  = 64
+	envOverhead = 80
+)
+
+// patchEstimate is an upper bound of the bytes of the JSON Patch that adds the plans to
+// containers target containers: every item counted as added, each at its longest.
+func patchEstimate(plans []plan, containers int) int {
+	perContainer, volumes := 0, 0
+	for _, p := range plans {
+		for _, e := range p.env {
+			n := opOverhead + envOverhead + len(e.Name) + len(e.Value)
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				n += len(e.ValueFrom.SecretKeyRef.Name) + len(e.ValueFrom.SecretKeyRef.Key)
+			}
+			perContainer += n
+		}
+		if p.mount != nil {
+			perContainer += opOverhead + envOverhead + len(p.mount.Name) + len(p.mount.MountPath)
+			volumes += opOverhead + envOverhead + len(p.volume.Name) + len(p.secret)
+			for _, it := range p.volume.Secret.Items {
+				volumes += 32 + len(it.Key) + len(it.Path)
+			}
+		}
+	}
+	return perContainer*containers + volumes
+}
