@@ -91,6 +91,9 @@ func (o *clusterOptions) cluster(ctx context.Context, flags *genericclioptions.C
 			if v, ok := strings.CutPrefix(a, "--missing-secret="); ok {
 				missing = v
 			}
+			if a == "--require-allow-list" || a == "--require-allow-list=true" {
+				e.RequireAllowList = true
+			}
 		}
 	} else {
 		e.notes = append(e.notes, fmt.Sprintf("no Deployment %s/%s: emulating a webhook with default settings", o.releaseNamespace, o.release))
@@ -108,6 +111,10 @@ func (o *clusterOptions) cluster(ctx context.Context, flags *genericclioptions.C
 		var namespace corev1.Namespace
 		if err := c.Get(ctx, types.NamespacedName{Name: n}, &namespace); err == nil {
 			e.NamespaceDefaults[n] = namespace.Annotations[mutate.AnnotationSecrets]
+			if e.NamespaceAnnotations == nil {
+				e.NamespaceAnnotations = map[string]map[string]string{}
+			}
+			e.NamespaceAnnotations[n] = namespace.Annotations
 		}
 		if keys[n], err = readKeys(ctx, c, n); err != nil {
 			return nil, err

@@ -2,7 +2,11 @@ package admission
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
+
+	"golang.org/x/time/rate"
 
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -34,8 +38,17 @@ func (h *PodMutator) decide(ctx context.Context, in mutate.Input) mutate.Result 
 	if len(confirm) == 0 {
 		return res
 	}
+	// One pod's reads are bounded, and each namespace's are paced: one tenant's pods cannot
+	// spend the reads every other namespace's confirmations need.
+	unconfirmed := max(0, len(confirm)-MaxConfirmations)
+	confirm = confirm[:min(len(confirm), MaxConfirmations)]
 	read := map[lookupRef]lookupResult{}
 	for _, ref := range confirm {
+		if !h.Confirmations.allow(ref.namespace) {
+			h.Metrics.confirmationThrottled(ref.kind())
+			unconfirmed++
+			continue
+		}
 		var r lookupResult
 		var err error
 		if ref.configMap {
@@ -51,11 +64,75 @@ func (h *PodMutator) decide(ctx context.Context, in mutate.Input) mutate.Result 
 		}
 		read[ref] = r
 	}
-	if len(read) == 0 {
-		return res
+	if len(read) > 0 {
+		in.Keys = confirmedLookup{cache: h.Keys, read: read}
+		res = mutate.Pod(in)
 	}
-	in.Keys = confirmedLookup{cache: h.Keys, read: read}
-	return mutate.Pod(in)
+	if unconfirmed > 0 && (hasReason(res, mutate.ReasonSecretNotFound) || hasReason(res, mutate.ReasonSecretKeyMissing)) {
+		res.Warnings = append(res.Warnings, mutate.Finding{Reason: ReasonUnconfirmed, Message: fmt.Sprintf(
+			"%d Secrets or ConfigMaps the key cache lacks were not read from the API server (at most %d a pod, and a namespace's reads are paced); what is said missing here is the cache's answer", unconfirmed, MaxConfirmations)})
+	}
+	return res
+}
+
+// ReasonUnconfirmed: some of what the key cache lacks was not read live (MaxConfirmations, or
+// the namespace's pace).
+const ReasonUnconfirmed mutate.Reason = "Unconfirmed"
+
+// MaxConfirmations bounds the live reads one pod can cause.
+const MaxConfirmations = 8
+
+// FairLimiter paces live reads per namespace (a token bucket each), so that one namespace's
+// pods cannot use up the webhook's API client (paced at 50 requests a second in all). Reads for
+// namespaces the webhook does not serve share one small bucket. A nil FairLimiter allows all.
+type FairLimiter struct {
+	// PerNamespace and Burst are each namespace's pace.
+	PerNamespace rate.Limit
+	Burst        int
+	mu           sync.Mutex
+	namespaces   map[string]*rate.Limiter
+	unserved     *rate.Limiter
+}
+
+// maxPacedNamespaces bounds the limiters kept: past it, those at rest (a full bucket, so the
+// same as a new one) are dropped.
+const maxPacedNamespaces = 4096
+
+func (f *FairLimiter) allow(namespace string) bool {
+	if f == nil {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.namespaces == nil {
+		f.namespaces = map[string]*rate.Limiter{}
+	}
+	l, ok := f.namespaces[namespace]
+	if !ok {
+		if len(f.namespaces) >= maxPacedNamespaces {
+			for ns, l := range f.namespaces {
+				if l.Tokens() >= float64(f.Burst) {
+					delete(f.namespaces, ns)
+				}
+			}
+		}
+		l = rate.NewLimiter(f.PerNamespace, f.Burst)
+		f.namespaces[namespace] = l
+	}
+	return l.Allow()
+}
+
+// allowUnserved paces reads for requests naming namespaces the webhook does not serve.
+func (f *FairLimiter) allowUnserved() bool {
+	if f == nil {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unserved == nil {
+		f.unserved = rate.NewLimiter(f.PerNamespace, f.Burst)
+	}
+	return f.unserved.Allow()
 }
 
 func hasReason(r mutate.Result, reason mutate.Reason) bool {

@@ -135,9 +135,9 @@ func TestNamespaceDefaultsTheCacheLacksAreReadLive(t *testing.T) {
 	live := fake.NewClientBuilder().WithObjects(nsMeta("old", "AWS_CREDENTIALS"), nsMeta("uncached", "SLACK_WEBHOOK_URL"), nsMeta("set", "GCP_CREDENTIALS")).Build()
 	c := CachedNamespaces{Reader: cache, Live: live}
 	for ns, want := range map[string]string{"old": "", "uncached": "SLACK_WEBHOOK_URL", "set": "GCP_CREDENTIALS", "nowhere": ""} {
-		got, err := c.Defaults(context.Background(), ns)
-		if err != nil || got != want {
-			t.Errorf("Defaults(%s) = %q, %v; want %q", ns, got, err, want)
+		got, err := c.Namespace(context.Background(), ns)
+		if err != nil || got.Defaults() != want {
+			t.Errorf("Namespace(%s).Defaults() = %q, %v; want %q", ns, got.Defaults(), err, want)
 		}
 	}
 	// A Prefect pod that declares nothing in the namespace whose cached defaults are empty: the

@@ -25,19 +25,31 @@ func recordFindings(rec EventRecorder, regarding runtime.Object, res mutate.Resu
 	if rec == nil {
 		return
 	}
+	recorded := 0
+	record := func(reason string, f mutate.Finding) {
+		if recorded < maxEvents {
+			rec.Eventf(regarding, nil, corev1.EventTypeWarning, reason+string(f.Reason), action, "%s", truncate(f.Message, maxNote))
+		}
+		recorded++
+	}
 	for _, f := range res.Denials {
-		rec.Eventf(regarding, nil, corev1.EventTypeWarning, "FlowauthDenied"+string(f.Reason), action, "%s", truncate(f.Message))
+		record("FlowauthDenied", f)
 	}
 	for _, f := range res.Warnings {
-		rec.Eventf(regarding, nil, corev1.EventTypeWarning, "Flowauth"+string(f.Reason), action, "%s", truncate(f.Message))
+		record("Flowauth", f)
 	}
 }
 
-func truncate(s string) string {
-	if len(s) <= maxNote {
+// maxEvents bounds the Events one admission records: one object's findings are few, and a
+// hostile pod's many are told in its answer.
+const maxEvents = 8
+
+// truncate cuts s to at most max bytes, on a UTF-8 boundary, marking the cut.
+func truncate(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	cut := maxNote
+	cut := max
 	for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
 		cut--
 	}

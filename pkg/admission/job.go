@@ -9,6 +9,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -46,6 +47,20 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 		h.Metrics.template(kind, resultError)
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a batch/v1 %s: %w", kind, err))
 	}
+	// DESIGN.md §3: an update that leaves the pod template as it was (a label, a finalizer
+	// removed by the garbage collector, a status) and anything being deleted is never refused,
+	// and says nothing again: the template was judged when it was created or last changed.
+	if owner.GetDeletionTimestamp() != nil {
+		h.Metrics.template(kind, resultUnchanged)
+		return admission.Allowed("flowauth does not check an object being deleted")
+	}
+	if req.Operation == admissionv1.Update {
+		_, oldTemplate, err := decodeTemplate(kind, req.OldObject.Raw)
+		if err == nil && equality.Semantic.DeepEqual(oldTemplate, template) {
+			h.Metrics.template(kind, resultUnchanged)
+			return admission.Allowed("flowauth checks a pod template only when it changes")
+		}
+	}
 	namespace := req.Namespace
 	if namespace == "" {
 		namespace = owner.GetNamespace()
@@ -54,13 +69,17 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Labels: template.Labels, Annotations: template.Annotations},
 		Spec:       template.Spec,
 	}
-	defaults, err := h.namespaceDefaults(ctx, namespace, pod.Annotations, pod.Labels)
+	ns, served, err := h.namespace(ctx, namespace, pod.Annotations, pod.Labels)
 	if err != nil {
 		h.Metrics.template(kind, resultError)
-		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading namespace %q: %w", namespace, err))
+	}
+	if !served {
+		h.Metrics.template(kind, resultNotServed)
+		return admission.Allowed("")
 	}
 	m := h.Secrets.Map()
-	res := h.decide(ctx, h.input(pod, namespace, defaults, m))
+	res := h.decide(ctx, h.input(pod, namespace, ns, m))
 	if !res.FlowRun {
 		h.Metrics.template(kind, resultPassed)
 		return admission.Allowed("")

@@ -153,7 +153,7 @@ func TestPodWarningsBecomeEventsOnItsJob(t *testing.T) {
 
 func TestTruncateKeepsNotesUnderTheLimit(t *testing.T) {
 	long := strings.Repeat("é", 800) // 1,600 bytes
-	got := truncate(long)
+	got := truncate(long, maxNote)
 	if len(got) > maxNote+3 || !strings.HasSuffix(got, "...") {
 		t.Errorf("truncate: %d bytes", len(got))
 	}

@@ -11,9 +11,10 @@ import (
 
 // Admission results, the values of flowauth_admission_requests_total's result label.
 const (
-	resultSkipped   = "skipped"   // not a pod CREATE
-	resultPassed    = "passed"    // not a flow run
-	resultUnchanged = "unchanged" // flow run that needed nothing (e.g. a reinvocation)
+	resultSkipped   = "skipped"    // not a pod CREATE
+	resultPassed    = "passed"     // not a flow run
+	resultNotServed = "not_served" // a namespace outside --namespace-selector: not from the API server
+	resultUnchanged = "unchanged"  // flow run that needed nothing (e.g. a reinvocation)
 	resultMutated   = "mutated"
 	resultOptedOut  = "opted_out" // flow run with flowauth.io/inject: "false"
 	resultDenied    = "denied"
@@ -56,11 +57,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		templates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowauth_template_checks_total",
-			Help: "Pod templates of Jobs and CronJobs checked at apply time, by kind and result: passed (not a flow run), allowed, warned, denied, error.",
+			Help: "Pod templates of Jobs and CronJobs checked at apply time, by kind and result: passed (not a flow run), unchanged (an update that left the template as it was, or an object being deleted: never refused), not_served (a namespace outside --namespace-selector), allowed, warned, denied, error.",
 		}, []string{"kind", "result"}),
 		confirms: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowauth_key_cache_confirmations_total",
-			Help: "Live reads of a Secret or ConfigMap the key cache lacked, before calling it missing, by kind and result: found (the cache was behind, or the object is outside its selectors), not_found, error (the cache's answer stood).",
+			Help: "Live reads of a Secret or ConfigMap the key cache lacked, before calling it missing, by kind and result: found (the cache was behind, or the object is outside its selectors), not_found, error (the cache's answer stood), throttled (not read: the pod's namespace had spent its pace, or the pod its 8 reads; the cache's answer stood).",
 		}, []string{"kind", "result"}),
 	}
 	m.requests = MustRegisterOnce(reg, m.requests)
@@ -105,6 +106,13 @@ func (m *Metrics) confirmation(kind string, found bool, err error) {
 		result = "found"
 	}
 	m.confirms.WithLabelValues(kind, result).Inc()
+}
+
+// confirmationThrottled counts a read not made: the namespace's pace was spent.
+func (m *Metrics) confirmationThrottled(kind string) {
+	if m != nil {
+		m.confirms.WithLabelValues(kind, "throttled").Inc()
+	}
 }
 
 func (m *Metrics) template(kind, result string) {

@@ -13,6 +13,30 @@ import (
 	"github.com/flowauth/flowauth/pkg/mutate"
 )
 
+// Namespace is what flowauth reads of a Namespace: its labels (is it opted in) and its
+// annotations (its defaults and its owner's allow-lists). Nothing else of it is kept.
+type Namespace struct {
+	// Found is false for a namespace that neither the cache nor the API server holds.
+	Found       bool
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// Defaults is the namespace's flowauth.io/secrets annotation ("" if none).
+func (n Namespace) Defaults() string { return n.Annotations[mutate.AnnotationSecrets] }
+
+// Namespaces gives the Namespace of a request.
+type Namespaces interface {
+	Namespace(ctx context.Context, name string) (Namespace, error)
+}
+
+// LiveNamespaces is a Namespaces from a cache that can also read one namespace from the API
+// server (CachedNamespaces does), for what may have changed a moment ago.
+type LiveNamespaces interface {
+	Namespaces
+	LiveNamespace(ctx context.Context, name string) (Namespace, error)
+}
+
 // namespaceMeta is an empty Namespace in its metadata-only form.
 func namespaceMeta() *metav1.PartialObjectMetadata {
 	ns := &metav1.PartialObjectMetadata{}
@@ -20,9 +44,9 @@ func namespaceMeta() *metav1.PartialObjectMetadata {
 	return ns
 }
 
-// WatchNamespaces registers a metadata-only Namespace informer with the cache (flowauth reads one
-// annotation of theirs, nothing else) and returns the defaults reader over it. Call it before the
-// cache starts, so readiness can wait for its sync.
+// WatchNamespaces registers a metadata-only Namespace informer with the cache (flowauth reads
+// labels and annotations of theirs, nothing else) and returns the reader over it. Call it
+// before the cache starts, so readiness can wait for its sync.
 func WatchNamespaces(ctx context.Context, c cache.Cache) (CachedNamespaces, error) {
 	if _, err := c.GetInformer(ctx, namespaceMeta()); err != nil {
 		return CachedNamespaces{}, fmt.Errorf("watching namespaces: %w", err)
@@ -30,48 +54,48 @@ func WatchNamespaces(ctx context.Context, c cache.Cache) (CachedNamespaces, erro
 	return CachedNamespaces{Reader: c}, nil
 }
 
-var _ LiveNamespaceDefaults = CachedNamespaces{}
+var _ LiveNamespaces = CachedNamespaces{}
 
-// CachedNamespaces reads namespace defaults from a controller-runtime cache that holds Namespaces
-// as metadata only (PartialObjectMetadata): flowauth needs their annotations, nothing else.
+// CachedNamespaces reads Namespaces from a controller-runtime cache that holds them as metadata
+// only (PartialObjectMetadata).
 type CachedNamespaces struct {
 	Reader client.Reader
-	// Live, when set, is read for a namespace the cache lacks (see also LiveDefaults): the
+	// Live, when set, is read for a namespace the cache lacks (see also LiveNamespace): the
 	// manager's API reader.
 	Live client.Reader
 }
 
-// Defaults returns the namespace's flowauth.io/secrets annotation; "" for a namespace that
-// neither the cache nor the API server holds. A namespace the cache lacks (created in the same
-// `kubectl apply` as the flow run) is read from the API server.
-func (c CachedNamespaces) Defaults(ctx context.Context, namespace string) (string, error) {
+// Namespace returns the namespace from the cache. A namespace the cache lacks (created in the
+// same `kubectl apply` as the flow run) is read from the API server.
+func (c CachedNamespaces) Namespace(ctx context.Context, name string) (Namespace, error) {
 	ns := namespaceMeta()
-	err := c.Reader.Get(ctx, client.ObjectKey{Name: namespace}, ns)
+	err := c.Reader.Get(ctx, client.ObjectKey{Name: name}, ns)
 	switch {
 	case apierrors.IsNotFound(err):
-		return c.LiveDefaults(ctx, namespace)
+		return c.LiveNamespace(ctx, name)
 	case err != nil:
-		return "", err
+		return Namespace{}, err
 	}
-	return ns.Annotations[mutate.AnnotationSecrets], nil
+	return Namespace{Found: true, Labels: ns.Labels, Annotations: ns.Annotations}, nil
 }
 
-// LiveDefaults reads the annotation from the API server; with no Live reader, "" (the cache's
-// answer stands). The handler also calls it when a Prefect flow-run pod that declares nothing
-// finds no defaults in the cache: its namespace's defaults may have been set a moment ago. (A
-// pod that declares names of its own is not held up for a read: if its namespace's defaults
-// were set within the watch's delay, a few milliseconds, it gets its own names only, and its
-// flowauth.io/status says which.)
-func (c CachedNamespaces) LiveDefaults(ctx context.Context, namespace string) (string, error) {
+// LiveNamespace reads the namespace from the API server; with no Live reader, not found (the
+// cache's answer stands). The handler also calls it when a Prefect flow-run pod that declares
+// nothing finds no defaults in the cache (its namespace's defaults may have been set a moment
+// ago), and when a namespace the cache holds is not opted in (it may have been labelled a
+// moment ago). A pod that declares names of its own is not held up for a read: if its
+// namespace's defaults were set within the watch's delay, a few milliseconds, it gets its own
+// names only, and its flowauth.io/status says which.
+func (c CachedNamespaces) LiveNamespace(ctx context.Context, name string) (Namespace, error) {
 	if c.Live == nil {
-		return "", nil
+		return Namespace{}, nil
 	}
 	ns := namespaceMeta()
-	if err := c.Live.Get(ctx, client.ObjectKey{Name: namespace}, ns); err != nil {
+	if err := c.Live.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", nil
+			return Namespace{}, nil
 		}
-		return "", err
+		return Namespace{}, err
 	}
-	return ns.Annotations[mutate.AnnotationSecrets], nil
+	return Namespace{Found: true, Labels: ns.Labels, Annotations: ns.Annotations}, nil
 }

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"net/http"
 
+	"slices"
+
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -24,24 +27,28 @@ var errEmptyRequest = errors.New("flowauth: the AdmissionReview has no request (
 // PodPath is where the API server sends pods (DESIGN.md §6).
 const PodPath = "/mutate-v1-pod"
 
-// NamespaceDefaults returns the flowauth.io/secrets annotation of a namespace ("" if none).
-type NamespaceDefaults interface {
-	Defaults(ctx context.Context, namespace string) (string, error)
-}
-
-// LiveNamespaceDefaults is a NamespaceDefaults from a cache that can also read one namespace
-// from the API server (CachedNamespaces does).
-type LiveNamespaceDefaults interface {
-	NamespaceDefaults
-	LiveDefaults(ctx context.Context, namespace string) (string, error)
-}
-
 // PodMutator answers pod admission requests.
 type PodMutator struct {
 	// Secrets holds the secret map in force.
 	Secrets *secretmap.Store
-	// Namespaces gives namespace defaults; nil when --namespace-defaults=false.
-	Namespaces NamespaceDefaults
+	// Namespaces gives the request's Namespace: whether it is opted in, its defaults and its
+	// owner's allow-list; nil without a cluster connection.
+	Namespaces Namespaces
+	// IgnoreNamespaceDefaults leaves the namespaces' flowauth.io/secrets unread
+	// (--namespace-defaults=false).
+	IgnoreNamespaceDefaults bool
+	// Selector is the namespaces the webhook serves (its configurations' namespaceSelector,
+	// --namespace-selector); nil serves every namespace. The API server sends nothing else, so a
+	// request naming another namespace did not come from it: it is let through untouched, with
+	// nothing looked up, recorded or said about that namespace.
+	Selector labels.Selector
+	// RequireAllowList refuses names in namespaces without an allow-list (--require-allow-list).
+	RequireAllowList bool
+	// KeyNamespaces are the namespaces whose keys Keys holds (--secret-lookup-namespaces); empty:
+	// all. Pods elsewhere are not checked, and are told why.
+	KeyNamespaces []string
+	// Confirmations paces the live reads of each namespace; nil does not pace them.
+	Confirmations *FairLimiter
 	// Keys tells which Secret keys exist (--secret-lookup=keys); nil looks nothing up.
 	Keys mutate.KeyLookup
 	// Live confirms what Keys lacks before anything is called missing; nil trusts Keys alone.
@@ -91,24 +98,21 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
-	defaults, err := h.namespaceDefaults(ctx, namespace, pod.Annotations, pod.Labels)
+	ns, served, err := h.namespace(ctx, namespace, pod.Annotations, pod.Labels)
 	if err != nil {
 		h.Metrics.admission(resultError)
-		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading namespace %q: %w", namespace, err))
 	}
-	if !mutate.IsFlowRun(pod.Annotations, pod.Labels, defaults) {
-		defaults, err = h.liveDefaults(ctx, namespace, pod.Labels)
-		if err != nil {
-			h.Metrics.admission(resultError)
-			return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading the defaults of namespace %q: %w", namespace, err))
-		}
+	if !served {
+		h.Metrics.admission(resultNotServed)
+		return admission.Allowed("")
 	}
-	if !mutate.IsFlowRun(pod.Annotations, pod.Labels, defaults) {
+	if !mutate.IsFlowRun(pod.Annotations, pod.Labels, h.defaults(ns)) {
 		h.Metrics.admission(resultPassed)
 		return admission.Allowed("")
 	}
 	m := h.Secrets.Map()
-	res := h.decide(ctx, h.input(pod, namespace, defaults, m))
+	res := h.decide(ctx, h.input(pod, namespace, ns, m))
 	h.Metrics.findings(res, m, true)
 	if h.Events != nil && (len(res.Warnings) > 0 || len(res.Denials) > 0) && !isDryRun(req) {
 		if job := ownerJob(pod, namespace); job != nil {
@@ -167,28 +171,54 @@ func patched(patch []byte) admission.Response {
 	return r
 }
 
-func (h *PodMutator) input(pod *corev1.Pod, namespace, defaults string, m *secretmap.Map) mutate.Input {
-	return mutate.Input{Pod: pod, Namespace: namespace, NamespaceDefaults: defaults, Map: m, Keys: h.Keys, Missing: h.Missing, SkipContainers: h.SkipContainers}
+func (h *PodMutator) input(pod *corev1.Pod, namespace string, ns Namespace, m *secretmap.Map) mutate.Input {
+	in := mutate.Input{
+		Pod: pod, Namespace: namespace, NamespaceDefaults: h.defaults(ns), NamespaceAnnotations: ns.Annotations, RequireAllowList: h.RequireAllowList,
+		Map: m, Keys: h.Keys, Missing: h.Missing, SkipContainers: h.SkipContainers,
+	}
+	if h.Keys != nil && len(h.KeyNamespaces) > 0 && !slices.Contains(h.KeyNamespaces, namespace) {
+		in.Keys, in.KeysNotWatched = nil, true
+	}
+	return in
+}
+
+func (h *PodMutator) defaults(ns Namespace) string {
+	if h.IgnoreNamespaceDefaults {
+		return ""
+	}
+	return ns.Defaults()
 }
 
 func isDryRun(req admission.Request) bool { return req.DryRun != nil && *req.DryRun }
 
-func (h *PodMutator) namespaceDefaults(ctx context.Context, namespace string, annotations, labels map[string]string) (string, error) {
-	if h.Namespaces == nil || !mutate.NeedsNamespaceDefaults(annotations, labels) {
-		return "", nil
+// namespace reads the request's Namespace for a pod that may be a flow run, and tells whether
+// the webhook serves it (Selector). Pods that declare nothing and carry no Prefect label are
+// not flow runs wherever they are: nothing is read for them.
+func (h *PodMutator) namespace(ctx context.Context, name string, annotations, podLabels map[string]string) (ns Namespace, served bool, err error) {
+	if h.Namespaces == nil || !mutate.NeedsNamespaceDefaults(annotations, podLabels) {
+		return Namespace{}, true, nil
 	}
-	return h.Namespaces.Defaults(ctx, namespace)
+	if ns, err = h.Namespaces.Namespace(ctx, name); err != nil {
+		return ns, false, err
+	}
+	live, canReadLive := h.Namespaces.(LiveNamespaces)
+	served = h.selects(ns)
+	// A namespace labelled, or given defaults, a moment ago may not be in the cache yet: read
+	// it from the API server before leaving the pod alone. Reads for namespaces that are not
+	// served share one small budget, so requests that do not come from the API server cannot
+	// spend the webhook's reads.
+	stale := !served || (!h.IgnoreNamespaceDefaults && !mutate.IsFlowRun(annotations, podLabels, h.defaults(ns)))
+	if stale && canReadLive && (served || h.Confirmations.allowUnserved()) {
+		if ns, err = live.LiveNamespace(ctx, name); err != nil {
+			return ns, false, err
+		}
+		served = h.selects(ns)
+	}
+	return ns, served, nil
 }
 
-// liveDefaults reads a namespace's defaults from the API server for a Prefect flow-run pod that
-// declares nothing and found no defaults in the cache (DESIGN.md §2: such a pod is a flow run
-// only through its namespace's defaults, which may have been set a moment ago).
-func (h *PodMutator) liveDefaults(ctx context.Context, namespace string, labels map[string]string) (string, error) {
-	live, ok := h.Namespaces.(LiveNamespaceDefaults)
-	if !ok || !mutate.NeedsNamespaceDefaults(nil, labels) {
-		return "", nil
-	}
-	return live.LiveDefaults(ctx, namespace)
+func (h *PodMutator) selects(ns Namespace) bool {
+	return h.Selector == nil || (ns.Found && h.Selector.Matches(labels.Set(ns.Labels)))
 }
 
 // podName names a pod in logs: pods from a Job controller have only a generateName.
@@ -199,13 +229,33 @@ func podName(p *corev1.Pod) string {
 	return p.GenerateName
 }
 
+// The answer's warnings are bounded: the API server may cut warnings over 256 characters and
+// drop any past 4 KiB in all, so flowauth sends each once, each cut at maxWarning bytes, and at
+// most maxWarnings bytes of them, then says once how many were left out and where they are.
+const (
+	maxWarning  = 1024
+	maxWarnings = 8 << 10
+)
+
 func messages(findings []mutate.Finding) []string {
 	if len(findings) == 0 {
 		return nil
 	}
-	out := make([]string, len(findings))
-	for i, f := range findings {
-		out[i] = "flowauth: " + f.Message
+	out := make([]string, 0, len(findings))
+	size, left := 0, 0
+	for _, f := range findings {
+		msg := truncate("flowauth: "+f.Message, maxWarning)
+		switch {
+		case slices.Contains(out, msg):
+		case size+len(msg) > maxWarnings:
+			left++
+		default:
+			out = append(out, msg)
+			size += len(msg)
+		}
+	}
+	if left > 0 {
+		out = append(out, fmt.Sprintf("flowauth: %d more warnings left out; the pod's %s annotation and the Job's Events say what was done", left, mutate.AnnotationStatus))
 	}
 	return out
 }

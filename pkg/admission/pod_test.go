@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,7 +28,16 @@ import (
 // staticDefaults gives every namespace the same defaults.
 type staticDefaults string
 
-func (s staticDefaults) Defaults(context.Context, string) (string, error) { return string(s), nil }
+func (s staticDefaults) Namespace(context.Context, string) (Namespace, error) {
+	return Namespace{Found: true, Annotations: map[string]string{mutate.AnnotationSecrets: string(s)}}, nil
+}
+
+// staticNamespace gives every namespace the same Namespace.
+type staticNamespace Namespace
+
+func (s staticNamespace) Namespace(context.Context, string) (Namespace, error) {
+	return Namespace(s), nil
+}
 
 func newMutator(defaults string) *PodMutator {
 	return &PodMutator{
@@ -100,6 +110,18 @@ func TestPatchGivesGoldenPod(t *testing.T) {
 			}
 			raw := yamlToJSON(t, in)
 			h := newMutator(defaults)
+			if b, err := os.ReadFile(filepath.Join(dir, "namespace.yaml")); err == nil {
+				var ns struct {
+					Annotations      map[string]string `json:"annotations"`
+					RequireAllowList bool              `json:"requireAllowList"`
+				}
+				if err := yaml.UnmarshalStrict(b, &ns); err != nil {
+					t.Fatal(err)
+				}
+				annotations := map[string]string{mutate.AnnotationSecrets: defaults}
+				maps.Copy(annotations, ns.Annotations)
+				h.Namespaces, h.RequireAllowList = staticNamespace{Found: true, Annotations: annotations}, ns.RequireAllowList
+			}
 			if b, err := os.ReadFile(filepath.Join(dir, "keys.yaml")); err == nil {
 				keys := &mutate.StaticKeys{}
 				if err := yaml.UnmarshalStrict(b, keys); err != nil {

@@ -9,7 +9,7 @@ import (
 )
 
 // podView is the part of a pod that flowauth reads or writes: the metadata that names it and
-// declares what it needs, and per container the env vars, envFrom sources and mounts, plus the
+// declares what it needs, the ServiceAccount (its allow-list), and per container the env vars, envFrom sources and mounts, plus the
 // volumes. Everything else in the pod (images, commands, resources, probes, security contexts,
 // status: most of its bytes) is skipped by the decoder rather than built, and it never needs to
 // be: the patch only adds env vars, mounts, volumes and the status annotation, so what is not
@@ -24,9 +24,10 @@ type podView struct {
 		OwnerReferences []metav1.OwnerReference `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
-		InitContainers []containerView `json:"initContainers"`
-		Containers     []containerView `json:"containers"`
-		Volumes        []corev1.Volume `json:"volumes"`
+		ServiceAccountName string          `json:"serviceAccountName"`
+		InitContainers     []containerView `json:"initContainers"`
+		Containers         []containerView `json:"containers"`
+		Volumes            []corev1.Volume `json:"volumes"`
 	} `json:"spec"`
 }
 
@@ -55,6 +56,7 @@ func decodePod(raw []byte) (*corev1.Pod, error) {
 		Name: m.Name, GenerateName: m.GenerateName, Namespace: m.Namespace,
 		Labels: m.Labels, Annotations: m.Annotations, OwnerReferences: m.OwnerReferences,
 	}}
+	pod.Spec.ServiceAccountName = v.Spec.ServiceAccountName
 	pod.Spec.InitContainers = containers(v.Spec.InitContainers)
 	pod.Spec.Containers = containers(v.Spec.Containers)
 	pod.Spec.Volumes = v.Spec.Volumes

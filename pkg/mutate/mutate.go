@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +41,9 @@ type Input struct {
 	// RequireAllowList refuses every name in a namespace without an allow-list
 	// (--require-allow-list).
 	RequireAllowList bool
+	// KeysNotWatched is true when key lookup is on but the namespace is not among those whose
+	// keys are watched: nothing is checked there, and the pod is told so (never "not found").
+	KeysNotWatched bool
 }
 
 // Finding is one warning or denial: a reason for metrics and Events, a message for people that
@@ -73,14 +77,26 @@ type Result struct {
 // Denied reports whether the pod must be refused.
 func (r *Result) Denied() bool { return len(r.Denials) > 0 }
 
-// DenialMessage joins every denial into the one message the API server shows.
+// DenialMessage joins the denials into the one message the API server shows: all of them, up
+// to maxDenialMessage bytes, then how many more there are.
 func (r *Result) DenialMessage() string {
-	msgs := make([]string, len(r.Denials))
+	var b strings.Builder
+	b.WriteString("flowauth: ")
 	for i, d := range r.Denials {
-		msgs[i] = d.Message
+		if i > 0 && b.Len()+len(d.Message) > maxDenialMessage {
+			fmt.Fprintf(&b, "; and %d more", len(r.Denials)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(d.Message)
 	}
-	return "flowauth: " + strings.Join(msgs, "; ")
+	return b.String()
 }
+
+// maxDenialMessage bounds the message of a refusal (the API server shows all of it).
+const maxDenialMessage = 4 << 10
 
 func (r *Result) warn(reason Reason, format string, args ...any) {
 	r.Warnings = append(r.Warnings, Finding{Reason: reason, Message: fmt.Sprintf(format, args...)})
@@ -219,6 +235,10 @@ func Pod(in Input) Result {
 	if namespace == "" {
 		namespace = pod.Namespace
 	}
+	if in.KeysNotWatched {
+		r.warn(ReasonNamespaceNotWatched, "namespace %q is not among the namespaces whose Secrets flowauth watches (the chart's secretLookupNamespaces, the webhook's --secret-lookup-namespaces), so whether %s and their keys exist is not checked: add the namespace there",
+			namespace, some(secretsOf(plans)))
+	}
 	if in.Keys != nil {
 		checkKeys(in, namespace, entries, plans, &r)
 		if r.Denied() {
@@ -257,6 +277,16 @@ func Pod(in Input) Result {
 		r.Pod, r.Changed = out, true
 	}
 	return r
+}
+
+func secretsOf(plans []plan) []string {
+	var secrets []string
+	for _, p := range plans {
+		if s := "Secret " + strconv.Quote(p.secret); !slices.Contains(secrets, s) {
+			secrets = append(secrets, s)
+		}
+	}
+	return secrets
 }
 
 // optOut leaves a pod with flowauth.io/inject: "false" as it came but for its status.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 
@@ -29,6 +30,10 @@ type Cluster struct {
 	Map *secretmap.Map
 	// NamespaceDefaults maps a namespace to its flowauth.io/secrets annotation.
 	NamespaceDefaults map[string]string
+	// NamespaceAnnotations maps a namespace to its other annotations: its owner's allow-lists.
+	NamespaceAnnotations map[string]map[string]string
+	// RequireAllowList is the webhook's --require-allow-list.
+	RequireAllowList bool
 	// Namespace is where objects without metadata.namespace go (kubectl's -n).
 	Namespace string
 	// Keys tells which Secret and ConfigMap keys exist; nil looks nothing up (--secret-lookup=none).
@@ -90,7 +95,8 @@ func Render(ctx context.Context, obj map[string]any, c Cluster) (*Object, error)
 	}
 	out := &Object{Kind: kind, Namespace: namespace, Name: name, Rendered: deepCopy(obj)}
 	handler := &flowadmission.PodMutator{
-		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticDefaults(c.NamespaceDefaults), Keys: c.Keys, Missing: c.Missing, SkipContainers: skipContainers(c.SkipContainers),
+		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticNamespaces{defaults: c.NamespaceDefaults, annotations: c.NamespaceAnnotations}, Keys: c.Keys, Missing: c.Missing, SkipContainers: skipContainers(c.SkipContainers),
+		RequireAllowList: c.RequireAllowList,
 	}
 	if kind == "Pod" {
 		t, patched, err := decide(ctx, handler, namespace, c.NamespaceDefaults[namespace], out.Rendered)
@@ -181,11 +187,21 @@ func skipContainers(skip []string) []string {
 	return skip
 }
 
-// staticDefaults serves namespace defaults from a map, as the webhook's informer would.
-type staticDefaults map[string]string
+// staticNamespaces serves namespaces' annotations from maps, as the webhook's informer would.
+type staticNamespaces struct {
+	defaults    map[string]string
+	annotations map[string]map[string]string
+}
 
-func (d staticDefaults) Defaults(_ context.Context, namespace string) (string, error) {
-	return d[namespace], nil
+func (s staticNamespaces) Namespace(_ context.Context, name string) (flowadmission.Namespace, error) {
+	annotations := maps.Clone(s.annotations[name])
+	if d, ok := s.defaults[name]; ok {
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[mutate.AnnotationSecrets] = d
+	}
+	return flowadmission.Namespace{Found: true, Annotations: annotations}, nil
 }
 
 func lookup(obj map[string]any, path []string) (parent, value map[string]any) {

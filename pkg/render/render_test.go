@@ -44,6 +44,17 @@ func TestRenderIsTheWebhooksDecision(t *testing.T) {
 			if b, err := os.ReadFile(filepath.Join(dir, "namespace-defaults.txt")); err == nil {
 				c.NamespaceDefaults[namespace] = strings.TrimSpace(string(b))
 			}
+			if b, err := os.ReadFile(filepath.Join(dir, "namespace.yaml")); err == nil {
+				var ns struct {
+					Annotations      map[string]string `json:"annotations"`
+					RequireAllowList bool              `json:"requireAllowList"`
+				}
+				if err := yaml.UnmarshalStrict(b, &ns); err != nil {
+					t.Fatal(err)
+				}
+				c.NamespaceAnnotations = map[string]map[string]string{namespace: ns.Annotations}
+				c.RequireAllowList = ns.RequireAllowList
+			}
 			if b, err := os.ReadFile(filepath.Join(dir, "keys.yaml")); err == nil {
 				keys := &mutate.StaticKeys{}
 				if err := yaml.UnmarshalStrict(b, keys); err != nil {
@@ -140,7 +151,7 @@ func TestRenderShowsWhatAJobsPodsGet(t *testing.T) {
 func webhookAnswer(t *testing.T, c Cluster, namespace string, pod map[string]any) *admissionv1.AdmissionResponse {
 	t.Helper()
 	h := flowadmission.NewPodWebhook(&flowadmission.PodMutator{
-		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticDefaults(c.NamespaceDefaults), Keys: c.Keys, Missing: c.Missing,
+		Secrets: secretmap.StaticStore(c.Map), Namespaces: staticNamespaces{defaults: c.NamespaceDefaults, annotations: c.NamespaceAnnotations}, RequireAllowList: c.RequireAllowList, Keys: c.Keys, Missing: c.Missing,
 		SkipContainers: mutate.DefaultSkipContainers, // the webhook's default, as render's
 	})
 	raw, _ := json.Marshal(pod)
