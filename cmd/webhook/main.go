@@ -45,6 +45,10 @@ type config struct {
 	certDir                string
 	kubeconfig             string
 	namespaceDefaults      bool
+	namespaceSelector      string
+	requireAllowList       bool
+	clientCAFile           string
+	clientNames            []string
 	secretMap              string
 	secretLookup           string
 	secretLookupNamespaces []string
@@ -105,6 +109,18 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding tls.crt and tls.key; reloaded when they change")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for API access (default: in-cluster); not used when --namespace-defaults=false and --secret-lookup=none")
 	fs.BoolVar(&c.namespaceDefaults, "namespace-defaults", true, "read the flowauth.io/secrets defaults annotation from Namespaces")
+	fs.StringVar(&c.namespaceSelector, "namespace-selector", "", "label selector of the namespaces the webhook serves, as its configurations' namespaceSelector says (the chart sets it), e.g. flowauth.io/injection=enabled; a request naming any other namespace did not come from the API server and is let through untouched, with nothing looked up. Default: every namespace")
+	fs.BoolVar(&c.requireAllowList, "require-allow-list", false, "refuse to inject anything in a namespace whose administrator has not set the "+mutate.AnnotationAllowedSecrets+" annotation (docs/reference.md, \"Security model\")")
+	fs.StringVar(&c.clientCAFile, "client-ca-file", "", "PEM file of the CA that issued the API server's client certificate for webhooks (its AdmissionConfiguration kubeConfigFile): when set, the webhook port answers only clients presenting a certificate from it. Read at start")
+	fs.Func("client-names", "comma-separated names (certificate common name or DNS SAN) the client certificate must carry, with --client-ca-file; default any certificate the CA issued", func(v string) error {
+		c.clientNames = nil
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				c.clientNames = append(c.clientNames, n)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&c.secretMap, "secret-map", "", "YAML file extending or overriding the built-in secret map; reloaded when it changes")
 	newEnum(fs, &c.secretLookup, "secret-lookup", "none", "look up which Secret keys exist", "none", "keys")
 	fs.Func("secret-lookup-namespaces", "comma-separated namespaces whose Secret and ConfigMap key names are watched (with --secret-lookup=keys); default all, which needs cluster-wide list/watch", func(v string) error {
@@ -172,6 +188,9 @@ func parseFlags(args []string) (config, error) {
 	if err := c.certs.validate(); err != nil {
 		return c, err
 	}
+	if len(c.clientNames) > 0 && c.clientCAFile == "" {
+		return c, errors.New("flag -client-names needs -client-ca-file")
+	}
 	c.keyWatch.Namespaces = c.secretLookupNamespaces
 	for _, sel := range []struct {
 		flag, value string
@@ -180,6 +199,7 @@ func parseFlags(args []string) (config, error) {
 		{"secret-field-selector", c.keyWatch.SecretFieldSelector, func(v string) error { _, err := fields.ParseSelector(v); return err }},
 		{"secret-label-selector", c.keyWatch.SecretLabelSelector, func(v string) error { _, err := labels.Parse(v); return err }},
 		{"configmap-label-selector", c.keyWatch.ConfigMapLabelSelector, func(v string) error { _, err := labels.Parse(v); return err }},
+		{"namespace-selector", c.namespaceSelector, func(v string) error { _, err := labels.Parse(v); return err }},
 	} {
 		if err := sel.parse(sel.value); err != nil {
 			return c, fmt.Errorf("invalid value %q for flag -%s: %w", sel.value, sel.flag, err)

@@ -3,15 +3,19 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -39,6 +43,10 @@ const liveReadTimeout = 2 * time.Second
 // clientQPS and clientBurst pace flowauth's own API requests.
 const clientQPS, clientBurst = 50, 100
 
+// Each namespace's live reads (confirmations of what the key cache lacks) are paced so that no
+// namespace can use up clientQPS: a fifth of it each, with a burst of two pods' worth.
+const confirmationsPerNamespace, confirmationsBurst = 10, 16
+
 // secretMapPoll backs up the file watch on file systems that send no events.
 const secretMapPoll = 10 * time.Second
 
@@ -61,10 +69,25 @@ func run(ctx context.Context, c config) error {
 	}, []string{"version"}))
 	buildInfo.WithLabelValues(version).Set(1)
 	fwadmission.MustRegisterOnce(ctrlmetrics.Registry, servingCertExpiry).setDir(c.certDir)
-	handler := &fwadmission.PodMutator{Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret), SkipContainers: c.skipContainers}
+	handler := &fwadmission.PodMutator{
+		Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret), SkipContainers: c.skipContainers,
+		IgnoreNamespaceDefaults: !c.namespaceDefaults, RequireAllowList: c.requireAllowList, KeyNamespaces: c.secretLookupNamespaces,
+		Confirmations: &fwadmission.FairLimiter{PerNamespace: confirmationsPerNamespace, Burst: confirmationsBurst},
+	}
+	if c.namespaceSelector != "" {
+		handler.Selector, _ = labels.Parse(c.namespaceSelector) // checked by parseFlags
+	}
 	templates := &fwadmission.TemplateValidator{Pods: handler}
 
-	server := webhook.NewServer(webhook.Options{Port: c.port, CertDir: c.certDir, TLSOpts: tlsOptions(c)})
+	tlsOpts := tlsOptions(c)
+	if c.clientCAFile != "" {
+		opt, err := clientAuth(c.clientCAFile, c.clientNames)
+		if err != nil {
+			return err
+		}
+		tlsOpts = append(tlsOpts, opt)
+	}
+	server := webhook.NewServer(webhook.Options{Port: c.port, CertDir: c.certDir, TLSOpts: tlsOpts})
 	watchSecretMap := func(ctx context.Context) error {
 		return store.Watch(ctx, secretMapPoll, func(changed bool, err error) {
 			if err != nil {
@@ -78,7 +101,7 @@ func run(ctx context.Context, c config) error {
 	}
 
 	keyLookup := c.secretLookup == "keys"
-	if !c.namespaceDefaults && !c.certs.rotation && !keyLookup {
+	if !c.namespaceDefaults && !c.certs.rotation && !keyLookup && !c.requireAllowList && c.namespaceSelector == "" {
 		// Nothing needs the API server: run with no cluster connection and no privilege at all
 		// (and no Events: warnings reach clients in the admission response only).
 		server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
@@ -107,7 +130,9 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	if c.namespaceDefaults {
+	{
+		// Namespaces are read whenever the webhook has a cluster connection: whether a request's
+		// namespace is served, its defaults and its owner's allow-list.
 		namespaces, err := fwadmission.WatchNamespaces(ctx, mgr.GetCache())
 		if err != nil {
 			return err
@@ -279,6 +304,37 @@ func tlsOptions(c config) []func(*tls.Config) {
 			t.NextProtos = []string{"http/1.1"}
 		}
 	}}
+}
+
+// clientAuth makes the TLS server require a client certificate issued by the CA in caFile
+// (crypto/tls verifies the chain), and, with names, one that carries one of them as its common
+// name or a DNS name: so only the API server, configured with that certificate for webhooks,
+// can send reviews.
+func clientAuth(caFile string, names []string) (func(*tls.Config), error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--client-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--client-ca-file %s: no PEM certificate in it", caFile)
+	}
+	return func(t *tls.Config) {
+		t.ClientCAs, t.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		if len(names) == 0 {
+			return
+		}
+		t.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no client certificate")
+			}
+			leaf := cs.PeerCertificates[0]
+			if slices.Contains(names, leaf.Subject.CommonName) || slices.ContainsFunc(leaf.DNSNames, func(n string) bool { return slices.Contains(names, n) }) {
+				return nil
+			}
+			return fmt.Errorf("client certificate %q is not one of --client-names", leaf.Subject.CommonName)
+		}
+	}, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"golang.org/x/sync/semaphore"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -40,6 +41,22 @@ var buffersPool = sync.Pool{New: func() any {
 	b.inPlace = objectsInPlace(b.body.Bytes)
 	return b
 }}
+
+// largeReviewBytes bounds the bodies over pooledBufferSize handled at once; a body of unknown
+// length counts as the largest.
+const largeReviewBytes = 4 << 20
+
+var largeReviews = semaphore.NewWeighted(largeReviewBytes)
+
+func reviewWeight(contentLength int64) int64 {
+	switch {
+	case contentLength < 0, contentLength > largeReviewBytes:
+		return largeReviewBytes
+	case contentLength <= pooledBufferSize:
+		return 0
+	}
+	return contentLength
+}
 
 var v1Review = metav1.TypeMeta{APIVersion: admissionv1.SchemeGroupVersion.String(), Kind: "AdmissionReview"}
 
@@ -74,6 +91,16 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
 		h.webhook.ServeHTTP(w, r)
 		return
+	}
+	// Large reviews are read and handled a few at a time: what one costs grows with its body
+	// (the body, the decoded pod), and a handful of 3 MiB reviews at once would otherwise take
+	// the webhook past its memory limit. Small ones, every real flow run, never wait.
+	if size := reviewWeight(r.ContentLength); size > 0 {
+		if err := largeReviews.Acquire(r.Context(), size); err != nil {
+			http.Error(w, "flowauth: too many large admission reviews at once", http.StatusServiceUnavailable)
+			return
+		}
+		defer largeReviews.Release(size)
 	}
 	b := buffersPool.Get().(*buffers)
 	defer func() {

@@ -111,6 +111,14 @@ func (k kindIndex) len() int {
 	return n
 }
 
+func (k kindIndex) oversized() int {
+	n := 0
+	for _, s := range k {
+		n += s.oversizedCount()
+	}
+	return n
+}
+
 func (k kindIndex) lists() int64 {
 	var n int64
 	for _, s := range k {
@@ -327,21 +335,23 @@ func (l *Live) keys(ctx context.Context, resource, namespace, name string) ([]st
 // Collector exports the index's size and sync state as Prometheus gauges.
 func (ix *Index) Collector() prometheus.Collector {
 	return &collector{ix: ix,
-		objects: prometheus.NewDesc("flowauth_key_cache_objects", "Secrets and ConfigMaps whose key names flowauth knows (--secret-lookup=keys).", []string{"kind"}, nil),
-		sync:    prometheus.NewDesc("flowauth_key_cache_synced", "1 once the Secret and ConfigMap watches have stored their first list.", nil, nil),
-		lists:   prometheus.NewDesc("flowauth_key_cache_lists_total", "Complete lists of Secrets and ConfigMaps stored: the first sync, then one per relist (a watch expired, the API server restarted).", nil, nil),
+		objects:   prometheus.NewDesc("flowauth_key_cache_objects", "Secrets and ConfigMaps whose key names flowauth knows (--secret-lookup=keys).", []string{"kind"}, nil),
+		sync:      prometheus.NewDesc("flowauth_key_cache_synced", "1 once the Secret and ConfigMap watches have stored their first list.", nil, nil),
+		lists:     prometheus.NewDesc("flowauth_key_cache_lists_total", "Complete lists of Secrets and ConfigMaps stored: the first sync, then one per relist (a watch expired, the API server restarted).", nil, nil),
+		oversized: prometheus.NewDesc("flowauth_key_cache_oversized_objects", "Secrets and ConfigMaps whose key names exceed 16 KiB: kept without them, and read from the API server when a pod names one.", []string{"kind"}, nil),
 	}
 }
 
 type collector struct {
-	ix                   *Index
-	objects, sync, lists *prometheus.Desc
+	ix                              *Index
+	objects, sync, lists, oversized *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.objects
 	ch <- c.sync
 	ch <- c.lists
+	ch <- c.oversized
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -354,4 +364,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.sync, prometheus.GaugeValue, v)
 	ch <- prometheus.MustNewConstMetric(c.lists, prometheus.CounterValue, float64(c.ix.Lists()))
+	ch <- prometheus.MustNewConstMetric(c.oversized, prometheus.GaugeValue, float64(c.ix.secrets.oversized()), "Secret")
+	ch <- prometheus.MustNewConstMetric(c.oversized, prometheus.GaugeValue, float64(c.ix.configMaps.oversized()), "ConfigMap")
 }

@@ -367,3 +367,41 @@ func TestListHoldsOneObjectAtATime(t *testing.T) {
 		t.Errorf("the heap grew by %.1f MiB listing %d objects: values are being held", grew, n)
 	}
 }
+
+// TestOversizedObjectsKeepNoKeyNames: an object whose key names pass MaxKeyBytes costs the
+// index no more than a small one, is counted, and is reported unknown so a pod that names it has
+// it read from the API server (issue: 100 ConfigMaps of 1 MiB of key names each took every
+// replica past its memory limit on each relist).
+func TestOversizedObjectsKeepNoKeyNames(t *testing.T) {
+	s := newStore()
+	huge := map[string]string{}
+	for i := 0; len(huge)*20 < 1<<20; i++ {
+		huge[fmt.Sprintf("config-file-%08d", i)] = ""
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range 20 {
+		_ = s.Add(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("big-%d", i), Namespace: "flows"}, Data: huge})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 64<<10 {
+		t.Errorf("20 oversized ConfigMaps kept %d KiB", grown>>10)
+	}
+	if _, found := s.get("flows", "big-3"); found {
+		t.Error("an oversized object was answered from the cache")
+	}
+	if n := s.oversizedCount(); n != 20 {
+		t.Errorf("oversized count %d, want 20", n)
+	}
+	// Just under the bound is kept as usual.
+	small := map[string]string{}
+	for i := 0; (len(small)+1)*21 <= MaxKeyBytes; i++ { // 20 characters and a separator each
+		small[fmt.Sprintf("config-file-%08d", i)] = ""
+	}
+	_ = s.Add(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "fits", Namespace: "flows"}, Data: small})
+	if keys, found := s.get("flows", "fits"); !found || len(keys) != len(small) {
+		t.Errorf("an object under the bound: found=%v, %d keys of %d", found, len(keys), len(small))
+	}
+}

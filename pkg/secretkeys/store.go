@@ -20,9 +20,26 @@ import (
 type keySet = unique.Handle[string]
 
 func internKeys(keys []string) keySet {
+	size := 0
+	for _, k := range keys {
+		size += len(k) + 1
+	}
+	if size > MaxKeyBytes {
+		return oversized
+	}
 	slices.Sort(keys)
 	return unique.Make(strings.Join(keys, "\x00"))
 }
+
+// MaxKeyBytes bounds the key names kept for one object (a Secret has a handful; a ConfigMap of
+// config files a few hundred). An object with more is kept as oversized: the index answers that
+// it does not know it, so a pod that names it has it read from the API server, and the object
+// costs the index no more than a small one.
+const MaxKeyBytes = 16 << 10
+
+// oversized stands for the key names of an object past MaxKeyBytes. No real key set can equal
+// it: key names never hold NUL, and it is one NUL.
+var oversized = unique.Make("\x00")
 
 func splitKeys(h keySet) []string {
 	if v := h.Value(); v != "" {
@@ -60,10 +77,23 @@ func (s *store) get(namespace, name string) ([]string, bool) {
 	s.mu.RLock()
 	e, ok := s.objects[namespace+"/"+name]
 	s.mu.RUnlock()
-	if !ok {
+	if !ok || e.keys == oversized {
 		return nil, false
 	}
 	return splitKeys(e.keys), true
+}
+
+// oversizedCount is how many objects are kept as oversized.
+func (s *store) oversizedCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, e := range s.objects {
+		if e.keys == oversized {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *store) len() int {

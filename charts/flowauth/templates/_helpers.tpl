@@ -74,5 +74,23 @@ app.kubernetes.io/component: webhook
 
 {{/* "true" when flowauth talks to the API server at all (and so mounts a token and records Events). */}}
 {{- define "flowauth.needsAPI" -}}
-{{- if or .Values.namespaceDefaults (eq (include "flowauth.tlsMode" .) "self-managed") (eq .Values.secretLookup "keys") }}true{{- end }}
+{{- if or .Values.namespaceDefaults (eq (include "flowauth.tlsMode" .) "self-managed") (eq .Values.secretLookup "keys") .Values.policy.requireAllowList }}true{{- end }}
+{{- end }}
+
+{{/* The webhook configurations' namespaceSelector as a label selector string, for the binary's
+--namespace-selector: it then serves exactly the namespaces the API server sends. */}}
+{{- define "flowauth.namespaceSelectorString" -}}
+{{- $parts := list }}
+{{- range $k, $v := .Values.webhook.namespaceSelector.matchLabels }}
+{{- $parts = append $parts (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- range .Values.webhook.namespaceSelector.matchExpressions }}
+{{- if eq .operator "In" }}{{ $parts = append $parts (printf "%s in (%s)" .key (join "," .values)) }}
+{{- else if eq .operator "NotIn" }}{{ $parts = append $parts (printf "%s notin (%s)" .key (join "," .values)) }}
+{{- else if eq .operator "Exists" }}{{ $parts = append $parts .key }}
+{{- else if eq .operator "DoesNotExist" }}{{ $parts = append $parts (printf "!%s" .key) }}
+{{- end }}
+{{- end }}
+{{- $parts = append $parts (printf "kubernetes.io/metadata.name notin (%s,kube-system)" .Release.Namespace) }}
+{{- join "," $parts }}
 {{- end }}
