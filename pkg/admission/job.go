@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	admissionv1 "k8s.io/api/admission/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
@@ -112,7 +114,55 @@ type templateOwner interface {
 	metav1.Object
 }
 
+// templateView is what flowauth reads of a Job or CronJob: the metadata that names it (for
+// Events) and says whether it is being deleted, and its pod template as podView reads a pod.
+type templateView struct {
+	Metadata struct {
+		Name              string       `json:"name"`
+		Namespace         string       `json:"namespace"`
+		UID               types.UID    `json:"uid"`
+		DeletionTimestamp *metav1.Time `json:"deletionTimestamp"`
+	} `json:"metadata"`
+	Spec struct {
+		Template    podTemplateView `json:"template"`
+		JobTemplate struct {
+			Spec struct {
+				Template podTemplateView `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+}
+
+type podTemplateView struct {
+	Metadata struct {
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec podSpecView `json:"spec"`
+}
+
+// decodeTemplate reads a Job's or CronJob's pod template with encoding/json/v2, skipping what
+// flowauth does not read (as decodePod does for pods); anything v2 refuses is decoded whole by
+// encoding/json, whose error names the Kubernetes type and field.
 func decodeTemplate(kind string, raw []byte) (templateOwner, *corev1.PodTemplateSpec, error) {
+	var v templateView
+	if err := jsonv2.Unmarshal(raw, &v, objectOptions); err != nil {
+		return decodeWhole(kind, raw)
+	}
+	meta := metav1.ObjectMeta{Name: v.Metadata.Name, Namespace: v.Metadata.Namespace, UID: v.Metadata.UID, DeletionTimestamp: v.Metadata.DeletionTimestamp}
+	t := &v.Spec.Template
+	var owner templateOwner = &batchv1.Job{TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: kind}, ObjectMeta: meta}
+	if kind == "CronJob" {
+		t = &v.Spec.JobTemplate.Spec.Template
+		owner = &batchv1.CronJob{TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: kind}, ObjectMeta: meta}
+	}
+	return owner, &corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: t.Metadata.Labels, Annotations: t.Metadata.Annotations},
+		Spec:       t.Spec.spec(),
+	}, nil
+}
+
+func decodeWhole(kind string, raw []byte) (templateOwner, *corev1.PodTemplateSpec, error) {
 	if kind == "CronJob" {
 		var cj batchv1.CronJob
 		if err := json.Unmarshal(raw, &cj); err != nil {

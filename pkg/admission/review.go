@@ -9,9 +9,9 @@ import (
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"golang.org/x/sync/semaphore"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"

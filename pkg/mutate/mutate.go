@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
@@ -166,15 +165,15 @@ func Pod(in Input) Result {
 		return optOut(pod)
 	}
 	r := Result{FlowRun: true}
-	if n := len(pod.Spec.InitContainers) + len(pod.Spec.Containers); n > MaxContainers {
-		r.deny(ReasonTooManyContainers, "the pod has %d containers (init containers included); flowauth serves flow-run pods of at most %d", n, MaxContainers)
+	if len(pod.Spec.InitContainers)+len(pod.Spec.Containers) > MaxContainers {
+		r.deny(ReasonTooManyContainers, "the pod has more than %d containers (init containers included), which is the most flowauth serves in a flow-run pod", MaxContainers)
 		return r
 	}
 	// The API server validates a pod only after mutating admission: a name that it would refuse
 	// is refused here, so that no message, status or annotation carries an unchecked name.
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
-			if msgs := validation.IsDNS1123Label(c.Name); len(msgs) > 0 {
+			if msgs := invalidLabel(c.Name); len(msgs) > 0 {
 				r.deny(ReasonInvalidContainerName, "container name %s is not valid: %s", quote(c.Name), strings.Join(msgs, "; "))
 				return r
 			}
@@ -365,24 +364,37 @@ func parseLayers(annotations map[string]string, r *Result) Layers {
 	return LayersBoth
 }
 
-// parseOverrides reads secret.flowauth.io/<NAME> annotations for the declared names.
+// parseOverrides reads secret.flowauth.io/<NAME> annotations for the declared names. Overrides of
+// names not declared are only counted, and the first few (in order) named in one warning: a pod
+// may carry tens of thousands of them.
 func parseOverrides(annotations map[string]string, names []string, r *Result) map[string]string {
-	var keys []string
+	var keys, undeclared []string
+	more := 0
 	for k := range annotations {
-		if strings.HasPrefix(k, SecretOverridePrefix) {
+		name, ok := strings.CutPrefix(k, SecretOverridePrefix)
+		switch {
+		case !ok:
+		case slices.Contains(names, name):
 			keys = append(keys, k)
+		default:
+			// Keep the maxListedInMessage smallest, sorted, so the warning is the same every time.
+			i, _ := slices.BinarySearch(undeclared, name)
+			if i < maxListedInMessage {
+				undeclared = slices.Insert(undeclared, i, name)
+			}
+			if len(undeclared) > maxListedInMessage {
+				undeclared = undeclared[:maxListedInMessage]
+				more++
+			} else if i >= maxListedInMessage {
+				more++
+			}
 		}
 	}
 	sort.Strings(keys)
 	overrides := make(map[string]string, len(keys))
-	var undeclared []string
 	for _, k := range keys {
 		name, value := strings.TrimPrefix(k, SecretOverridePrefix), annotations[k]
-		if !slices.Contains(names, name) {
-			undeclared = append(undeclared, name)
-			continue
-		}
-		if msgs := validation.IsDNS1123Subdomain(value); len(msgs) > 0 {
+		if msgs := invalidSubdomain(value); len(msgs) > 0 {
 			r.deny(ReasonInvalidSecretOverride, "annotation %s: value %s is not a valid Secret name: %s", k, quote(value), strings.Join(msgs, "; "))
 			continue
 		}
@@ -390,12 +402,16 @@ func parseOverrides(annotations map[string]string, names []string, r *Result) ma
 	}
 	switch {
 	case len(undeclared) == 1:
-		r.warn(ReasonUndeclaredOverride, "annotation %s%s: %s is not declared in %s (nor in the namespace defaults); the override is ignored",
-			SecretOverridePrefix, undeclared[0], quote(undeclared[0]), AnnotationSecrets)
+		r.warn(ReasonUndeclaredOverride, "annotation %s: %s is not declared in %s (nor in the namespace defaults); the override is ignored",
+			quote(SecretOverridePrefix+undeclared[0]), quote(undeclared[0]), AnnotationSecrets)
 	case len(undeclared) > 1:
 		// One warning, however many there are.
+		list := strings.Join(quoteEach(undeclared), ", ")
+		if more > 0 {
+			list += fmt.Sprintf(" and %d more", more)
+		}
 		r.warn(ReasonUndeclaredOverride, "annotations %s<NAME>: %s are not declared in %s (nor in the namespace defaults); the overrides are ignored",
-			SecretOverridePrefix, some(quoteEach(undeclared)), AnnotationSecrets)
+			SecretOverridePrefix, list, AnnotationSecrets)
 	}
 	return overrides
 }
@@ -550,7 +566,7 @@ func containerList(annotations map[string]string, key string, reason Reason, abs
 	}
 	var invalid []string
 	for _, name := range items {
-		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+		if msgs := invalidLabel(name); len(msgs) > 0 {
 			if len(invalid) == 0 {
 				r.deny(ReasonInvalidContainerName, "annotation %s: entry %s is not a valid container name: %s", key, quote(name), strings.Join(msgs, "; "))
 			}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
@@ -38,6 +40,23 @@ func splitList(value string, max int) (items []string, total int) {
 		items = append(items, item)
 	}
 	return items, total
+}
+
+// invalidLabel and invalidSubdomain check a name the API server checks only after admission.
+// The length comes first: a megabyte-long name is refused without running a regular
+// expression over it.
+func invalidLabel(name string) []string {
+	if len(name) > validation.DNS1123LabelMaxLength {
+		return []string{fmt.Sprintf("must be no more than %d characters", validation.DNS1123LabelMaxLength)}
+	}
+	return validation.IsDNS1123Label(name)
+}
+
+func invalidSubdomain(name string) []string {
+	if len(name) > validation.DNS1123SubdomainMaxLength {
+		return []string{fmt.Sprintf("must be no more than %d characters", validation.DNS1123SubdomainMaxLength)}
+	}
+	return validation.IsDNS1123Subdomain(name)
 }
 
 // quote shows a user's text in a message: Go-quoted, so newlines and control characters stay

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
@@ -66,7 +64,7 @@ func allowListFor(in Input, r *Result) *allowList {
 			continue
 		}
 		if secret != "" && secret != anySecret {
-			if msgs := validation.IsDNS1123Subdomain(secret); len(msgs) > 0 {
+			if msgs := invalidSubdomain(secret); len(msgs) > 0 {
 				r.warn(ReasonInvalidAllowList, "namespace annotation %s: entry %s: %s is not a Secret name (%s); it allows nothing", key, quote(item), quote(secret), strings.Join(msgs, "; "))
 				continue
 			}
