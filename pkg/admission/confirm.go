@@ -25,7 +25,7 @@ type LiveKeys interface {
 // watch's selectors, or one the watch has not delivered yet is never reported missing. mutate
 // stays pure: the reads happen here, between two calls.
 func (h *PodMutator) decide(ctx context.Context, in mutate.Input) mutate.Result {
-	if h.Keys == nil || h.Live == nil {
+	if in.Keys == nil || h.Live == nil {
 		return mutate.Pod(in)
 	}
 	seen := &recordedLookup{cache: h.Keys}

@@ -49,12 +49,31 @@ func jobRequest(t *testing.T, op admissionv1.Operation, obj runtime.Object, kind
 	}}
 }
 
+// withOld sets the request's oldObject, as the API server does for an UPDATE.
+func withOld(t *testing.T, req admission.Request, old runtime.Object) admission.Request {
+	t.Helper()
+	raw, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.OldObject = runtime.RawExtension{Raw: raw}
+	return req
+}
+
 func TestTemplateValidator(t *testing.T) {
 	declared := map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS"}
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "run-1", Namespace: "flows", UID: "job-uid"}, Spec: batchv1.JobSpec{Template: flowRunTemplate(declared)}}
 	cron := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "flows", UID: "cron-uid"},
 		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: flowRunTemplate(declared)}}}}
 	plain := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "backup", Namespace: "flows"}, Spec: batchv1.JobSpec{Template: flowRunTemplate(nil)}}
+	labelled := job.DeepCopy()
+	labelled.Labels = map[string]string{"team": "data"}
+	deleting := job.DeepCopy()
+	now := metav1.Now()
+	deleting.DeletionTimestamp = &now
+	deleting.Finalizers = nil // the garbage collector removes foregroundDeletion
+	changedCron := cron.DeepCopy()
+	changedCron.Spec.JobTemplate.Spec.Template.Annotations = map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS GITHUB_ACCESS_TOKEN"}
 	missing := `flowauth: namespace "flows": Secret "aws-credentials" not found; AWS_CREDENTIALS needs it (keys ACCESS_KEY, SECRET_ACCESS_KEY; optional SESSION_TOKEN). Create it: kubectl create secret generic aws-credentials -n flows --from-literal=ACCESS_KEY=<value> --from-literal=SECRET_ACCESS_KEY=<value>`
 
 	tests := []struct {
@@ -89,6 +108,27 @@ func TestTemplateValidator(t *testing.T) {
 		{
 			name: "a job that is not a flow run passes", req: jobRequest(t, admissionv1.Create, plain, "Job", false), missing: mutate.MissingDeny,
 			wantAllowed: true, wantCode: http.StatusOK,
+		},
+		{
+			// DESIGN.md §3: an update that leaves the template alone is never refused and records
+			// nothing again, so `kubectl label job` works when the Job's Secret is gone.
+			name: "job update that keeps the template passes silently in deny mode", req: withOld(t, jobRequest(t, admissionv1.Update, labelled, "Job", false), job), missing: mutate.MissingDeny,
+			wantAllowed: true, wantCode: http.StatusOK, wantMessage: "flowauth checks a pod template only when it changes",
+		},
+		{
+			// The garbage collector's update that removes foregroundDeletion must pass, or the Job
+			// stays Terminating.
+			name: "job being deleted passes in deny mode", req: withOld(t, jobRequest(t, admissionv1.Update, deleting, "Job", false), job), missing: mutate.MissingDeny,
+			wantAllowed: true, wantCode: http.StatusOK, wantMessage: "flowauth does not check an object being deleted",
+		},
+		{
+			name: "cronjob update that changes the template is checked", req: withOld(t, jobRequest(t, admissionv1.Update, changedCron, "CronJob", false), cron), missing: mutate.MissingDeny,
+			wantAllowed: false, wantCode: http.StatusForbidden,
+			wantMessage: missing + `; namespace "flows": Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n flows --from-literal=token=<value>`,
+			events: []string{
+				"CronJob/nightly cron-uid Warning FlowauthDeniedSecretNotFound ValidateCronJob: " + strings.TrimPrefix(missing, "flowauth: "),
+				`CronJob/nightly cron-uid Warning FlowauthDeniedSecretNotFound ValidateCronJob: namespace "flows": Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n flows --from-literal=token=<value>`,
+			},
 		},
 		{
 			name: "delete is not checked", req: jobRequest(t, admissionv1.Delete, job, "Job", false), missing: mutate.MissingDeny,
