@@ -102,6 +102,10 @@ burst: tools-control-plane ## 2,000 flow-run pods through the local API server f
 scale: tools-control-plane ## Key lookup in a large cluster (1,000 namespaces, 50,000 Secrets, 1,000 Helm releases of 500 KiB, 10,000 ConfigMaps): webhook ready time, peak/settled RSS, admission p50/p99 against an empty cluster, API server peak, WatchList on and off, a relist, back-to-back Secret+pod (ARGS=-quick for the small size).
 	go run ./hack/scale $(ARGS)
 
+.PHONY: hostile
+hostile: ## Hostile reviews (each list a pod or Job can carry, up to 3 MiB) sent to the webhook binary alone and 8 at once: answer time and size, peak RSS above rest; fails past 1 s, 64 KiB or 16 MiB (ARGS="-webhook-bin old -report-only" to measure another build; needs root or the same user for /proc/PID/clear_refs).
+	go run ./hack/hostile $(ARGS)
+
 .PHONY: soak
 soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails on any error or RSS growth (SOAK_DURATION to change).
 	go run ./hack/soak -d $(or $(SOAK_DURATION),10m)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/util/cert"
+
+	"github.com/flowauth/flowauth/test/localcluster"
 )
 
 // startStandalone runs the real binary's server (no cluster) on a free port with a fresh
@@ -168,5 +170,65 @@ func TestPprofOnlyWhenAsked(t *testing.T) {
 	code, body := get("http://"+pprofAddr+"/debug/pprof/", http.DefaultClient)
 	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
 		t.Errorf("--pprof-bind-address=%s: /debug/pprof/ answered %d: %.200s", pprofAddr, code, body)
+	}
+}
+
+// TestOnlyTheAPIServerCertificateIsServed: with --client-ca-file (and --client-names), a review
+// is answered only over a connection whose client certificate that CA issued (to one of those
+// names): a pod that reaches the Service without it, or with another CA's, gets no answer.
+func TestOnlyTheAPIServerCertificateIsServed(t *testing.T) {
+	apiserverCA, err := localcluster.NewCA("apiserver-webhook-client-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, err := localcluster.NewCA("someone-else")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, apiserverCA.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := startStandalone(t, func(c *config) { c.clientCAFile, c.clientNames = caFile, []string{"kube-apiserver"} })
+	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"version":"v1","kind":"Pod"},"resource":{"version":"v1","resource":"pods"},"operation":"CREATE","namespace":"flows","object":{"metadata":{"annotations":{"flowauth.io/secrets":"AWS_CREDENTIALS"}},"spec":{"containers":[{"name":"flow","image":"i"}]}}}}`
+	post := func(ca *localcluster.CA, name string) (int, error) {
+		cfg := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the server's certificate is not what is tested
+		if ca != nil {
+			crt, key, err := ca.Issue(name, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pair, err := tls.X509KeyPair(crt, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		resp, err := client.Post("https://"+addr+"/mutate-v1-pod", "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		_, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode, nil
+	}
+	if code, err := post(apiserverCA, "kube-apiserver"); err != nil || code != http.StatusOK {
+		t.Fatalf("the API server's certificate: %d %v", code, err)
+	}
+	for _, c := range []struct {
+		what string
+		ca   *localcluster.CA
+		name string
+	}{{"no certificate", nil, ""}, {"another CA's", otherCA, "kube-apiserver"}, {"the CA's, for another name", apiserverCA, "tenant-pod"}} {
+		if code, err := post(c.ca, c.name); err == nil {
+			t.Errorf("%s: answered %d", c.what, code)
+		}
+	}
+}
+
+func TestClientNamesNeedTheCA(t *testing.T) {
+	if _, err := parseFlags([]string{"--client-names=kube-apiserver"}); err == nil || !strings.Contains(err.Error(), "-client-ca-file") {
+		t.Errorf("got %v", err)
 	}
 }
