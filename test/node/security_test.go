@@ -184,8 +184,8 @@ func TestOnlyTheAPIServerIsServed(t *testing.T) {
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers: []corev1.Container{{Name: "forger", Image: cluster.Images.Probe, Command: []string{"python3", "-c", forgedReview}}},
+				RestartPolicy:   corev1.RestartPolicyNever,
+				Containers:      []corev1.Container{{Name: "forger", Image: cluster.Images.Probe, Command: []string{"python3", "-c", forgedReview}}},
 				SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532)},
 			},
 		}
