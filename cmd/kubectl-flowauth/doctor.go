@@ -136,6 +136,7 @@ func (d *doctor) cluster(ctx context.Context) error {
 		d.caBundle(ctx, mwc)
 	}
 	d.namespaceOptedIn(ctx, mwc)
+	d.namespacePolicy(ctx)
 	if err := d.declaredNames(ctx); err != nil {
 		return err
 	}
@@ -457,6 +458,45 @@ func (d *doctor) namespaceOptedIn(ctx context.Context, w *admissionregistrationv
 		return
 	}
 	d.report(pass, fmt.Sprintf("namespace %s is opted in", d.namespace), "")
+}
+
+// namespacePolicy reports, from the webhook's Deployment arguments, whether the namespace's
+// Secrets are checked at all (key lookup limited to --secret-lookup-namespaces leaves the others
+// unchecked: the webhook says so at apply time) and whether its administrator's allow-list is in
+// place when the webhook requires one.
+func (d *doctor) namespacePolicy(ctx context.Context) {
+	var deploy appsv1.Deployment
+	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.release}, &deploy); err != nil || len(deploy.Spec.Template.Spec.Containers) == 0 {
+		return // replicas() has said why
+	}
+	var keys, requireList bool
+	var watched []string
+	for _, a := range deploy.Spec.Template.Spec.Containers[0].Args {
+		switch {
+		case a == "--secret-lookup=keys":
+			keys = true
+		case a == "--require-allow-list" || a == "--require-allow-list=true":
+			requireList = true
+		case strings.HasPrefix(a, "--secret-lookup-namespaces="):
+			watched = strings.Split(strings.TrimPrefix(a, "--secret-lookup-namespaces="), ",")
+		}
+	}
+	if keys && len(watched) > 0 && !slices.Contains(watched, d.namespace) {
+		d.report(warn, fmt.Sprintf("namespace %s is not in the webhook's secretLookupNamespaces (%s): flowauth cannot see its Secrets, so a missing Secret or key there is found only when the pod starts (CreateContainerConfigError)", d.namespace, strings.Join(watched, ",")),
+			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set 'secretLookupNamespaces={%s,%s}'", d.release, d.relNS, strings.Join(watched, ","), d.namespace))
+	}
+	var ns corev1.Namespace
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {
+		return
+	}
+	list, has := ns.Annotations[mutate.AnnotationAllowedSecrets]
+	switch {
+	case has:
+		d.report(pass, fmt.Sprintf("namespace %s allows: %s", d.namespace, list), "")
+	case requireList:
+		d.report(fail, fmt.Sprintf("namespace %s has no %s annotation and the webhook requires one (--require-allow-list): every flow run there is refused", d.namespace, mutate.AnnotationAllowedSecrets),
+			fmt.Sprintf("kubectl annotate namespace %s %s='AWS_CREDENTIALS, GITHUB_ACCESS_TOKEN' (the names its flow runs may receive)", d.namespace, mutate.AnnotationAllowedSecrets))
+	}
 }
 
 func selects(sel *metav1.LabelSelector, l map[string]string) (bool, error) {
