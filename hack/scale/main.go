@@ -37,12 +37,19 @@ import (
 // size is what the cluster is filled with.
 type size struct {
 	namespaces, secrets, helm, helmKiB, configMaps int
+	// manyKeys ConfigMaps hold about manyKeysKiB of key names each (empty values): what an object
+	// kept whole in the key cache would cost (issue 22).
+	manyKeys, manyKeysKiB int
 }
 
-func (s size) watched() int { return s.secrets + s.configMaps }
+func (s size) watched() int { return s.secrets + s.configMaps + s.manyKeys }
 
 func (s size) String() string {
-	return fmt.Sprintf("%d namespaces, %d small Secrets, %d Helm release Secrets of %d KiB, %d ConfigMaps", s.namespaces, s.secrets, s.helm, s.helmKiB, s.configMaps)
+	out := fmt.Sprintf("%d namespaces, %d small Secrets, %d Helm release Secrets of %d KiB, %d ConfigMaps", s.namespaces, s.secrets, s.helm, s.helmKiB, s.configMaps)
+	if s.manyKeys > 0 {
+		out += fmt.Sprintf(", %d ConfigMaps of %d KiB of key names", s.manyKeys, s.manyKeysKiB)
+	}
+	return out
 }
 
 // row is one measurement of the webhook.
@@ -64,6 +71,8 @@ func main() {
 	flag.IntVar(&sz.helm, "helm", 1000, "Helm release Secrets (type helm.sh/release.v1, label owner=helm)")
 	flag.IntVar(&sz.helmKiB, "helm-kib", 500, "size of each Helm release Secret, KiB")
 	flag.IntVar(&sz.configMaps, "configmaps", 10000, "ConfigMaps (three keys each)")
+	flag.IntVar(&sz.manyKeys, "many-keys", 0, "ConfigMaps holding -many-keys-kib of key names each, with empty values (issue 22 asks for 100)")
+	flag.IntVar(&sz.manyKeysKiB, "many-keys-kib", 1000, "key names in each of the -many-keys ConfigMaps, KiB (a ConfigMap holds at most 1 MiB)")
 	quick := flag.Bool("quick", false, "the quick size: 100 namespaces, 10,000 Secrets, 200 Helm releases, 2,000 ConfigMaps")
 	fill := flag.Int("c", 32, "concurrent creators while filling")
 	loadFor := flag.Duration("load", 5*time.Second, "length of each admission load")
@@ -72,7 +81,7 @@ func main() {
 	webhookBin := flag.String("webhook-bin", "", "measure this webhook binary instead of one built from this tree (e.g. an earlier commit's)")
 	flag.Parse()
 	if *quick {
-		sz = size{namespaces: 100, secrets: 10000, helm: 200, helmKiB: sz.helmKiB, configMaps: 2000}
+		sz = size{namespaces: 100, secrets: 10000, helm: 200, helmKiB: sz.helmKiB, configMaps: 2000, manyKeys: sz.manyKeys, manyKeysKiB: sz.manyKeysKiB}
 	}
 	logf.SetLogger(logr.Discard())
 	signal.Ignore(syscall.SIGPIPE)
@@ -296,6 +305,16 @@ func fillCluster(ctx context.Context, k8s client.Client, sz size, workers int) e
 		g.Go(func() error {
 			return k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%05d", i), Namespace: namespace(i % sz.namespaces)},
 				Data: map[string]string{"LOG_LEVEL": "info", "REGION": "eu-west-1", "settings.yaml": "a: 1\n"}})
+		})
+	}
+	// Key names of 60 characters: a ConfigMap's size counts its keys, so each holds manyKeysKiB.
+	manyKeys := map[string]string{}
+	for i := 0; len(manyKeys)*60 < sz.manyKeysKiB<<10-60; i++ {
+		manyKeys[fmt.Sprintf("config-file-%048d", i)] = ""
+	}
+	for i := range sz.manyKeys {
+		g.Go(func() error {
+			return k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("many-keys-%03d", i), Namespace: namespace(i % sz.namespaces)}, Data: manyKeys})
 		})
 	}
 	return g.Wait()
