@@ -205,7 +205,9 @@ func TestOnlyTheAPIServerCertificateIsServed(t *testing.T) {
 			cfg.Certificates = []tls.Certificate{pair}
 		}
 		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-		resp, err := client.Post("https://"+addr+"/mutate-v1-pod", "application/json", strings.NewReader(body))
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+addr+"/mutate-v1-pod", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
 		if err != nil {
 			return 0, err
 		}

@@ -69,7 +69,7 @@ func run(bin string, reportOnly bool, only string) error {
 	defer func() { _ = os.RemoveAll(tmp) }()
 	if bin == "" {
 		bin = filepath.Join(tmp, "webhook")
-		build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/webhook")
+		build := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/webhook")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("building the webhook: %w\n%s", err, out)
@@ -224,7 +224,12 @@ type reviewAnswer struct {
 
 func send(client *http.Client, url string, body []byte) ([]byte, reviewAnswer, error) {
 	var answer reviewAnswer
-	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, answer, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, answer, err
 	}
@@ -263,7 +268,8 @@ func summary(a reviewAnswer) string {
 func waitServing(client *http.Client, url string) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := client.Get(url + "/healthz"); err == nil {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url+"/healthz", nil)
+		if resp, err := client.Do(req); err == nil {
 			_ = resp.Body.Close()
 			return nil
 		}

@@ -498,7 +498,7 @@ func selectContainers(pod *corev1.Pod, skip []string, r *Result) (targets []targ
 // a metrics agent) are told of in one warning that says how to give them credentials.
 func flowContainer(pod *corev1.Pod, podSkip, skip []string, r *Result) (targets []target, skipped []string) {
 	original, recorded := pod.Annotations[AnnotationOriginalContainers]
-	firstPass, _ := splitList(original, MaxContainers)
+	firstPass, _ := splitList(original)
 	flow := -1
 	var candidates []int
 	for i, c := range pod.Spec.Containers {
@@ -515,14 +515,13 @@ func flowContainer(pod *corev1.Pod, podSkip, skip []string, r *Result) (targets 
 	}
 	var leftOut []string
 	for i, c := range pod.Spec.Containers {
-		switch {
-		case i == flow:
+		if i == flow {
 			targets = append(targets, target{index: i, name: c.Name})
-		default:
-			skipped = append(skipped, c.Name)
-			if slices.Contains(candidates, i) {
-				leftOut = append(leftOut, c.Name)
-			}
+			continue
+		}
+		skipped = append(skipped, c.Name)
+		if slices.Contains(candidates, i) {
+			leftOut = append(leftOut, c.Name)
 		}
 	}
 	if r.Denied() {
@@ -556,7 +555,7 @@ func containerList(annotations map[string]string, key string, reason Reason, abs
 	if !ok {
 		return nil, false
 	}
-	items, total := splitList(value, MaxListedContainers)
+	items, total := splitList(value)
 	switch {
 	case total > MaxListedContainers:
 		r.deny(ReasonTooManyContainers, "annotation %s lists more than %d containers, which is the most allowed", key, MaxListedContainers)

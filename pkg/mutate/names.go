@@ -100,13 +100,16 @@ const (
 // controls is bounded). None is near what a flow run needs; each keeps the work, the patch and
 // the messages of one admission small whatever the pod says.
 const (
+	// maxListItems bounds every list an annotation holds.
+	maxListItems = 64
 	// MaxDeclaredNames bounds one declaration (the pod's, or the namespace's defaults).
-	MaxDeclaredNames = 64
+	MaxDeclaredNames = maxListItems
 	// MaxListedContainers bounds flowauth.io/containers and flowauth.io/skip-containers.
-	MaxListedContainers = 64
+	MaxListedContainers = maxListItems
 	// MaxContainers bounds a flow-run pod's containers, init containers included: flowauth
-	// records and reports them, and a flow run has a handful.
-	MaxContainers = 64
+	// records them in flowauth.io/original-containers (a list like the others) and reports them,
+	// and a flow run has a handful.
+	MaxContainers = maxListItems
 	// MaxEnvFromSources bounds the distinct envFrom sources whose key names are looked up for
 	// one pod (with key lookup): each is a read, and each may hold many keys.
 	MaxEnvFromSources = 32

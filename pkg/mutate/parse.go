@@ -13,10 +13,11 @@ import (
 )
 
 // splitList splits an annotation value on commas and white space, dropping empty items and
-// repeats (a name listed twice is served once), keeping the first order. It keeps at most max
-// items and returns how many distinct items it saw, stopping at max+1, so a huge value costs at
-// most a scan and no more memory than max items: the caller refuses a list longer than max.
-func splitList(value string, max int) (items []string, total int) {
+// repeats (a name listed twice is served once), keeping the first order. It keeps at most
+// maxListItems items and returns how many distinct items it saw, stopping at one more, so a huge
+// value costs at most a scan and no more memory than the bound: the caller refuses a longer list.
+func splitList(value string) (items []string, total int) {
+	const max = maxListItems
 	isSep := func(r rune) bool { return r == ',' || unicode.IsSpace(r) }
 	for len(value) > 0 {
 		start := strings.IndexFunc(value, func(r rune) bool { return !isSep(r) })
@@ -88,7 +89,7 @@ func someComma(names []string) string {
 
 // parseNames reads a flowauth.io/secrets value into valid names and one message per invalid item.
 func parseNames(where, value string) (names []string, problems []string) {
-	items, total := splitList(value, MaxDeclaredNames)
+	items, total := splitList(value)
 	if total > MaxDeclaredNames {
 		return nil, []string{fmt.Sprintf("%s declares more than %d names, which is the most allowed", where, MaxDeclaredNames)}
 	}

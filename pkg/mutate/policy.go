@@ -49,7 +49,7 @@ func allowListFor(in Input, r *Result) *allowList {
 		}
 	}
 	list := &allowList{annotation: key, secrets: map[string][]string{}}
-	items, total := splitList(value, MaxDeclaredNames)
+	items, total := splitList(value)
 	if total > MaxDeclaredNames {
 		r.warn(ReasonInvalidAllowList, "namespace annotation %s lists more than %d entries; only the first %d are read", key, MaxDeclaredNames, MaxDeclaredNames)
 	}
