@@ -178,6 +178,11 @@ func orDefault(v, def string) string {
 func TestOnlyTheAPIServerIsServed(t *testing.T) {
 	needNode(t)
 	ns := newNamespace(t, "clientauth")
+	// The node has no cluster DNS: the pod dials the Service's ClusterIP, as kube-proxy routes it.
+	var svc corev1.Service
+	if err := cluster.Client.Get(context.Background(), types.NamespacedName{Namespace: localcluster.FlowauthNamespace, Name: "flowauth"}, &svc); err != nil {
+		t.Fatal(err)
+	}
 	postFromPod := func(name string) string {
 		t.Helper()
 		pod := &corev1.Pod{
@@ -257,7 +262,7 @@ func TestOnlyTheAPIServerIsServed(t *testing.T) {
 // forgedReview posts an AdmissionReview naming kube-system to the webhook's Service, as any pod
 // could, and prints whether it was answered or refused.
 const forgedReview = `
-import json, ssl, urllib.request
+import json, os, ssl, urllib.request
 review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
   "uid": "forged", "kind": {"group": "", "version": "v1", "kind": "Pod"},
   "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "kube-system",
@@ -267,7 +272,7 @@ review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "reque
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
-req = urllib.request.Request("https://flowauth.flowauth-system.svc/mutate-v1-pod", data=json.dumps(review).encode(),
+req = urllib.request.Request(os.environ["WEBHOOK"], data=json.dumps(review).encode(),
                              headers={"Content-Type": "application/json"})
 try:
     body = urllib.request.urlopen(req, context=ctx, timeout=10).read()
