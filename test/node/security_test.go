@@ -19,8 +19,9 @@ import (
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
-// helmUpgrade upgrades the suite's release with --reuse-values and the settings, waiting for the
-// rollout, and puts the values it changes back when the test ends.
+// helmUpgrade upgrades the suite's release with --reuse-values and the settings (--set, or
+// --set-json for those starting "json:"), waiting for the rollout, and puts the values it changes
+// back when the test ends.
 func helmUpgrade(t *testing.T, restore []string, set ...string) {
 	t.Helper()
 	upgrade := func(set []string) error {
@@ -28,7 +29,11 @@ func helmUpgrade(t *testing.T, restore []string, set ...string) {
 		defer cancel()
 		args := []string{"upgrade", "flowauth", "charts/flowauth", "--namespace", localcluster.FlowauthNamespace, "--reuse-values", "--wait", "--timeout", "4m"}
 		for _, s := range set {
-			args = append(args, "--set", s)
+			if j, ok := strings.CutPrefix(s, "json:"); ok {
+				args = append(args, "--set-json", j)
+			} else {
+				args = append(args, "--set", s)
+			}
 		}
 		if _, err := cluster.Helm(ctx, args...); err != nil {
 			return err
@@ -189,8 +194,9 @@ func TestOnlyTheAPIServerIsServed(t *testing.T) {
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: corev1.PodSpec{
-				RestartPolicy:   corev1.RestartPolicyNever,
-				Containers:      []corev1.Container{{Name: "forger", Image: cluster.Images.Probe, Command: []string{"python3", "-c", forgedReview}}},
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{Name: "forger", Image: cluster.Images.Probe, Command: []string{"python3", "-c", forgedReview},
+					Env: []corev1.EnvVar{{Name: "WEBHOOK", Value: "https://" + svc.Spec.ClusterIP + "/mutate-v1-pod"}}}},
 				SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532)},
 			},
 		}
@@ -245,7 +251,7 @@ func TestOnlyTheAPIServerIsServed(t *testing.T) {
 	t.Cleanup(func() {
 		_, _, _ = cluster.Kubectl(context.Background(), "-n", localcluster.FlowauthNamespace, "delete", "configmap", "apiserver-webhook-client-ca")
 	})
-	helmUpgrade(t, []string{"webhook.clientAuth.caConfigMap=", "webhook.clientAuth.names={}"},
+	helmUpgrade(t, []string{"webhook.clientAuth.caConfigMap=", "json:webhook.clientAuth.names=[]"},
 		"webhook.clientAuth.caConfigMap=apiserver-webhook-client-ca", "webhook.clientAuth.names={kube-apiserver}")
 
 	createSecrets(t, ns, newCredentials(t))
