@@ -302,10 +302,14 @@ func setGCPercent(lookupEnv func(string) (string, bool)) string {
 // one, when Secret keys are not looked up. The Go runtime's own memory then stays under it: at
 // high concurrency the heap would otherwise grow with the requests in flight past the live heap's
 // 2.25x (GOGC 125), and RSS (about 20 MiB of it the binary's own pages) past 40 MiB. Under the
-// limit the collector runs a little more often only at such peaks: at c=32 RSS peaked at 37.5
-// instead of 40.6 MiB, for the same throughput (docs/performance.md). With --secret-lookup=keys
-// the live heap grows with the cluster's Secrets, so no fixed limit is set: set GOMEMLIMIT.
-const defaultMemoryLimit = 18 << 20
+// limit the collector runs more often only at such peaks. It was 18 MiB (at c=32 RSS peaked at
+// 37.5 instead of 40.6 MiB), but then one 3 MiB review, whose decoded pod alone holds about
+// 10 MiB, made the collector run without pause: 330 ms for a pod of 50,000 mounts against 51 ms
+// (make hostile, docs/performance.md). 32 MiB leaves the largest review room; what keeps such
+// reviews from adding up is that they are handled a few at a time (pkg/admission). With
+// --secret-lookup=keys the live heap grows with the cluster's Secrets, so no fixed limit is set:
+// set GOMEMLIMIT.
+const defaultMemoryLimit = 32 << 20
 
 // setMemoryLimit applies defaultMemoryLimit when GOMEMLIMIT is not set and keys are not looked
 // up, and returns the setting in force.

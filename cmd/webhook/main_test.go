@@ -112,7 +112,7 @@ func TestGCPercent(t *testing.T) {
 func TestMemoryLimit(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
 	unset := func(string) (string, bool) { return "", false }
-	if got := setMemoryLimit(unset, "none"); got != "18MiB" {
+	if got := setMemoryLimit(unset, "none"); got != "32MiB" {
 		t.Errorf("without GOMEMLIMIT: %s", got)
 	}
 	if now := debug.SetMemoryLimit(math.MaxInt64); now != defaultMemoryLimit {

@@ -65,6 +65,22 @@ func cases() []hostileCase {
 		mounts = append(mounts, map[string]any{"name": fmt.Sprintf("v-%d", i), "mountPath": fmt.Sprintf("/m/%d", i)})
 	}
 	add("mounts-3MiB", podPath, review("CREATE", "Pod", pod(map[string]string{"flowauth.io/secrets": "GCP_CREDENTIALS"}, []any{map[string]any{"name": "flow", "image": "i", "volumeMounts": mounts}}), nil))
+	// Everything at its bound at once, and allowed: 64 declared names into a container with 1,024
+	// env vars, 256 envFrom sources and 256 mounts, in a pod of 256 volumes and 64 containers.
+	full := map[string]any{"name": "flow", "image": "i"}
+	var fullEnv, fullFrom, fullMounts, fullVolumes []any
+	for i := range 1024 {
+		fullEnv = append(fullEnv, map[string]any{"name": fmt.Sprintf("VAR_%d", i), "value": "x"})
+	}
+	for i := range 256 {
+		fullFrom = append(fullFrom, map[string]any{"secretRef": map[string]any{"name": fmt.Sprintf("s-%d", i)}})
+		fullMounts = append(fullMounts, map[string]any{"name": fmt.Sprintf("v-%d", i), "mountPath": fmt.Sprintf("/m/%d", i)})
+		fullVolumes = append(fullVolumes, map[string]any{"name": fmt.Sprintf("v-%d", i), "emptyDir": map[string]any{}})
+	}
+	full["env"], full["envFrom"], full["volumeMounts"] = fullEnv, fullFrom, fullMounts
+	fullPod := pod(map[string]string{"flowauth.io/secrets": strings.Join(names("CUSTOM_NAME_%d", 64), ",")}, append([]any{full}, containers(63)...))
+	fullPod["spec"].(map[string]any)["volumes"] = fullVolumes
+	add("every-list-at-its-bound", podPath, review("CREATE", "Pod", fullPod, nil))
 	// Jobs: a template of 3 MiB of annotations' lists, and an update that changes nothing.
 	add("job-names-3MiB", jobPath, review("CREATE", "Job", job(map[string]string{"flowauth.io/secrets": list("CUSTOM_%d", 3<<20-4096)}, containers(1)), nil))
 	add("job-containers-2000", jobPath, review("CREATE", "Job", job(flowRun(map[string]string{"flowauth.io/containers": strings.Join(missing, ",")}), containers(2000)), nil))

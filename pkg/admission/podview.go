@@ -36,7 +36,7 @@ type podSpecView struct {
 	ServiceAccountName string            `json:"serviceAccountName"`
 	InitContainers     boundedContainers `json:"initContainers"`
 	Containers         boundedContainers `json:"containers"`
-	Volumes            []corev1.Volume   `json:"volumes"`
+	Volumes            boundedVolumes    `json:"volumes"`
 }
 
 func (v *podSpecView) spec() corev1.PodSpec {
@@ -46,10 +46,66 @@ func (v *podSpecView) spec() corev1.PodSpec {
 }
 
 type containerView struct {
-	Name         string                 `json:"name"`
-	Env          []corev1.EnvVar        `json:"env"`
-	EnvFrom      []corev1.EnvFromSource `json:"envFrom"`
-	VolumeMounts []corev1.VolumeMount   `json:"volumeMounts"`
+	Name         string         `json:"name"`
+	Env          boundedEnv     `json:"env"`
+	EnvFrom      boundedEnvFrom `json:"envFrom"`
+	VolumeMounts boundedMounts  `json:"volumeMounts"`
+}
+
+// The lists of a container and the pod's volumes are decoded up to one item past mutate's
+// bound and skipped beyond: mutate refuses such a pod, and a 3 MiB list of 50,000 mounts would
+// otherwise be built whole (and grown, and scanned by the collector) first.
+type (
+	boundedEnv     []corev1.EnvVar
+	boundedEnvFrom []corev1.EnvFromSource
+	boundedMounts  []corev1.VolumeMount
+	boundedVolumes []corev1.Volume
+)
+
+func (b *boundedEnv) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	return decodeBounded(dec, (*[]corev1.EnvVar)(b), mutate.MaxEnv+1)
+}
+
+func (b *boundedEnvFrom) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	return decodeBounded(dec, (*[]corev1.EnvFromSource)(b), mutate.MaxEnvFrom+1)
+}
+
+func (b *boundedMounts) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	return decodeBounded(dec, (*[]corev1.VolumeMount)(b), mutate.MaxVolumeMounts+1)
+}
+
+func (b *boundedVolumes) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	return decodeBounded(dec, (*[]corev1.Volume)(b), mutate.MaxVolumes+1)
+}
+
+// decodeBounded decodes a JSON array into list, keeping at most max items and skipping the rest
+// as they stream past; null leaves list nil.
+func decodeBounded[T any](dec *jsontext.Decoder, list *[]T, max int) error {
+	if dec.PeekKind() == 'n' {
+		_, err := dec.ReadToken()
+		return err
+	}
+	if tok, err := dec.ReadToken(); err != nil {
+		return err
+	} else if tok.Kind() != '[' {
+		return fmt.Errorf("want an array, got %v", tok.Kind())
+	}
+	*list = []T{}
+	for dec.PeekKind() != ']' {
+		if len(*list) == max {
+			if err := dec.SkipValue(); err != nil {
+				return err
+			}
+			continue
+		}
+		var item T
+		if err := jsonv2.UnmarshalDecode(dec, &item); err != nil {
+			return err
+		}
+		*list = append(*list, item)
+	}
+	_, err := dec.ReadToken()
+	return err
 }
 
 // decodePod decodes the fields of podView into a pod with encoding/json/v2 (from its mirror
@@ -87,31 +143,7 @@ type boundedContainers []containerView
 const maxDecodedContainers = mutate.MaxContainers + 1
 
 func (b *boundedContainers) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
-	if dec.PeekKind() == 'n' {
-		_, err := dec.ReadToken()
-		return err
-	}
-	if tok, err := dec.ReadToken(); err != nil {
-		return err
-	} else if tok.Kind() != '[' {
-		return fmt.Errorf("containers: want an array, got %v", tok.Kind())
-	}
-	*b = (*b)[:0]
-	for dec.PeekKind() != ']' {
-		if len(*b) == maxDecodedContainers {
-			if err := dec.SkipValue(); err != nil {
-				return err
-			}
-			continue
-		}
-		var c containerView
-		if err := jsonv2.UnmarshalDecode(dec, &c); err != nil {
-			return err
-		}
-		*b = append(*b, c)
-	}
-	_, err := dec.ReadToken()
-	return err
+	return decodeBounded(dec, (*[]containerView)(b), maxDecodedContainers)
 }
 
 func containers(views []containerView) []corev1.Container {

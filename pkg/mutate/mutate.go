@@ -169,6 +169,10 @@ func Pod(in Input) Result {
 		r.deny(ReasonTooManyContainers, "the pod has more than %d containers (init containers included), which is the most flowauth serves in a flow-run pod", MaxContainers)
 		return r
 	}
+	if len(pod.Spec.Volumes) > MaxVolumes {
+		r.deny(ReasonTooManyItems, "the pod has more than %d volumes, which is the most flowauth serves in a flow-run pod", MaxVolumes)
+		return r
+	}
 	// The API server validates a pod only after mutating admission: a name that it would refuse
 	// is refused here, so that no message, status or annotation carries an unchecked name.
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
@@ -176,6 +180,15 @@ func Pod(in Input) Result {
 			if msgs := invalidLabel(c.Name); len(msgs) > 0 {
 				r.deny(ReasonInvalidContainerName, "container name %s is not valid: %s", quote(c.Name), strings.Join(msgs, "; "))
 				return r
+			}
+			for _, l := range []struct {
+				what     string
+				len, max int
+			}{{"env vars", len(c.Env), MaxEnv}, {"envFrom sources", len(c.EnvFrom), MaxEnvFrom}, {"volume mounts", len(c.VolumeMounts), MaxVolumeMounts}} {
+				if l.len > l.max {
+					r.deny(ReasonTooManyItems, "container %q has more than %d %s, which is the most flowauth serves in a flow-run pod", c.Name, l.max, l.what)
+					return r
+				}
 			}
 		}
 	}

@@ -254,3 +254,53 @@ func TestHostileListsCostLittle(t *testing.T) {
 		})
 	}
 }
+
+// TestLongListsAreRefused: a flow-run container's env, envFrom and mounts, and the pod's
+// volumes, are bounded; past the bound the pod is refused with one message naming the list.
+func TestLongListsAreRefused(t *testing.T) {
+	base := func() *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Annotations: map[string]string{AnnotationSecrets: "AWS_CREDENTIALS"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "i"}}},
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		grow func(*corev1.Pod, int)
+		max  int
+		want string
+	}{
+		{"env", func(p *corev1.Pod, n int) {
+			for i := range n {
+				p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: fmt.Sprint("V", i), Value: "x"})
+			}
+		}, MaxEnv, `container "flow" has more than 1024 env vars`},
+		{"envFrom", func(p *corev1.Pod, n int) {
+			for i := range n {
+				p.Spec.Containers[0].EnvFrom = append(p.Spec.Containers[0].EnvFrom, corev1.EnvFromSource{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: fmt.Sprint("c", i)}}})
+			}
+		}, MaxEnvFrom, `container "flow" has more than 256 envFrom sources`},
+		{"mounts", func(p *corev1.Pod, n int) {
+			for i := range n {
+				p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: fmt.Sprint("v", i), MountPath: fmt.Sprint("/m", i)})
+			}
+		}, MaxVolumeMounts, `container "flow" has more than 256 volume mounts`},
+		{"volumes", func(p *corev1.Pod, n int) {
+			for i := range n {
+				p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: fmt.Sprint("v", i)})
+			}
+		}, MaxVolumes, `the pod has more than 256 volumes`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			at, over := base(), base()
+			tt.grow(at, tt.max)
+			tt.grow(over, tt.max+1)
+			if res := Pod(Input{Pod: at, Map: secretmap.Builtin()}); res.Denied() {
+				t.Errorf("%d items refused: %s", tt.max, res.DenialMessage())
+			}
+			if res := Pod(Input{Pod: over, Map: secretmap.Builtin()}); !strings.Contains(res.DenialMessage(), tt.want) {
+				t.Errorf("%d items: %q, want %q", tt.max+1, res.DenialMessage(), tt.want)
+			}
+		})
+	}
+}

@@ -88,6 +88,7 @@ const (
 	ReasonIdentityOverlap        Reason = "IdentityOverlap"
 	ReasonOtherContainersLeftOut Reason = "OtherContainersLeftOut"
 	ReasonTooManyContainers      Reason = "TooManyContainers"
+	ReasonTooManyItems           Reason = "TooManyItems"
 	ReasonInjectionTooLarge      Reason = "InjectionTooLarge"
 	ReasonEnvFromNotChecked      Reason = "EnvFromNotChecked"
 	ReasonNotAllowed             Reason = "NotAllowed"
@@ -110,6 +111,12 @@ const (
 	// records them in flowauth.io/original-containers (a list like the others) and reports them,
 	// and a flow run has a handful.
 	MaxContainers = maxListItems
+	// MaxEnv, MaxEnvFrom and MaxVolumeMounts bound each container's lists, and MaxVolumes the
+	// pod's: flowauth compares what it adds with each item, and a flow run has tens of them.
+	MaxEnv          = 1024
+	MaxEnvFrom      = 256
+	MaxVolumeMounts = 256
+	MaxVolumes      = 256
 	// MaxEnvFromSources bounds the distinct envFrom sources whose key names are looked up for
 	// one pod (with key lookup): each is a read, and each may hold many keys.
 	MaxEnvFromSources = 32
