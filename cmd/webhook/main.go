@@ -102,6 +102,19 @@ func newEnum(fs *flag.FlagSet, p *string, name, def, usage string, allowed ...st
 	fs.Var(enum{value: p, allowed: allowed}, name, fmt.Sprintf("%s (one of: %s)", usage, strings.Join(allowed, ", ")))
 }
 
+// commaList sets *dst to a flag's comma-separated items, blanks dropped.
+func commaList(dst *[]string) func(string) error {
+	return func(v string) error {
+		*dst = nil
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				*dst = append(*dst, item)
+			}
+		}
+		return nil
+	}
+}
+
 func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
@@ -112,26 +125,10 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.namespaceSelector, "namespace-selector", "", "label selector of the namespaces the webhook serves, as its configurations' namespaceSelector says (the chart sets it), e.g. flowauth.io/injection=enabled; a request naming any other namespace did not come from the API server and is let through untouched, with nothing looked up. Default: every namespace")
 	fs.BoolVar(&c.requireAllowList, "require-allow-list", false, "refuse to inject anything in a namespace whose administrator has not set the "+mutate.AnnotationAllowedSecrets+" annotation (docs/reference.md, \"Security model\")")
 	fs.StringVar(&c.clientCAFile, "client-ca-file", "", "PEM file of the CA that issued the API server's client certificate for webhooks (its AdmissionConfiguration kubeConfigFile): when set, the webhook port answers only clients presenting a certificate from it. Read at start")
-	fs.Func("client-names", "comma-separated names (certificate common name or DNS SAN) the client certificate must carry, with --client-ca-file; default any certificate the CA issued", func(v string) error {
-		c.clientNames = nil
-		for _, n := range strings.Split(v, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				c.clientNames = append(c.clientNames, n)
-			}
-		}
-		return nil
-	})
+	fs.Func("client-names", "comma-separated names (certificate common name or DNS SAN) the client certificate must carry, with --client-ca-file; default any certificate the CA issued", commaList(&c.clientNames))
 	fs.StringVar(&c.secretMap, "secret-map", "", "YAML file extending or overriding the built-in secret map; reloaded when it changes")
 	newEnum(fs, &c.secretLookup, "secret-lookup", "none", "look up which Secret keys exist", "none", "keys")
-	fs.Func("secret-lookup-namespaces", "comma-separated namespaces whose Secret and ConfigMap key names are watched (with --secret-lookup=keys); default all, which needs cluster-wide list/watch", func(v string) error {
-		c.secretLookupNamespaces = nil
-		for _, ns := range strings.Split(v, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				c.secretLookupNamespaces = append(c.secretLookupNamespaces, ns)
-			}
-		}
-		return nil
-	})
+	fs.Func("secret-lookup-namespaces", "comma-separated namespaces whose Secret and ConfigMap key names are watched (with --secret-lookup=keys); default all, which needs cluster-wide list/watch", commaList(&c.secretLookupNamespaces))
 	fs.StringVar(&c.keyWatch.SecretFieldSelector, "secret-field-selector", secretkeys.DefaultSecretFieldSelector, "field selector of the Secrets whose key names are watched (with --secret-lookup=keys); the default leaves out Helm releases, service-account tokens and image-pull Secrets. A declared Secret outside it is read from the API server when a flow run names it")
 	fs.StringVar(&c.keyWatch.SecretLabelSelector, "secret-label-selector", "", "label selector of the Secrets whose key names are watched (with --secret-lookup=keys), e.g. flowauth.io/credentials=true; default all. A declared Secret outside it is read from the API server when a flow run names it")
 	fs.StringVar(&c.keyWatch.ConfigMapLabelSelector, "configmap-label-selector", secretkeys.DefaultConfigMapLabelSelector, "label selector of the ConfigMaps whose key names are watched (with --secret-lookup=keys, for envFrom); the default leaves out Helm's release records")

@@ -111,10 +111,7 @@ func TestPatchGivesGoldenPod(t *testing.T) {
 			raw := yamlToJSON(t, in)
 			h := newMutator(defaults)
 			if b, err := os.ReadFile(filepath.Join(dir, "namespace.yaml")); err == nil {
-				var ns struct {
-					Annotations      map[string]string `json:"annotations"`
-					RequireAllowList bool              `json:"requireAllowList"`
-				}
+				var ns mutate.StaticNamespace
 				if err := yaml.UnmarshalStrict(b, &ns); err != nil {
 					t.Fatal(err)
 				}

@@ -29,10 +29,7 @@ type goldenCase struct {
 	keys *StaticKeys
 	// namespace, from an optional namespace.yaml: the Namespace's annotations (its owner's
 	// allow-list) and whether the webhook requires an allow-list.
-	namespace struct {
-		Annotations      map[string]string `json:"annotations"`
-		RequireAllowList bool              `json:"requireAllowList"`
-	}
+	namespace StaticNamespace
 }
 
 // input is the case's mutate.Input for pod.

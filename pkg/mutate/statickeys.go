@@ -27,3 +27,10 @@ func sorted(keys []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// StaticNamespace is a golden case's namespace.yaml: the Namespace's annotations (its owner's
+// allow-lists) and whether the webhook requires an allow-list.
+type StaticNamespace struct {
+	Annotations      map[string]string `json:"annotations"`
+	RequireAllowList bool              `json:"requireAllowList"`
+}

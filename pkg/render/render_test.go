@@ -45,10 +45,7 @@ func TestRenderIsTheWebhooksDecision(t *testing.T) {
 				c.NamespaceDefaults[namespace] = strings.TrimSpace(string(b))
 			}
 			if b, err := os.ReadFile(filepath.Join(dir, "namespace.yaml")); err == nil {
-				var ns struct {
-					Annotations      map[string]string `json:"annotations"`
-					RequireAllowList bool              `json:"requireAllowList"`
-				}
+				var ns mutate.StaticNamespace
 				if err := yaml.UnmarshalStrict(b, &ns); err != nil {
 					t.Fatal(err)
 				}
