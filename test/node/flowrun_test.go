@@ -54,8 +54,9 @@ func TestExampleFlowRunsAuthenticate(t *testing.T) {
 }
 
 // TestNonRootReadOnlyFlowRunReadsItsKeyFile: a flow run as a user picks it (any uid, read-only
-// root filesystem, two containers, a ConfigMap and an emptyDir beside flowauth's volume) runs on
-// the node, and each container's google-auth reads the mounted key file.
+// root filesystem, two containers that both need the key and say so in flowauth.io/containers, a
+// ConfigMap and an emptyDir beside flowauth's volume) runs on the node, and each container's
+// google-auth reads the mounted key file.
 func TestNonRootReadOnlyFlowRunReadsItsKeyFile(t *testing.T) {
 	needNode(t)
 	ns := newNamespace(t, "nonroot")
@@ -76,7 +77,7 @@ func TestNonRootReadOnlyFlowRunReadsItsKeyFile(t *testing.T) {
 		Spec: batchv1.JobSpec{
 			BackoffLimit: ptr.To(int32(0)),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"flowauth.io/secrets": "GCP_CREDENTIALS"}},
+				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"flowauth.io/secrets": "GCP_CREDENTIALS", "flowauth.io/containers": "flow, uploader"}},
 				Spec: corev1.PodSpec{
 					RestartPolicy:   corev1.RestartPolicyNever,
 					SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To(int64(4242)), RunAsGroup: ptr.To(int64(4242))},
