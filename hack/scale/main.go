@@ -307,14 +307,16 @@ func fillCluster(ctx context.Context, k8s client.Client, sz size, workers int) e
 				Data: map[string]string{"LOG_LEVEL": "info", "REGION": "eu-west-1", "settings.yaml": "a: 1\n"}})
 		})
 	}
-	// Key names of 60 characters: a ConfigMap's size counts its keys, so each holds manyKeysKiB.
-	manyKeys := map[string]string{}
-	for i := 0; len(manyKeys)*60 < sz.manyKeysKiB<<10-60; i++ {
-		manyKeys[fmt.Sprintf("config-file-%048d", i)] = ""
-	}
+	// Key names of 60 characters, each ConfigMap its own (the index interns key sets that are
+	// alike, which would hide the cost): a ConfigMap's size counts its keys, so each holds about
+	// manyKeysKiB.
 	for i := range sz.manyKeys {
 		g.Go(func() error {
-			return k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("many-keys-%03d", i), Namespace: namespace(i % sz.namespaces)}, Data: manyKeys})
+			keys := map[string]string{}
+			for k := 0; len(keys)*60 < sz.manyKeysKiB<<10-60; k++ {
+				keys[fmt.Sprintf("cm%03d-config-file-%042d", i, k)] = ""
+			}
+			return k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("many-keys-%03d", i), Namespace: namespace(i % sz.namespaces)}, Data: keys})
 		})
 	}
 	return g.Wait()
