@@ -44,8 +44,11 @@ const liveReadTimeout = 2 * time.Second
 const clientQPS, clientBurst = 50, 100
 
 // Each namespace's live reads (confirmations of what the key cache lacks) are paced so that no
-// namespace can use up clientQPS: a fifth of it each, with a burst of two pods' worth.
-const confirmationsPerNamespace, confirmationsBurst = 10, 16
+// namespace can take the webhook's whole client (clientQPS): at most 20 a second each, in bursts
+// of up to 40, so that a burst of flow runs in one namespace (a mapped deployment starting 20 at
+// once, each with a Secret the watch has not delivered) is still confirmed, and two namespaces
+// at their pace still leave a fifth of the client to the others.
+const confirmationsPerNamespace, confirmationsBurst = 20, 40
 
 // secretMapPoll backs up the file watch on file systems that send no events.
 const secretMapPoll = 10 * time.Second
