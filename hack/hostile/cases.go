@@ -24,6 +24,8 @@ func cases() []hostileCase {
 	// 2,000 containers naming 2,000 containers the pod does not have.
 	missing := names("ghost-%d", 2000)
 	add("missing-containers-2000", podPath, review("CREATE", "Pod", pod(flowRun(map[string]string{"flowauth.io/containers": strings.Join(missing, ",")}), containers(2000)), nil))
+	// The same with one name the pod has: each missing name was a warning listing every container.
+	add("missing-containers-2000-one-present", podPath, review("CREATE", "Pod", pod(flowRun(map[string]string{"flowauth.io/containers": "c0," + strings.Join(missing, ",")}), containers(2000)), nil))
 	add("skip-containers-2000", podPath, review("CREATE", "Pod", pod(flowRun(map[string]string{"flowauth.io/skip-containers": strings.Join(missing, ",")}), containers(2000)), nil))
 	// The same lists with as many containers as the body holds.
 	add("containers-3MiB", podPath, review("CREATE", "Pod", pod(flowRun(nil), containers(fit(60, 0))), nil))
