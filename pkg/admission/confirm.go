@@ -64,13 +64,18 @@ func (h *PodMutator) decide(ctx context.Context, in mutate.Input) mutate.Result 
 		}
 		read[ref] = r
 	}
-	if len(read) > 0 {
+	if len(read) > 0 || unconfirmed > 0 {
 		in.Keys = confirmedLookup{cache: h.Keys, read: read}
+		if unconfirmed > 0 && in.Missing == mutate.MissingDeny {
+			// What was not read may exist: the cache's "missing" must not refuse a pod that
+			// would run (the rule of the confirmation), so this pod is warned, not refused.
+			in.Missing = mutate.MissingWarn
+		}
 		res = mutate.Pod(in)
 	}
 	if unconfirmed > 0 && (hasReason(res, mutate.ReasonSecretNotFound) || hasReason(res, mutate.ReasonSecretKeyMissing)) {
 		res.Warnings = append(res.Warnings, mutate.Finding{Reason: ReasonUnconfirmed, Message: fmt.Sprintf(
-			"%d Secrets or ConfigMaps the key cache lacks were not read from the API server (at most %d a pod, and a namespace's reads are paced); what is said missing here is the cache's answer", unconfirmed, MaxConfirmations)})
+			"%d Secrets or ConfigMaps the key cache lacks were not read from the API server (at most %d a pod, and a namespace's reads are paced); what is said missing here is the cache's answer, so it is a warning even with --missing-secret=deny", unconfirmed, MaxConfirmations)})
 	}
 	return res
 }
@@ -93,6 +98,10 @@ type FairLimiter struct {
 	namespaces   map[string]*rate.Limiter
 	unserved     *rate.Limiter
 }
+
+// unservedReads and unservedBurst pace the reads of namespaces the webhook does not serve, all
+// of them together.
+const unservedReads, unservedBurst = 2, 5
 
 // maxPacedNamespaces bounds the limiters kept: past it, those at rest (a full bucket, so the
 // same as a new one) are dropped.
@@ -130,7 +139,9 @@ func (f *FairLimiter) allowUnserved() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.unserved == nil {
-		f.unserved = rate.NewLimiter(f.PerNamespace, f.Burst)
+		// The API server never sends such a request; a namespace labelled a moment ago is
+		// the only honest reason for one, and it is rare.
+		f.unserved = rate.NewLimiter(unservedReads, unservedBurst)
 	}
 	return f.unserved.Allow()
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-
 	"slices"
 
 	"github.com/go-logr/logr"

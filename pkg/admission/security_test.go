@@ -106,6 +106,14 @@ func TestOneNamespaceCannotSpendAnothersReads(t *testing.T) {
 	if !strings.Contains(strings.Join(resp.Warnings, "\n"), "were not read from the API server") {
 		t.Errorf("no word of the reads not made: %q", resp.Warnings)
 	}
+	// In deny mode, a Secret that was not read may exist: the pod is warned, never refused on
+	// the cache's word alone.
+	h.Missing = mutate.MissingDeny
+	req = request(admissionv1.Create, hostile)
+	req.Namespace = "tenant"
+	if resp = h.Handle(context.Background(), req); !resp.Allowed {
+		t.Errorf("refused on Secrets that were not confirmed: %s", resp.Result.Message)
+	}
 }
 
 func podDeclaring(t *testing.T, names string) []byte {
