@@ -51,13 +51,23 @@ func NewCA(name string) (*CA, error) {
 // Issue signs a certificate for commonName: a serving one for the IPs and DNS names given, or,
 // with none, a client one. It returns the certificate and key as PEM.
 func (ca *CA) Issue(commonName string, ips []net.IP, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(pkix.Name{CommonName: commonName}, ips, dnsNames)
+}
+
+// IssueClient signs a client certificate for commonName in groups (the subject's organization,
+// e.g. system:masters).
+func (ca *CA) IssueClient(commonName string, groups ...string) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(pkix.Name{CommonName: commonName, Organization: groups}, nil, nil)
+}
+
+func (ca *CA) issue(subject pkix.Name, ips []net.IP, dnsNames []string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: pkix.Name{CommonName: commonName},
+		SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: subject,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}

@@ -254,11 +254,12 @@ func TestOnlyTheAPIServerIsServed(t *testing.T) {
 	helmUpgrade(t, []string{"webhook.clientAuth.caConfigMap=", "json:webhook.clientAuth.names=[]"},
 		"webhook.clientAuth.caConfigMap=apiserver-webhook-client-ca", "webhook.clientAuth.names={kube-apiserver}")
 
-	createSecrets(t, ns, newCredentials(t))
+	creds := newCredentials(t)
+	createSecrets(t, ns, creds)
 	job := exampleJob(t, "prefect2-flow-run-job.yaml", "GITHUB_ACCESS_TOKEN")
 	job.Name = "served"
 	apply(t, ns, job)
-	requireFinding(t, waitJob(t, ns, job.Name)["prefect-job"], "GITHUB_ACCESS_TOKEN", "")
+	requireFinding(t, waitJob(t, ns, job.Name)["prefect-job"], "GITHUB_ACCESS_TOKEN", digest(creds.GitHubToken))
 
 	if out := postFromPod("forger-after"); !strings.Contains(out, "refused") {
 		t.Errorf("a review posted from a pod was served: %s", out)
