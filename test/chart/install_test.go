@@ -68,6 +68,8 @@ func TestEveryExampleInstallsAndUninstalls(t *testing.T) {
 			{"get", "secrets/aws-credentials", "flows", false},
 			{"create", "events.events.k8s.io", "flows", true},
 		})},
+		{"values-openshift.yaml", slices.Concat(namespaceDefaults, selfManaged, never)},
+		{"values-host-network.yaml", slices.Concat(namespaceDefaults, selfManaged, never)},
 		{"values-own-certificate.yaml", slices.Concat(never, []can{
 			{"list", "namespaces", "", false},
 			{"create", "events.events.k8s.io", "flows", false},

@@ -90,7 +90,6 @@ func checkDeployment(t *testing.T, d *unstructured.Unstructured) {
 	for path, want := range map[string]any{
 		"securityContext.runAsNonRoot":        true,
 		"securityContext.seccompProfile.type": "RuntimeDefault",
-		"affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.podAffinityTerm.topologyKey": "kubernetes.io/hostname",
 		"containers.0.securityContext.readOnlyRootFilesystem":                                                    true,
 		"containers.0.securityContext.allowPrivilegeEscalation":                                                  false,
 		"containers.0.securityContext.capabilities.drop.0":                                                       "ALL",
@@ -102,6 +101,12 @@ func checkDeployment(t *testing.T, d *unstructured.Unstructured) {
 		if got := at(pod, path); got != want {
 			t.Errorf("pod spec %s = %v, want %v", path, got, want)
 		}
+	}
+	// Replicas spread over nodes: preferred by default, required where an example asks for it.
+	preferred := at(pod, "affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution.0.podAffinityTerm.topologyKey")
+	required := at(pod, "affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution.0.topologyKey")
+	if preferred != "kubernetes.io/hostname" && required != "kubernetes.io/hostname" {
+		t.Errorf("replicas are not spread over nodes: podAntiAffinity topologyKey %v (preferred), %v (required)", preferred, required)
 	}
 }
 
@@ -298,6 +303,14 @@ func TestBadValuesFailAtInstallWithAClearMessage(t *testing.T) {
 		{[]string{"--set", "missingSecret=deny"}, "missingSecret=deny has no effect with secretLookup=none"},
 		{[]string{"--set", "profiling.enabled=true", "--set", "profiling.port=8080"}, "profiling.port=8080 is metrics.port's port too: choose another"},
 		{[]string{"--set", "profiling.port=80"}, "at '/profiling/port': minimum: got 80, want 1,024"},
+		{[]string{"--set", "hostNetwork.enabled=true", "--set", "hostNetwork.webhookPort=10250"}, "hostNetwork.webhookPort=10250 is the kubelet's API port on every node: on the host network choose another"},
+		{[]string{"--set", "hostNetwork.enabled=true", "--set", "hostNetwork.healthProbePort=10256"}, "hostNetwork.healthProbePort=10256 is kube-proxy's healthz port on every node"},
+		{[]string{"--set", "hostNetwork.enabled=true", "--set", "hostNetwork.metricsPort=30080"}, "hostNetwork.metricsPort=30080 is in the NodePort range"},
+		{[]string{"--set", "hostNetwork.enabled=true", "--set", "hostNetwork.metricsPort=10270"}, "hostNetwork ports must differ: webhookPort=10270 metricsPort=10270"},
+		{[]string{"--set", "hostNetwork.enabled=true", "--set", "networkPolicy.enabled=true"}, "networkPolicy.enabled has no effect on pods on the host network"},
+		{[]string{"--set", "hostNetwork.enabled=true", "--set", "profiling.enabled=true", "--set", "profiling.port=10271"}, "profiling.port=10271 is hostNetwork.metricsPort's port too"},
+		{[]string{"--set", "securityContext.privileged=true"}, "at '/securityContext/privileged'"},
+		{[]string{"--set", "podSecurityContext.runAsUser=0"}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.set, " "), func(t *testing.T) {

@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -120,6 +121,55 @@ func TestChartSecuritySettings(t *testing.T) {
 		}
 		if !found {
 			t.Error("no CA Issuer reading the CA's Secret")
+		}
+	})
+}
+
+// TestPlatformsSettings: the host-network mode serves every port from the node on ports of its
+// own, and the UID-assigning setting leaves UIDs to the platform but nothing else of the
+// hardening.
+func TestPlatformsSettings(t *testing.T) {
+	spec := func(file string) map[string]any {
+		objs := decode(t, mustHelm(t, append(slices.Clone(release), "-f", filepath.Join(root, "examples", file))...))
+		return at(find(t, objs, "Deployment").Object, "spec.template.spec").(map[string]any)
+	}
+	t.Run("host network", func(t *testing.T) {
+		pod := spec("values-host-network.yaml")
+		for path, want := range map[string]any{
+			"hostNetwork":                        true,
+			"dnsPolicy":                          "ClusterFirstWithHostNet",
+			"containers.0.ports.0.containerPort": float64(10270),
+			"containers.0.ports.1.containerPort": float64(10271),
+			"containers.0.ports.2.containerPort": float64(10272),
+		} {
+			if got := at(pod, path); got != want {
+				t.Errorf("pod spec %s = %v, want %v", path, got, want)
+			}
+		}
+		args := stringsAt(pod, "containers.0.args")
+		for _, want := range []string{"--port=10270", "--metrics-bind-address=:10271", "--health-probe-bind-address=:10272"} {
+			if !slices.Contains(args, want) {
+				t.Errorf("args lack %s: %v", want, args)
+			}
+		}
+	})
+	t.Run("UIDs left to the platform", func(t *testing.T) {
+		pod := spec("values-openshift.yaml")
+		for _, path := range []string{"securityContext.runAsUser", "securityContext.runAsGroup", "securityContext.fsGroup", "containers.0.securityContext.runAsUser"} {
+			if got := at(pod, path); got != nil {
+				t.Errorf("pod spec %s = %v, want it unset for the platform to assign", path, got)
+			}
+		}
+		for path, want := range map[string]any{
+			"securityContext.runAsNonRoot":                          true,
+			"securityContext.seccompProfile.type":                   "RuntimeDefault",
+			"containers.0.securityContext.readOnlyRootFilesystem":   true,
+			"containers.0.securityContext.allowPrivilegeEscalation": false,
+			"containers.0.securityContext.capabilities.drop.0":      "ALL",
+		} {
+			if got := at(pod, path); got != want {
+				t.Errorf("pod spec %s = %v, want %v", path, got, want)
+			}
 		}
 	})
 }

@@ -64,11 +64,53 @@ app.kubernetes.io/component: webhook
 {{- if and (eq .Values.secretLookup "none") (ne .Values.missingSecret "warn") }}
 {{- fail (printf "missingSecret=%s has no effect with secretLookup=none: set secretLookup=keys" .Values.missingSecret) }}
 {{- end }}
+{{- $ports := include "flowauth.ports" . | fromYaml }}
 {{- if .Values.profiling.enabled }}
-{{- $taken := dict (toString .Values.webhook.port) "webhook.port" (toString .Values.metrics.port) "metrics.port" (toString .Values.healthProbePort) "healthProbePort" }}
+{{- $taken := dict (toString $ports.webhook) $ports.webhookValue (toString $ports.metrics) $ports.metricsValue (toString $ports.health) $ports.healthValue }}
 {{- with get $taken (toString .Values.profiling.port) }}
 {{- fail (printf "profiling.port=%v is %s's port too: choose another" $.Values.profiling.port .) }}
 {{- end }}
+{{- end }}
+{{- if .Values.hostNetwork.enabled }}
+{{- /* Ports the node's own Kubernetes components hold on the host network (kubelet, its healthz,
+       its read-only port, kube-proxy's metrics and healthz, the controller manager, the scheduler,
+       the API server, etcd), and the NodePort range kube-proxy may reserve. */}}
+{{- $node := dict "10250" "the kubelet's API" "10248" "the kubelet's healthz" "10255" "the kubelet's read-only port" "10249" "kube-proxy's metrics" "10256" "kube-proxy's healthz" "10257" "kube-controller-manager's" "10259" "kube-scheduler's" "6443" "the API server's" "2379" "etcd's" "2380" "etcd's peer port" }}
+{{- range $value, $port := dict $ports.webhookValue $ports.webhook $ports.metricsValue $ports.metrics $ports.healthValue $ports.health }}
+{{- with get $node (toString $port) }}
+{{- fail (printf "%s=%v is %s port on every node: on the host network choose another" $value $port .) }}
+{{- end }}
+{{- if and (ge (int $port) 30000) (le (int $port) 32767) }}
+{{- fail (printf "%s=%v is in the NodePort range (30000-32767), which kube-proxy may hold on every node: choose another" $value $port) }}
+{{- end }}
+{{- end }}
+{{- if or (eq (int $ports.webhook) (int $ports.metrics)) (eq (int $ports.webhook) (int $ports.health)) (eq (int $ports.metrics) (int $ports.health)) }}
+{{- fail (printf "hostNetwork ports must differ: webhookPort=%v metricsPort=%v healthProbePort=%v" $ports.webhook $ports.metrics $ports.health) }}
+{{- end }}
+{{- if .Values.networkPolicy.enabled }}
+{{- fail "networkPolicy.enabled has no effect on pods on the host network (NetworkPolicy selects pod-network pods only): restrict hostNetwork.webhookPort with the nodes' firewall or security group instead, and unset networkPolicy.enabled" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The ports the webhook serves on: the pod network's (webhook.port, metrics.port,
+     healthProbePort) or, with hostNetwork.enabled, the host network's, with the value each came
+     from for error messages. */}}
+{{- define "flowauth.ports" -}}
+{{- if .Values.hostNetwork.enabled }}
+webhook: {{ .Values.hostNetwork.webhookPort }}
+webhookValue: hostNetwork.webhookPort
+metrics: {{ .Values.hostNetwork.metricsPort }}
+metricsValue: hostNetwork.metricsPort
+health: {{ .Values.hostNetwork.healthProbePort }}
+healthValue: hostNetwork.healthProbePort
+{{- else }}
+webhook: {{ .Values.webhook.port }}
+webhookValue: webhook.port
+metrics: {{ .Values.metrics.port }}
+metricsValue: metrics.port
+health: {{ .Values.healthProbePort }}
+healthValue: healthProbePort
 {{- end }}
 {{- end }}
 
