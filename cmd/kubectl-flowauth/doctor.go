@@ -135,7 +135,9 @@ func (d *doctor) cluster(ctx context.Context) error {
 	if mwc != nil {
 		d.caBundle(ctx, mwc)
 	}
-	d.namespaceOptedIn(ctx, mwc)
+	if d.namespaceOptedIn(ctx, mwc) {
+		d.reachable(ctx)
+	}
 	d.namespacePolicy(ctx)
 	if err := d.declaredNames(ctx); err != nil {
 		return err
@@ -443,21 +445,23 @@ func (d *doctor) servedCertificate(ctx context.Context) ([]byte, string, error) 
 	return seen, pod.Name, nil
 }
 
-func (d *doctor) namespaceOptedIn(ctx context.Context, w *admissionregistrationv1.MutatingWebhook) {
+// namespaceOptedIn reports whether the webhook serves the namespace, and says so.
+func (d *doctor) namespaceOptedIn(ctx context.Context, w *admissionregistrationv1.MutatingWebhook) bool {
 	var ns corev1.Namespace
 	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {
 		d.report(fail, fmt.Sprintf("namespace %s: %v", d.namespace, orMissing(err)), "kubectl create namespace "+d.namespace)
-		return
+		return false
 	}
 	if w == nil {
-		return
+		return false
 	}
 	if ok, err := selects(w.NamespaceSelector, ns.Labels); err != nil || !ok {
 		d.report(fail, fmt.Sprintf("namespace %s is not opted in: the webhook's namespaceSelector does not match its labels, so flowauth never sees its pods", d.namespace),
 			fmt.Sprintf("kubectl label namespace %s flowauth.io/injection=enabled", d.namespace))
-		return
+		return false
 	}
 	d.report(pass, fmt.Sprintf("namespace %s is opted in", d.namespace), "")
+	return true
 }
 
 // namespacePolicy reports, from the webhook's Deployment arguments, whether the namespace's
