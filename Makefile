@@ -68,6 +68,10 @@ test-chart: tools-control-plane tools-helm tools-promtool ## Helm chart and conf
 test-node: tools-control-plane tools-helm tools-node tools-cosign ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
 	go test -count=1 -timeout 30m ./test/node/...
 
+.PHONY: test-versions
+test-versions: ## Integration, e2e and the chart's install against each Kubernetes minor of the matrix (1.30, 1.33, 1.35, 1.37; control planes built from Go modules, cached); VERSIONS="v1.30" for some.
+	VERSIONS="$(VERSIONS)" hack/test-versions.sh
+
 FUZZTIME ?= 30s
 
 .PHONY: fuzz
@@ -128,10 +132,12 @@ plugin-dist: ## The plugin's archives per platform and the krew manifest (.krew.
 
 ##@ Local cluster
 
+NODES ?= 1
+
 .PHONY: cluster
-cluster: tools-control-plane tools-helm tools-node ## A one-node cluster (root) with flowauth installed from the local registry's image, left running; prints KUBECONFIG.
+cluster: tools-control-plane tools-helm tools-node ## A local cluster (root) of NODES nodes (default 1, up to 4) with flowauth installed from the local registry's image, left running; prints KUBECONFIG.
 	@go build -o bin/cluster ./hack/cluster
-	@bin/cluster up
+	@bin/cluster -nodes $(NODES) up
 
 .PHONY: cluster-down
 cluster-down: ## Stop `make cluster` and remove everything it put on this machine.

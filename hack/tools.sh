@@ -8,6 +8,9 @@
 # ../shared/node.md.
 #
 #   hack/tools.sh control-plane   # bin/k8s/{etcd,kube-apiserver,kube-controller-manager,kubectl}
+#   hack/tools.sh control-plane-matrix [v1.MINOR...]
+#                                 # bin/k8s-v1.MINOR/ for each older release of the version matrix,
+#                                 # or those named (make test-versions; modules in hack/tools/k8s-matrix/)
 #   hack/tools.sh node            # bin/node/: kubelet, kube-scheduler, kube-proxy, containerd (+ shim,
 #                                 # ctr), crictl, registry, cni/; and runc, iptables, conntrack from Debian
 #   hack/tools.sh probe-rootfs    # bin/probe-rootfs.tar.gz: Debian with python3, boto3, google-auth
@@ -25,6 +28,11 @@
 set -euo pipefail
 
 K8S_VERSION=v1.37.2
+# The older releases make test-versions runs against (the newest is K8S_VERSION). Each has its
+# module in hack/tools/k8s-matrix/vMAJOR.MINOR, written by hack/tools/k8s-matrix/gen.sh. They build
+# with this machine's Go: Go keeps compiling old modules by the language version their go.mod
+# names, so no older toolchain is needed (see docs/install.md, "Kubernetes versions").
+K8S_MATRIX_VERSIONS="v1.30.14 v1.33.13 v1.35.4"
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.22.0
 GOLANGCI_LINT_VERSION=v2.15.0
@@ -83,7 +91,7 @@ cached() {
 k8s_ldflags() {
   # Without these -X flags the API server reports v0.0.0-master, which breaks helm's kubeVersion
   # checks and makes kubectl print version-skew warnings.
-  local v=$K8S_VERSION minor
+  local v=${1:-$K8S_VERSION} minor
   minor=$(echo "$v" | cut -d. -f2)
   echo "-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 \
 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean \
@@ -189,6 +197,27 @@ vulndb() {
 
 control_plane() { cached "k8s-$K8S_VERSION-etcd-$ETCD_VERSION" k8s build_control_plane; }
 
+# control_plane_matrix: each older release's kube-apiserver, kube-controller-manager and kubectl,
+# with the newest control plane's etcd (the v3 API every release since 1.22 speaks).
+control_plane_matrix() {
+  control_plane
+  local v minor
+  for v in $K8S_MATRIX_VERSIONS; do
+    minor=$(echo "$v" | cut -d. -f1-2)
+    # Only the minors asked for (all without arguments).
+    if [ $# -gt 0 ] && [[ " $* " != *" $minor "* ]]; then
+      continue
+    fi
+    build_matrix_release() {
+      say "building the control plane of Kubernetes $v from Go modules (make test-versions); several minutes"
+      (cd "$root/hack/tools/k8s-matrix/$minor" && go build -ldflags "$(k8s_ldflags "$v")" -o "$out/" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
+      cp "$bin/k8s/etcd" "$out/etcd"
+    }
+    cached "k8s-$v-etcd-$ETCD_VERSION" "k8s-$minor" build_matrix_release
+  done
+}
+
 node() {
   debian_packages runc iptables conntrack iproute2 || true
   cached "node-$K8S_VERSION-containerd-$CONTAINERD_VERSION-cni-$CNI_PLUGINS_VERSION-crictl-$CRICTL_VERSION-registry-$DISTRIBUTION_VERSION" node build_node
@@ -202,6 +231,7 @@ probe_rootfs() {
 
 case "${1:-all}" in
 control-plane) control_plane ;;
+control-plane-matrix) shift; control_plane_matrix "$@" ;;
 node) node ;;
 probe-rootfs) probe_rootfs ;;
 helm) helm ;;
@@ -221,7 +251,7 @@ all)
   go_install cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
   ;;
 *)
-  say "unknown tool '$1' (control-plane, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, cosign, all)"
+  say "unknown tool '$1' (control-plane, control-plane-matrix, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, cosign, all)"
   exit 2
   ;;
 esac

@@ -1,7 +1,7 @@
-// Command cluster is `make cluster` and `make cluster-down`: a local one-node cluster (the
-// control plane, containerd, kubelet, kube-proxy, kube-scheduler, a registry on 127.0.0.1) with
-// flowauth installed by its Helm chart from the registry's image, left running for a person to
-// use as they would use kind.
+// Command cluster is `make cluster` and `make cluster-down`: a local cluster (the control plane,
+// one to four nodes of containerd and kubelet, kube-proxy, kube-scheduler, a registry on
+// 127.0.0.1) with flowauth installed by its Helm chart from the registry's image, left running
+// for a person to use as they would use kind. -nodes 3 (make cluster NODES=3) runs three nodes.
 //
 //	cluster up      start it in the background (a harness process that owns every part), wait
 //	                until flowauth is Ready, print how to use it
@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,29 +29,35 @@ import (
 
 // ready is what the harness writes once flowauth serves; `up` prints it.
 type ready struct {
-	Kubeconfig string `json:"kubeconfig"`
-	Probe      string `json:"probe"`
-	Webhook    string `json:"webhook"`
-	Took       string `json:"took"`
-	Tools      string `json:"tools"`
+	Kubeconfig string   `json:"kubeconfig"`
+	Probe      string   `json:"probe"`
+	Webhook    string   `json:"webhook"`
+	Took       string   `json:"took"`
+	Tools      string   `json:"tools"`
+	Nodes      []string `json:"nodes"`
 }
 
 func main() {
 	root := flag.String("repo", ".", "the project's root")
 	dir := flag.String("dir", "", "serve: the cluster's folder")
+	nodes := flag.Int("nodes", 1, fmt.Sprintf("how many nodes (1-%d): each a kubelet with its own containerd, state and pod range", localcluster.MaxNodes))
 	flag.Parse()
+	if *nodes < 1 || *nodes > localcluster.MaxNodes {
+		fmt.Fprintf(os.Stderr, "cluster: -nodes %d: want 1 to %d\n", *nodes, localcluster.MaxNodes)
+		os.Exit(2)
+	}
 	repo, err := filepath.Abs(*root)
 	if err == nil {
 		switch flag.Arg(0) {
 		case "up":
-			err = up(repo)
+			err = up(repo, *nodes)
 		case "down":
 			err = localcluster.StopRunning(3 * time.Minute)
 			if err == nil {
 				fmt.Println("cluster: stopped; nothing of it is left on this machine")
 			}
 		case "serve":
-			err = serve(repo, *dir)
+			err = serve(repo, *dir, *nodes)
 		default:
 			err = errors.New("usage: cluster [-repo DIR] up|down")
 		}
@@ -61,7 +68,7 @@ func main() {
 	}
 }
 
-func up(repo string) error {
+func up(repo string, nodes int) error {
 	if os.Geteuid() != 0 {
 		return localcluster.ErrNotRoot
 	}
@@ -87,7 +94,7 @@ func up(repo string) error {
 		return err
 	}
 	defer func() { _ = log.Close() }()
-	harness := exec.CommandContext(context.Background(), self, "-repo", repo, "-dir", dir, "serve")
+	harness := exec.CommandContext(context.Background(), self, "-repo", repo, "-dir", dir, "-nodes", strconv.Itoa(nodes), "serve")
 	harness.Stdout, harness.Stderr = log, log
 	// Its own session: the harness outlives this command and the terminal that ran it.
 	harness.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -111,11 +118,11 @@ func up(repo string) error {
 	}
 }
 
-func serve(repo, dir string) error {
+func serve(repo, dir string, nodes int) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	start := time.Now()
-	c, err := localcluster.Start(context.WithoutCancel(ctx), localcluster.Options{RepoRoot: repo, WorkDir: dir, Node: true, Log: os.Stderr})
+	c, err := localcluster.Start(context.WithoutCancel(ctx), localcluster.Options{RepoRoot: repo, WorkDir: dir, Node: true, Nodes: nodes, Log: os.Stderr})
 	if err != nil {
 		return err
 	}
@@ -130,7 +137,7 @@ func serve(repo, dir string) error {
 	if err := c.InstallFlowauth(ctx); err != nil {
 		return err
 	}
-	b, err := json.Marshal(ready{Kubeconfig: c.Kubeconfig, Probe: c.Images.Probe, Webhook: c.Images.Webhook, Tools: filepath.Join(repo, "bin", "k8s") + ":" + filepath.Join(repo, "bin"), Took: time.Since(start).Round(time.Second).String()})
+	b, err := json.Marshal(ready{Kubeconfig: c.Kubeconfig, Probe: c.Images.Probe, Webhook: c.Images.Webhook, Tools: filepath.Join(repo, "bin", "k8s") + ":" + filepath.Join(repo, "bin"), Took: time.Since(start).Round(time.Second).String(), Nodes: c.Nodes()})
 	if err != nil {
 		return err
 	}
@@ -152,7 +159,7 @@ func readReady(dir string) (ready, error) {
 }
 
 func printUsage(r ready) {
-	fmt.Printf("cluster: flowauth serves from inside the cluster (image %s); up in %s\n", r.Webhook, r.Took)
+	fmt.Printf("cluster: flowauth serves from inside the cluster (image %s); up in %s; nodes: %s\n", r.Webhook, r.Took, strings.Join(r.Nodes, ", "))
 	fmt.Printf("export KUBECONFIG=%s\n", r.Kubeconfig)
 	fmt.Printf("probe image: %s\n", r.Probe)
 	fmt.Printf("export PATH=%s:$PATH  # kubectl %s and helm, built for this cluster (any kubectl works)\n", r.Tools, "v1.37.2")

@@ -28,6 +28,7 @@ import (
 
 	fwadmission "github.com/flowauth/flowauth/pkg/admission"
 	"github.com/flowauth/flowauth/pkg/secretmap"
+	"github.com/flowauth/flowauth/test/localcluster"
 )
 
 var (
@@ -72,6 +73,10 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
+	if err := localcluster.CheckServerVersion(restCfg); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -147,14 +147,19 @@ func (r *record) cleanup() error {
 	if err := removeKubeletChains(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := removeBlackholes(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := unmountUnder(r.Dir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := removeKubepodsCgroups(); err != nil {
 		errs = append(errs, err)
 	}
-	if out, err := exec.CommandContext(context.Background(), "ip", "link", "del", bridgeName).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
-		errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", bridgeName, err, out))
+	for _, bridge := range nodeBridges() {
+		if out, err := exec.CommandContext(context.Background(), "ip", "link", "del", bridge).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
+			errs = append(errs, fmt.Errorf("ip link del %s: %w: %s", bridge, err, out))
+		}
 	}
 	for s, v := range r.Sysctls {
 		if cur, err := os.ReadFile("/proc/sys/" + s); err == nil && strings.TrimSpace(string(cur)) != v {
@@ -221,6 +226,26 @@ func removeKubeletChains() error {
 	return errors.Join(errs...)
 }
 
+// removeBlackholes deletes the DROP rules to the nodes' pod ranges that LoseNode and the tests
+// that cut the API server off from pods insert, should their harness die before taking them out.
+func removeBlackholes() error {
+	out, err := exec.CommandContext(context.Background(), "iptables", "-w", "-S").Output()
+	if err != nil {
+		return nil //nolint:nilerr // no iptables, no rules
+	}
+	var errs []error
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[0] != "-A" || (f[1] != "OUTPUT" && f[1] != "FORWARD") || !strings.Contains(line, "-d 198.18.") || !strings.HasSuffix(line, "-j DROP") {
+			continue
+		}
+		if b, err := exec.CommandContext(context.Background(), "iptables", append([]string{"-w", "-D"}, f[1:]...)...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("iptables -D %s: %w: %s", strings.Join(f[1:], " "), err, b))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // jumpsTo says whether the rule's fields (as `iptables -S` prints them) jump to one of chains.
 func jumpsTo(rule, chains []string) bool {
 	for i := 1; i < len(rule); i++ {
@@ -250,17 +275,46 @@ func cgroupRoots() []string {
 	return roots
 }
 
-// kubepodsDirs are the kubelet's cgroups (the kubepods tree under each hierarchy), deepest first.
-// Only these are the node's: nothing else in a hierarchy is touched.
+// nodeBridges are the bridges of the nodes (flowauth0, flowauth1, ...) present on the machine.
+func nodeBridges() []string {
+	out, err := exec.CommandContext(context.Background(), "ip", "-o", "link", "show", "type", "bridge").Output()
+	if err != nil {
+		return nil
+	}
+	var bridges []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name := strings.TrimSuffix(f[1], ":")
+		if n, ok := strings.CutPrefix(name, bridgePrefix); ok {
+			if _, err := strconv.Atoi(n); err == nil {
+				bridges = append(bridges, name)
+			}
+		}
+	}
+	return bridges
+}
+
+// kubepodsDirs are the kubelets' cgroups (the kubepods tree under each hierarchy, and the
+// folders of the nodes after the first with theirs), deepest first. Only these are the nodes':
+// nothing else in a hierarchy is touched.
 func kubepodsDirs() []string {
 	var dirs []string
 	for _, root := range cgroupRoots() {
-		_ = filepath.WalkDir(filepath.Join(root, "kubepods"), func(path string, d os.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
+		tops := []string{filepath.Join(root, "kubepods")}
+		if more, err := filepath.Glob(filepath.Join(root, NodeName+"-*")); err == nil {
+			tops = append(tops, more...)
+		}
+		for _, top := range tops {
+			_ = filepath.WalkDir(top, func(path string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, path)
+				}
+				return nil
+			})
+		}
 	}
 	slices.SortFunc(dirs, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 	return dirs

@@ -51,6 +51,10 @@ type Options struct {
 	// registry with flowauth's images, containerd, kubelet, kube-proxy and kube-scheduler. Nothing
 	// is registered: install the chart. The node's state and logs live in WorkDir/node.
 	Node bool
+	// Nodes is how many nodes run with Node (default 1, at most MaxNodes): each a kubelet with
+	// its own containerd, state, bridge and pod range (198.18.N.0/24), named NodeName, then
+	// NodeName-2, NodeName-3.
+	Nodes int
 }
 
 // Cluster is a running local control plane with flowauth registered.
@@ -117,6 +121,10 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
 	c.Config = cfg
+	if err := CheckServerVersion(cfg); err != nil {
+		_ = c.Stop()
+		return nil, err
+	}
 	if err := c.start(ctx, assets); err != nil {
 		_ = c.Stop()
 		return nil, err

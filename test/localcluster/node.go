@@ -19,18 +19,58 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
-// The node's network lives only on this machine: a bridge the harness makes, pod addresses from
-// a range reserved for benchmarks (RFC 2544), Service addresses from the range beside it, no
-// default route in pods and no NAT to anything outside.
+// The nodes' network lives only on this machine: a bridge a node, pod addresses from a range
+// reserved for benchmarks (RFC 2544), 198.18.N.0/24 for node N, Service addresses from the range
+// beside it, no default route in pods and no NAT to anything outside. This machine routes between
+// the bridges, as a cloud's network routes between nodes.
 const (
-	NodeName    = "flowauth-node"
-	bridgeName  = "flowauth0"
-	podCIDR     = "198.18.0.0/24"
-	gatewayIP   = "198.18.0.1" // the bridge's address: the API server listens here for pods
+	// NodeName is the first node's name: the only one of a one-node cluster.
+	NodeName = "flowauth-node"
+	// PodCIDR holds every node's pod range.
+	PodCIDR     = "198.18.0.0/16"
+	gatewayIP   = "198.18.0.1" // the first node's bridge address: the API server listens here for pods
 	serviceCIDR = "198.19.0.0/24"
 	// kubernetesServiceIP is the first address of serviceCIDR, the `kubernetes` Service's.
 	kubernetesServiceIP = "198.19.0.1"
+	// MaxNodes bounds Options.Nodes: each node is a kubelet and a containerd on this machine.
+	MaxNodes = 4
 )
+
+// member is one node of the cluster: its kubelet and containerd, its state, bridge and pod range.
+type member struct {
+	name    string
+	index   int
+	dir     string // its own state: WorkDir/node/NAME
+	bridge  string
+	cidr    string // 198.18.INDEX.0/24
+	gateway string // 198.18.INDEX.1: the bridge's address, the node's InternalIP
+	// cgroupRoot is where the kubelet puts its pods' cgroups: "/" for the first node, a folder
+	// of its own for the others, so that no kubelet takes another's pods for its orphans.
+	cgroupRoot string
+	socket     string // containerd's CRI endpoint
+	kubelet    *exec.Cmd
+	kubeletCmd []string // its command line, to start it again after LoseNode
+}
+
+func newMember(dir string, i int) *member {
+	m := &member{index: i, name: NodeName, bridge: "flowauth" + strconv.Itoa(i), cidr: fmt.Sprintf("198.18.%d.0/24", i),
+		gateway: fmt.Sprintf("198.18.%d.1", i), cgroupRoot: "/"}
+	if i > 0 {
+		m.name = fmt.Sprintf("%s-%d", NodeName, i+1)
+		m.cgroupRoot = "/" + m.name
+	}
+	m.dir = filepath.Join(dir, m.name)
+	m.socket = filepath.Join(m.dir, "containerd", "containerd.sock")
+	return m
+}
+
+// log is the name of this node's log file for component.
+func (m *member) log(component string) string {
+	if m.index == 0 {
+		return component
+	}
+	return component + "-" + m.name
+}
 
 // ErrNotRoot says why a node cannot run: kubelet, containerd and runc need root.
 var ErrNotRoot = errors.New("the local node needs root (kubelet, containerd and runc create namespaces, mounts, cgroups and a bridge)")
@@ -40,10 +80,9 @@ var nodeBinaries = []string{"kubelet", "kube-scheduler", "kube-proxy", "containe
 
 type node struct {
 	bin      string // bin/node
-	dir      string // all of the node's state: WorkDir/node
+	dir      string // all of the nodes' state: WorkDir/node
 	registry string
-	socket   string // containerd's CRI endpoint
-	kubelet  *exec.Cmd
+	members  []*member
 	rec      *record
 	logs     map[string]*os.File
 }
@@ -71,8 +110,15 @@ func startWithNode(ctx context.Context, o Options, assets string) (*Cluster, err
 	if err != nil {
 		return nil, err
 	}
+	nodes := max(o.Nodes, 1)
+	if nodes > MaxNodes {
+		return nil, fmt.Errorf("%d nodes asked for: at most %d run on one machine", nodes, MaxNodes)
+	}
 	c := &Cluster{opts: o, assets: assets, AllWebhookLogs: &SyncBuffer{}}
-	c.node = &node{bin: nodeBin, dir: dir, rec: rec, logs: map[string]*os.File{}, socket: filepath.Join(dir, "containerd", "containerd.sock")}
+	c.node = &node{bin: nodeBin, dir: dir, rec: rec, logs: map[string]*os.File{}}
+	for i := range nodes {
+		c.node.members = append(c.node.members, newMember(dir, i))
+	}
 	if err := c.startNode(ctx); err != nil {
 		_ = c.Stop()
 		return nil, err
@@ -82,8 +128,13 @@ func startWithNode(ctx context.Context, o Options, assets string) (*Cluster, err
 
 func (c *Cluster) startNode(ctx context.Context) error {
 	n := c.node
-	if err := createBridge(); err != nil {
-		return err
+	for _, m := range n.members {
+		if err := createBridge(m); err != nil {
+			return err
+		}
+		if err := createCgroupRoot(m.cgroupRoot); err != nil {
+			return err
+		}
 	}
 	var err error
 	if n.registry, err = c.startRegistry(ctx, filepath.Join(n.bin, "registry"), n.dir); err != nil {
@@ -137,8 +188,8 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	}
 	kcm := exec.CommandContext(ctx, filepath.Join(c.assets, "kube-controller-manager"),
 		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
-		"--controllers=job-controller,namespace-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,endpointslice-controller,garbage-collector-controller,disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller,node-lifecycle-controller",
-		"--root-ca-file="+filepath.Join(certDir, "ca.crt"), "--cluster-cidr="+podCIDR)
+		"--controllers=job-controller,namespace-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,endpointslice-controller,garbage-collector-controller,disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller,node-lifecycle-controller,taint-eviction-controller",
+		"--root-ca-file="+filepath.Join(certDir, "ca.crt"), "--cluster-cidr="+PodCIDR)
 	kcm.Stdout, kcm.Stderr = c.nodeLog("kube-controller-manager"), c.nodeLog("kube-controller-manager")
 	if err := c.runNode(kcm); err != nil {
 		return fmt.Errorf("starting kube-controller-manager: %w", err)
@@ -146,11 +197,13 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	if err := <-built; err != nil {
 		return fmt.Errorf("building the images: %w", err)
 	}
-	if err := c.startContainerd(ctx); err != nil {
-		return err
-	}
-	if err := c.startKubelet(ctx); err != nil {
-		return err
+	for _, m := range n.members {
+		if err := c.startContainerd(ctx, m); err != nil {
+			return err
+		}
+		if err := c.startKubelet(ctx, m); err != nil {
+			return err
+		}
 	}
 	if err := c.startKubeProxy(ctx); err != nil {
 		return err
@@ -161,7 +214,12 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	if err := c.runNode(sched); err != nil {
 		return fmt.Errorf("starting kube-scheduler: %w", err)
 	}
-	return c.waitNodeReady(ctx)
+	for _, m := range n.members {
+		if err := c.waitNodeReady(ctx, m.name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeAdminKubeconfig writes WorkDir/kubeconfig for a system:masters user of the control plane
@@ -183,23 +241,23 @@ func (c *Cluster) writeAdminKubeconfig() error {
 	return err
 }
 
-func (c *Cluster) startContainerd(ctx context.Context) error {
+func (c *Cluster) startContainerd(ctx context.Context, m *member) error {
 	n := c.node
-	cd := filepath.Join(n.dir, "containerd")
-	netd := filepath.Join(n.dir, "cni", "net.d")
+	cd := filepath.Join(m.dir, "containerd")
+	netd := filepath.Join(m.dir, "cni", "net.d")
 	for _, d := range []string{cd, netd, filepath.Join(cd, "certs.d")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}
 	}
-	// The bridge plugin joins pods to the bridge made above. Pods get a route to the Service range
-	// through the gateway and no default route, and nothing is masqueraded: a pod can reach this
-	// machine and other pods, never beyond.
+	// The bridge plugin joins pods to the node's bridge made above. Pods get routes to the Service
+	// range and to the other nodes' pods through the gateway and no default route, and nothing is
+	// masqueraded: a pod can reach this machine and other pods, never beyond.
 	conflist := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "flowauth", "plugins": [{
   "type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false, "hairpinMode": true,
   "ipam": {"type": "host-local", "dataDir": %q,
-           "ranges": [[{"subnet": %q, "gateway": %q}]], "routes": [{"dst": %q}]}}]}
-`, bridgeName, filepath.Join(n.dir, "cni", "ipam"), podCIDR, gatewayIP, serviceCIDR)
+           "ranges": [[{"subnet": %q, "gateway": %q}]], "routes": [{"dst": %q}, {"dst": %q}]}}]}
+`, m.bridge, filepath.Join(m.dir, "cni", "ipam"), m.cidr, m.gateway, serviceCIDR, PodCIDR)
 	if err := os.WriteFile(filepath.Join(netd, "10-flowauth.conflist"), []byte(conflist), 0o600); err != nil {
 		return err
 	}
@@ -238,7 +296,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       BinaryName = %[9]q
       Root = %[10]q
       SystemdCgroup = false
-`, filepath.Join(cd, "root"), filepath.Join(cd, "state"), n.socket, filepath.Join(cd, "opt"),
+`, filepath.Join(cd, "root"), filepath.Join(cd, "state"), m.socket, filepath.Join(cd, "opt"),
 		c.Images.Pause, filepath.Join(cd, "certs.d"), filepath.Join(n.bin, "cni"), netd, runc, filepath.Join(cd, "runc"))
 	// The registry speaks plain HTTP on loopback, as a cluster's local mirror would.
 	hostsDir := filepath.Join(cd, "certs.d", n.registry)
@@ -255,22 +313,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "containerd"), "--config", configPath)
 	// The runc shim is found on containerd's PATH.
 	cmd.Env = append(os.Environ(), "PATH="+n.bin+":"+os.Getenv("PATH"))
-	cmd.Stdout, cmd.Stderr = c.nodeLog("containerd"), c.nodeLog("containerd")
+	cmd.Stdout, cmd.Stderr = c.nodeLog(m.log("containerd")), c.nodeLog(m.log("containerd"))
 	if err := c.runNode(cmd); err != nil {
-		return fmt.Errorf("starting containerd: %w", err)
+		return fmt.Errorf("starting containerd of %s: %w", m.name, err)
 	}
-	return waitFor(ctx, 30*time.Second, "containerd's CRI", func() error {
-		return c.crictl(ctx, "info")
+	return waitFor(ctx, 30*time.Second, "containerd's CRI on "+m.name, func() error {
+		return c.crictl(ctx, m, "info")
 	})
 }
 
-func (c *Cluster) startKubelet(ctx context.Context) error {
+func (c *Cluster) startKubelet(ctx context.Context, m *member) error {
 	n := c.node
-	kd := filepath.Join(n.dir, "kubelet")
+	kd := filepath.Join(m.dir, "kubelet")
 	if err := os.MkdirAll(kd, 0o750); err != nil {
 		return err
 	}
-	kubeletPort, err := freePortOn(gatewayIP)
+	kubeletPort, err := freePortOn(m.gateway)
 	if err != nil {
 		return err
 	}
@@ -288,6 +346,7 @@ kind: KubeletConfiguration
 # This machine's cgroups are v1 (hybrid): kubelet 1.35+ refuses them unless told.
 failCgroupV1: false
 cgroupDriver: cgroupfs
+cgroupRoot: %s
 containerRuntimeEndpoint: unix://%s
 # The node's address is the bridge's: a kubelet may not take a loopback address as its node IP.
 # Its one client is the API server (logs, exec), with a certificate of the local CA.
@@ -309,20 +368,25 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.avail
 serializeImagePulls: false
 syncFrequency: 10s
 maxPods: 110
-`, n.socket, gatewayIP, kubeletPort, healthPort, filepath.Join(n.dir, "pki", "ca.crt"), filepath.Join(n.dir, "pod-logs"), resolv)
+`, m.cgroupRoot, m.socket, m.gateway, kubeletPort, healthPort, filepath.Join(n.dir, "pki", "ca.crt"), filepath.Join(m.dir, "pod-logs"), resolv)
 	configPath := filepath.Join(kd, "config.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "kubelet"), "--config="+configPath, "--kubeconfig="+c.Kubeconfig,
-		"--root-dir="+filepath.Join(kd, "root"), "--cert-dir="+filepath.Join(kd, "pki"),
-		"--node-ip="+gatewayIP, "--hostname-override="+NodeName, "--v=1")
-	cmd.Env = append(os.Environ(), "PATH="+n.bin+":"+os.Getenv("PATH"))
-	cmd.Stdout, cmd.Stderr = c.nodeLog("kubelet"), c.nodeLog("kubelet")
+	m.kubeletCmd = []string{filepath.Join(n.bin, "kubelet"), "--config=" + configPath, "--kubeconfig=" + c.Kubeconfig,
+		"--root-dir=" + filepath.Join(kd, "root"), "--cert-dir=" + filepath.Join(kd, "pki"),
+		"--node-ip=" + m.gateway, "--hostname-override=" + m.name, "--v=1"}
+	return c.runKubelet(ctx, m)
+}
+
+func (c *Cluster) runKubelet(ctx context.Context, m *member) error {
+	cmd := exec.CommandContext(ctx, m.kubeletCmd[0], m.kubeletCmd[1:]...)
+	cmd.Env = append(os.Environ(), "PATH="+c.node.bin+":"+os.Getenv("PATH"))
+	cmd.Stdout, cmd.Stderr = c.nodeLog(m.log("kubelet")), c.nodeLog(m.log("kubelet"))
 	if err := c.runNode(cmd); err != nil {
-		return fmt.Errorf("starting kubelet: %w", err)
+		return fmt.Errorf("starting the kubelet of %s: %w", m.name, err)
 	}
-	n.kubelet = cmd
+	m.kubelet = cmd
 	return nil
 }
 
@@ -350,11 +414,12 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 # No NodePort on loopback (that would set route_localnet), only on the bridge.
 iptables: {localhostNodePorts: false}
 nodePortAddresses: [%s/32]
-`, c.Kubeconfig, NodeName, podCIDR, health, metrics, gatewayIP)
+`, c.Kubeconfig, NodeName, PodCIDR, health, metrics, gatewayIP)
 	configPath := filepath.Join(n.dir, "kube-proxy.yaml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return err
 	}
+	// One kube-proxy serves every node: they share this machine's network stack and iptables.
 	cmd := exec.CommandContext(ctx, filepath.Join(n.bin, "kube-proxy"), "--config="+configPath)
 	cmd.Stdout, cmd.Stderr = c.nodeLog("kube-proxy"), c.nodeLog("kube-proxy")
 	if err := c.runNode(cmd); err != nil {
@@ -363,10 +428,10 @@ nodePortAddresses: [%s/32]
 	return nil
 }
 
-func (c *Cluster) waitNodeReady(ctx context.Context) error {
-	return waitFor(ctx, 2*time.Minute, "node "+NodeName+" to be Ready", func() error {
+func (c *Cluster) waitNodeReady(ctx context.Context, name string) error {
+	return waitFor(ctx, 2*time.Minute, "node "+name+" to be Ready", func() error {
 		var node corev1.Node
-		if err := c.Client.Get(ctx, types.NamespacedName{Name: NodeName}, &node); err != nil {
+		if err := c.Client.Get(ctx, types.NamespacedName{Name: name}, &node); err != nil {
 			return err
 		}
 		for _, cond := range node.Status.Conditions {
@@ -390,8 +455,8 @@ func (c *Cluster) runNode(cmd *exec.Cmd) error {
 	return c.node.rec.addPID(cmd.Process.Pid)
 }
 
-func (c *Cluster) crictl(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.node.bin, "crictl"), append([]string{"--runtime-endpoint", "unix://" + c.node.socket, "--timeout", "20s"}, args...)...)
+func (c *Cluster) crictl(ctx context.Context, m *member, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.node.bin, "crictl"), append([]string{"--runtime-endpoint", "unix://" + m.socket, "--timeout", "20s"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("crictl %s: %w: %s", strings.Join(args, " "), err, out)
@@ -419,7 +484,11 @@ func (c *Cluster) NodeLogs() ([]string, error) {
 		return nil, nil
 	}
 	var paths []string
-	for _, root := range []string{filepath.Join(c.node.dir, "logs"), filepath.Join(c.node.dir, "pod-logs")} {
+	roots := []string{filepath.Join(c.node.dir, "logs")}
+	for _, m := range c.node.members {
+		roots = append(roots, filepath.Join(m.dir, "pod-logs"))
+	}
+	for _, root := range roots {
 		err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 			if err == nil && d.Type().IsRegular() {
 				paths = append(paths, path)
@@ -436,26 +505,46 @@ func (c *Cluster) NodeLogs() ([]string, error) {
 // stopNode stops the kubelet (so nothing restarts) and removes the pods while containerd still
 // runs; Stop then ends the other processes and the record's cleanup removes what is left.
 func (c *Cluster) stopNode() {
-	n := c.node
-	if n.kubelet != nil {
-		_ = stop(n.kubelet)
+	for _, m := range c.node.members {
+		if m.kubelet != nil {
+			_ = stop(m.kubelet)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := os.Stat(n.socket); err == nil {
-		_ = c.crictl(ctx, "rmp", "--force", "--all")
+	for _, m := range c.node.members {
+		if _, err := os.Stat(m.socket); err == nil {
+			_ = c.crictl(ctx, m, "rmp", "--force", "--all")
+		}
 	}
 }
 
-func createBridge() error {
-	_ = exec.CommandContext(context.Background(), "ip", "link", "del", bridgeName).Run() // a leftover whose record was lost
+// bridgePrefix names every node's bridge (flowauth0, flowauth1, ...), for cleanup.
+const bridgePrefix = "flowauth"
+
+func createBridge(m *member) error {
+	_ = exec.CommandContext(context.Background(), "ip", "link", "del", m.bridge).Run() // a leftover whose record was lost
 	for _, args := range [][]string{
-		{"link", "add", bridgeName, "type", "bridge"},
-		{"addr", "add", gatewayIP + "/24", "dev", bridgeName},
-		{"link", "set", bridgeName, "up"},
+		{"link", "add", m.bridge, "type", "bridge"},
+		{"addr", "add", m.gateway + "/24", "dev", m.bridge},
+		{"link", "set", m.bridge, "up"},
 	} {
 		if out, err := exec.CommandContext(context.Background(), "ip", args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// createCgroupRoot makes a node's cgroup folder in every hierarchy: the kubelet refuses a
+// cgroupRoot that does not exist. "/" is there already.
+func createCgroupRoot(root string) error {
+	if root == "/" {
+		return nil
+	}
+	for _, h := range cgroupRoots() {
+		if err := os.MkdirAll(filepath.Join(h, root), 0o755); err != nil {
+			return fmt.Errorf("creating cgroup %s: %w", filepath.Join(h, root), err)
 		}
 	}
 	return nil

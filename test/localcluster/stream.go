@@ -1,0 +1,102 @@
+package localcluster
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Creation is one flow-run pod creation of a FlowRunStream: when it was sent, how long the API
+// server took to answer, and what went wrong (nil when the pod was stored with its injection).
+type Creation struct {
+	At   time.Time
+	Took time.Duration
+	Err  error
+}
+
+// FlowRunStream creates a flow-run pod (GITHUB_ACCESS_TOKEN from the Secret github-access-token)
+// in a namespace every interval, each on its own, whether or not the ones before were answered,
+// as independent flow runs arrive. The pods never run (they select no node): only admission is
+// exercised. Stop ends it and returns every creation in the order sent.
+type FlowRunStream struct {
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	all  []*Creation
+}
+
+// StartFlowRunStream starts the stream; the namespace must be opted in and hold the Secret.
+func (c *Cluster) StartFlowRunStream(ns string, interval time.Duration) *FlowRunStream {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &FlowRunStream{stop: cancel}
+	s.wg.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			cr := &Creation{At: time.Now()}
+			s.mu.Lock()
+			s.all = append(s.all, cr)
+			s.mu.Unlock()
+			s.wg.Go(func() {
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("run-%05d", i), Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
+					Spec: corev1.PodSpec{NodeSelector: map[string]string{"flowauth.io/no-such-node": "true"},
+						Containers: []corev1.Container{{Name: "flow", Image: c.Images.Pause}}},
+				}
+				cctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				err := c.Client.Create(cctx, pod)
+				if err == nil && !strings.HasPrefix(pod.Annotations["flowauth.io/status"], "injected=GITHUB_ACCESS_TOKEN") {
+					err = fmt.Errorf("pod %s stored without its injection: status %q", pod.Name, pod.Annotations["flowauth.io/status"])
+				}
+				s.mu.Lock()
+				cr.Took, cr.Err = time.Since(cr.At), err
+				s.mu.Unlock()
+			})
+		}
+	})
+	return s
+}
+
+// Stop ends the stream, waits for every creation's answer and returns them all.
+func (s *FlowRunStream) Stop() []Creation {
+	s.stop()
+	s.wg.Wait()
+	out := make([]Creation, len(s.all))
+	for i, c := range s.all {
+		out[i] = *c
+	}
+	return out
+}
+
+// Failures summarises creations: how many failed, the first error, and the span from the first
+// failed creation's sending to the last's answer.
+func Failures(all []Creation) (failed int, first error, span time.Duration) {
+	var from, to time.Time
+	for _, c := range all {
+		if c.Err == nil {
+			continue
+		}
+		failed++
+		if first == nil {
+			first, from = c.Err, c.At
+		}
+		if end := c.At.Add(c.Took); end.After(to) {
+			to = end
+		}
+	}
+	if failed > 0 {
+		span = to.Sub(from)
+	}
+	return failed, first, span
+}

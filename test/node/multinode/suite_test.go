@@ -1,0 +1,117 @@
+// Package multinode is the node suite's multi-node part: a local cluster of three nodes (each a
+// kubelet with its own containerd, state and pod range) with flowauth installed by its chart,
+// where replicas spread, a node is drained under a stream of flow runs, and a node is lost.
+package multinode
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowauth/flowauth/test/localcluster"
+)
+
+var (
+	root       string
+	cluster    *localcluster.Cluster
+	skipReason string
+)
+
+func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
+
+func runSuite(m *testing.M) int {
+	root, _ = filepath.Abs("../../..")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "multinode: FAIL:", localcluster.ErrNotRoot, "- CI must run as root")
+			return 1
+		}
+		skipReason = localcluster.ErrNotRoot.Error() + ": run `sudo make test-node`"
+		return m.Run()
+	}
+	work, err := os.MkdirTemp("", "flowauth-nodes-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+	start := time.Now()
+	cluster, err = localcluster.Start(context.Background(), localcluster.Options{RepoRoot: root, WorkDir: work, Node: true, Nodes: 3, Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "multinode:", err)
+		return 1
+	}
+	defer func() {
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "multinode: teardown:", err)
+		}
+	}()
+	fmt.Fprintf(os.Stderr, "multinode: %d nodes up in %s\n", len(cluster.Nodes()), time.Since(start).Round(time.Millisecond))
+	if err := cluster.InstallFlowauth(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "multinode:", err)
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		out, _, _ := cluster.Kubectl(context.Background(), "get", "nodes,pods", "-A", "-o", "wide")
+		fmt.Fprintln(os.Stderr, out)
+	}
+	return code
+}
+
+func needNodes(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	return cluster.MustKubectl(t, args...)
+}
+
+// flowsNamespace makes an opted-in namespace with the Secret the streams' flow runs declare.
+func flowsNamespace(t *testing.T, name string) string {
+	t.Helper()
+	kubectl(t, "create", "namespace", name)
+	kubectl(t, "label", "namespace", name, "flowauth.io/injection=enabled")
+	kubectl(t, "-n", name, "create", "secret", "generic", "github-access-token", "--from-literal=token="+name)
+	t.Cleanup(func() { kubectl(t, "delete", "namespace", name, "--wait=false") })
+	return name
+}
+
+// replicas are the webhook's pods: name, node and address, of those Running.
+type replica struct{ name, node, ip string }
+
+func replicas(t *testing.T) []replica {
+	t.Helper()
+	out := kubectl(t, "-n", localcluster.FlowauthNamespace, "get", "pods", "-l", "app.kubernetes.io/name=flowauth",
+		"--field-selector=status.phase=Running", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}`)
+	var rs []replica
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); len(f) == 3 {
+			rs = append(rs, replica{f[0], f[1], f[2]})
+		}
+	}
+	return rs
+}
+
+// helmUpgrade sets chart values on the release (--reuse-values) and waits for the rollout.
+func helmUpgrade(t *testing.T, set ...string) {
+	t.Helper()
+	args := []string{"upgrade", "flowauth", "charts/flowauth", "--namespace", localcluster.FlowauthNamespace, "--reuse-values", "--wait", "--timeout", "4m"}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := cluster.Helm(ctx, args...); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "-n", localcluster.FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")
+}
