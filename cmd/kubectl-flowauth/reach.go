@@ -63,8 +63,8 @@ func unreachable(msg, release, relNS string) (cause, fix string) {
 			"give the API server an AdmissionConfiguration kubeConfigFile for the webhook (docs/install.md, \"Only the API server may call\"), or unset webhook.clientAuth.caConfigMap"
 	case strings.Contains(msg, "deadline exceeded"), strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "Client.Timeout"):
 		return "its packets to the webhook's address are dropped (" + last + "): the control plane cannot reach pod addresses on the webhook port. " +
-			"Likely: EKS with a custom CNI (Calico, Cilium overlay), a GKE private cluster's firewall (only 443 and 10250 open from the control plane), " +
-			"or a NetworkPolicy that does not admit the API server",
+				"Likely: EKS with a custom CNI (Calico, Cilium overlay), a GKE private cluster's firewall (only 443 and 10250 open from the control plane), " +
+				"or a NetworkPolicy that does not admit the API server",
 			upgrade + " -f examples/values-host-network.yaml (EKS custom CNI); on GKE open the webhook port from the control plane's range " +
 				"or --set webhook.port=10250; with networkPolicy.enabled, list the control plane in networkPolicy.webhookFrom (docs/install.md, \"Managed clouds' networks\")"
 	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no route to host"), strings.Contains(msg, "network is unreachable"):

@@ -88,15 +88,15 @@ func checkDeployment(t *testing.T, d *unstructured.Unstructured) {
 	}
 	pod := nested(d, "spec", "template", "spec").(map[string]any)
 	for path, want := range map[string]any{
-		"securityContext.runAsNonRoot":        true,
-		"securityContext.seccompProfile.type": "RuntimeDefault",
-		"containers.0.securityContext.readOnlyRootFilesystem":                                                    true,
-		"containers.0.securityContext.allowPrivilegeEscalation":                                                  false,
-		"containers.0.securityContext.capabilities.drop.0":                                                       "ALL",
-		"containers.0.readinessProbe.httpGet.path":                                                               "/readyz",
-		"containers.0.livenessProbe.httpGet.path":                                                                "/healthz",
-		"containers.0.resources.limits.memory":                                                                   "128Mi",
-		"containers.0.volumeMounts.0.readOnly":                                                                   true,
+		"securityContext.runAsNonRoot":                          true,
+		"securityContext.seccompProfile.type":                   "RuntimeDefault",
+		"containers.0.securityContext.readOnlyRootFilesystem":   true,
+		"containers.0.securityContext.allowPrivilegeEscalation": false,
+		"containers.0.securityContext.capabilities.drop.0":      "ALL",
+		"containers.0.readinessProbe.httpGet.path":              "/readyz",
+		"containers.0.livenessProbe.httpGet.path":               "/healthz",
+		"containers.0.resources.limits.memory":                  "128Mi",
+		"containers.0.volumeMounts.0.readOnly":                  true,
 	} {
 		if got := at(pod, path); got != want {
 			t.Errorf("pod spec %s = %v, want %v", path, got, want)

@@ -37,7 +37,7 @@ func (c *Cluster) StartFlowRunStream(ns string, interval time.Duration) *FlowRun
 	s.wg.Go(func() {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		for i := 0; ; i++ {
+		for {
 			select {
 			case <-ctx.Done():
 				return
@@ -49,7 +49,7 @@ func (c *Cluster) StartFlowRunStream(ns string, interval time.Duration) *FlowRun
 			s.mu.Unlock()
 			s.wg.Go(func() {
 				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("run-%05d", i), Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
+					ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
 					Spec: corev1.PodSpec{NodeSelector: map[string]string{"flowauth.io/no-such-node": "true"},
 						Containers: []corev1.Container{{Name: "flow", Image: c.Images.Pause}}},
 				}

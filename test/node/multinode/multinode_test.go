@@ -118,9 +118,9 @@ func loseANode(t *testing.T, ns string, waitReplaced bool) lostNode {
 	l.endpointGone = time.Since(loss)
 	if waitReplaced {
 		localcluster.Eventually(t, 6*time.Minute, "every replica ready again", func() (bool, string) {
-			now := replicas(t)
-			ready := kubectl(t, "-n", localcluster.FlowauthNamespace, "get", "deployment", "flowauth", "-o", "jsonpath={.status.readyReplicas}")
-			return ready == fmt.Sprint(len(rs)), "ready " + ready + ", running " + fmt.Sprint(now)
+			ready := kubectl(t, "-n", localcluster.FlowauthNamespace, "get", "deployment", "flowauth", "-o", "jsonpath={.status.readyReplicas}/{.spec.replicas}")
+			have, want, _ := strings.Cut(ready, "/")
+			return have == want, "ready/desired " + ready + ", running " + fmt.Sprint(replicas(t))
 		})
 		l.replaced = time.Since(loss)
 	}
@@ -147,24 +147,27 @@ func loseANode(t *testing.T, ns string, waitReplaced bool) lostNode {
 // TestLostNode (issue 23, item 2): a node holding a replica dies abruptly. With the chart's
 // defaults, flow-run creations sent to the lost replica hang for the webhook's timeout and fail,
 // until the node controller marks the node unreachable (50 s) and its pods not ready. The
-// chart's settings for clusters where that matters (docs/operations.md, "Losing a node": three
-// replicas, a shorter timeout, and replacing a replica 30 s after its node became unreachable
-// instead of Kubernetes' 300 s) must fail fewer, and the replica must be replaced.
+// settings docs/operations.md gives for three nodes or more (three replicas, a 2 s timeout) must
+// fail a smaller share, no creation may wait past the timeout, and the lost replica is replaced
+// (the chart's nodeLoss.tolerationSeconds, 30 s, instead of Kubernetes' 300 s).
 func TestLostNode(t *testing.T) {
 	needNodes(t)
 	ns := flowsNamespace(t, "lost")
 	before := loseANode(t, ns, false)
-	before.replicas, before.timeout, before.tolerationsAfter = 2, "5", "300s (Kubernetes' default)"
+	before.replicas, before.timeout, before.tolerationsAfter = 2, "5", "30s"
 	t.Logf("chart defaults: %s; first failure: %v", before, before.first)
 
 	helmUpgrade(t, "replicaCount=3", "webhook.timeoutSeconds=2", "nodeLoss.tolerationSeconds=30")
-	t.Cleanup(func() { helmUpgrade(t, "replicaCount=2", "webhook.timeoutSeconds=5", "nodeLoss.tolerationSeconds=null") })
+	t.Cleanup(func() {
+		helmUpgrade(t, "replicaCount=2", "webhook.timeoutSeconds=5", "nodeLoss.tolerationSeconds=null")
+	})
 	after := loseANode(t, ns, true)
 	after.replicas, after.timeout, after.tolerationsAfter = 3, "2", "30s"
 	t.Logf("for lost nodes: %s; first failure: %v", after, after.first)
 
-	if after.failed > before.failed {
-		t.Errorf("the settings for lost nodes failed more creations (%d) than the defaults (%d)", after.failed, before.failed)
+	// The streams ran for different lengths (the second waits for the replacement): compare shares.
+	if share := func(l lostNode) float64 { return float64(l.failed) / float64(max(l.sent, 1)) }; share(after) >= share(before) {
+		t.Errorf("the settings for lost nodes failed %d of %d creations, the defaults %d of %d: no fewer", after.failed, after.sent, before.failed, before.sent)
 	}
 	if after.slowest > 3*time.Second {
 		t.Errorf("with timeoutSeconds 2 a creation still waited %s", after.slowest)

@@ -85,15 +85,16 @@ func flowsNamespace(t *testing.T, name string) string {
 	return name
 }
 
-// replicas are the webhook's pods: name, node and address, of those Running.
+// replicas are the webhook's pods: name, node and address, of those Running and not terminating.
 type replica struct{ name, node, ip string }
 
 func replicas(t *testing.T) []replica {
 	t.Helper()
 	out := kubectl(t, "-n", localcluster.FlowauthNamespace, "get", "pods", "-l", "app.kubernetes.io/name=flowauth",
-		"--field-selector=status.phase=Running", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP}{"\n"}{end}`)
+		"--field-selector=status.phase=Running", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.podIP} {.metadata.deletionTimestamp}{"\n"}{end}`)
 	var rs []replica
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		// Not those terminating (a fourth field, their deletion time).
 		if f := strings.Fields(line); len(f) == 3 {
 			rs = append(rs, replica{f[0], f[1], f[2]})
 		}
