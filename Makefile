@@ -66,7 +66,7 @@ test-chart: tools-control-plane tools-helm tools-promtool ## Helm chart and conf
 
 .PHONY: test-node
 test-node: tools-control-plane tools-helm tools-node tools-cosign ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
-	go test -count=1 -timeout 30m ./test/node/...
+	go test -count=1 -p 1 -timeout 30m ./test/node/...
 
 .PHONY: test-versions
 test-versions: ## Integration, e2e and the chart's install against each Kubernetes minor of the matrix (1.30, 1.33, 1.35, 1.37; control planes built from Go modules, cached); VERSIONS="v1.30" for some.

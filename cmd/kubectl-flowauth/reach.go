@@ -20,6 +20,8 @@ func (d *doctor) reachable(ctx context.Context) {
 		ObjectMeta: metav1.ObjectMeta{
 			GenerateName: "flowauth-doctor-", Namespace: d.namespace,
 			Labels: map[string]string{mutate.LabelFlowRunIDPrefect2: "00000000-0000-0000-0000-000000000000"},
+			// A name to inject, so that an answer from flowauth always shows (a status, or a refusal).
+			Annotations: map[string]string{mutate.AnnotationSecrets: "GITHUB_ACCESS_TOKEN"},
 		},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,

@@ -543,7 +543,7 @@ func createCgroupRoot(root string) error {
 		return nil
 	}
 	for _, h := range cgroupRoots() {
-		if err := os.MkdirAll(filepath.Join(h, root), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(h, root), 0o750); err != nil {
 			return fmt.Errorf("creating cgroup %s: %w", filepath.Join(h, root), err)
 		}
 	}

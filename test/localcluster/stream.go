@@ -79,9 +79,9 @@ func (s *FlowRunStream) Stop() []Creation {
 	return out
 }
 
-// Failures summarises creations: how many failed, the first error, and the span from the first
-// failed creation's sending to the last's answer.
-func Failures(all []Creation) (failed int, first error, span time.Duration) {
+// Failures summarises creations: how many failed, the span from the first failed creation's
+// sending to the last's answer, and the first error.
+func Failures(all []Creation) (failed int, span time.Duration, first error) {
 	var from, to time.Time
 	for _, c := range all {
 		if c.Err == nil {
@@ -98,5 +98,5 @@ func Failures(all []Creation) (failed int, first error, span time.Duration) {
 	if failed > 0 {
 		span = to.Sub(from)
 	}
-	return failed, first, span
+	return failed, span, first
 }

@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,8 +95,8 @@ func TestHostNetworkWhenPodsAreUnreachable(t *testing.T) {
 	}
 	requireLines(t, out, "the API server cannot call flowauth: its packets to the webhook's address are dropped", "EKS with a custom CNI", "values-host-network.yaml")
 
-	helmUpgrade(t, []string{"hostNetwork.enabled=false", "replicaCount=2", "podAntiAffinity=soft"},
-		"hostNetwork.enabled=true", "replicaCount=1", "podAntiAffinity=hard")
+	helmUpgrade(t, []string{"hostNetwork.enabled=false", "replicaCount=2"},
+		"hostNetwork.enabled=true", "replicaCount=1")
 	pod, err := flowRunPod(ctx, ns, "served")
 	if err != nil {
 		t.Fatalf("a flow run was refused with the webhook on the host network: %v", err)
@@ -103,7 +105,7 @@ func TestHostNetworkWhenPodsAreUnreachable(t *testing.T) {
 		t.Errorf("stored without its injection: %v", pod.Annotations)
 	}
 	// The Service's endpoint is the node's address, on the host-network port.
-	slices := kubectl(t, "-n", localcluster.FlowauthNamespace, "get", "endpointslices", "-l", "kubernetes.io/service-name=flowauth", "-o", "json")
+	endpoints := kubectl(t, "-n", localcluster.FlowauthNamespace, "get", "endpointslices", "-l", "kubernetes.io/service-name=flowauth", "-o", "json")
 	var list struct {
 		Items []struct {
 			Endpoints []struct{ Addresses []string } `json:"endpoints"`
@@ -113,7 +115,7 @@ func TestHostNetworkWhenPodsAreUnreachable(t *testing.T) {
 			} `json:"ports"`
 		} `json:"items"`
 	}
-	if err := json.Unmarshal([]byte(slices), &list); err != nil {
+	if err := json.Unmarshal([]byte(endpoints), &list); err != nil {
 		t.Fatal(err)
 	}
 	var seen []string
@@ -165,15 +167,21 @@ func TestArbitraryUID(t *testing.T) {
 	})
 	kubectl(t, "-n", localcluster.FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")
 
-	pids := webhookProcesses(t)
-	if len(pids) == 0 {
-		t.Fatal("no webhook process found on the node")
-	}
+	// The replaced replicas' processes may outlive the rollout by their grace period.
+	var pids []int
+	localcluster.Eventually(t, 90*time.Second, "only the new replicas' webhook processes", func() (bool, string) {
+		pids = webhookProcesses(t)
+		var uids []string
+		for _, pid := range pids {
+			uids = append(uids, strings.Fields(localcluster.ProcStatus(pid, "Uid")+" ?")[0])
+		}
+		return len(pids) > 0 && !slices.ContainsFunc(uids, func(u string) bool { return u != strconv.Itoa(uid) }), fmt.Sprintf("pids %v, uids %v", pids, uids)
+	})
 	for _, pid := range pids {
 		uids := strings.Fields(localcluster.ProcStatus(pid, "Uid"))
 		groups := strings.Fields(localcluster.ProcStatus(pid, "Groups"))
 		gids := strings.Fields(localcluster.ProcStatus(pid, "Gid"))
-		if len(uids) == 0 || uids[0] != strconv.Itoa(uid) || len(gids) == 0 || gids[0] != "0" || !containsString(groups, strconv.Itoa(uid)) {
+		if len(uids) == 0 || uids[0] != strconv.Itoa(uid) || len(gids) == 0 || gids[0] != "0" || !slices.Contains(groups, strconv.Itoa(uid)) {
 			t.Errorf("webhook pid %d runs as uid %v gid %v groups %v; want uid %d, gid 0 and the fsGroup %d", pid, uids, gids, groups, uid, uid)
 		}
 		mounts, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "mountinfo"))
@@ -191,15 +199,6 @@ func TestArbitraryUID(t *testing.T) {
 	if !strings.HasPrefix(pod.Annotations["flowauth.io/status"], "injected=GITHUB_ACCESS_TOKEN") {
 		t.Errorf("stored without its injection: %v", pod.Annotations)
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // rootIsReadOnly reads a process's mountinfo: is the mount at / read-only?

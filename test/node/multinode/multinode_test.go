@@ -45,7 +45,7 @@ func TestDrainLosesNoAdmission(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	all := stream.Stop()
 
-	failed, first, _ := localcluster.Failures(all)
+	failed, _, first := localcluster.Failures(all)
 	t.Logf("drain of %s took %s; %d flow-run pods created meanwhile, %d failed", node, drained.Round(time.Millisecond), len(all), failed)
 	if failed > 0 {
 		t.Errorf("%d of %d flow-run pod creations failed during the drain; the first: %v", failed, len(all), first)
@@ -128,7 +128,7 @@ func loseANode(t *testing.T, ns string, waitReplaced bool) lostNode {
 	all := stream.Stop()
 	back()
 	l.sent = len(all)
-	l.failed, l.first, l.span = localcluster.Failures(all)
+	l.failed, l.span, l.first = localcluster.Failures(all)
 	for _, c := range all {
 		l.slowest = max(l.slowest, c.Took)
 		if c.Err != nil && !strings.Contains(c.Err.Error(), "failed calling webhook") {
