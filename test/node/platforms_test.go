@@ -173,7 +173,7 @@ func TestArbitraryUID(t *testing.T) {
 		pids = webhookProcesses(t)
 		var uids []string
 		for _, pid := range pids {
-			uids = append(uids, strings.Fields(localcluster.ProcStatus(pid, "Uid")+" ?")[0])
+			uids = append(uids, strings.Fields(localcluster.ProcStatus(pid, "Uid") + " ?")[0])
 		}
 		return len(pids) > 0 && !slices.ContainsFunc(uids, func(u string) bool { return u != strconv.Itoa(uid) }), fmt.Sprintf("pids %v, uids %v", pids, uids)
 	})
