@@ -40,33 +40,19 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
 func runSuite(m *testing.M) int {
 	root, _ = filepath.Abs("../..")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "node: FAIL:", localcluster.ErrNotRoot, "- CI must run as root")
-			return 1
-		}
-		skipReason = localcluster.ErrNotRoot.Error() + ": run `sudo make test-node`"
+	start := time.Now()
+	var done func()
+	var err error
+	cluster, skipReason, done, err = localcluster.StartForSuite("node", localcluster.Options{RepoRoot: root, Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "node: FAIL:", err)
+		return 1
+	}
+	if skipReason != "" {
 		return m.Run()
 	}
-	// A short path: containerd's and the shims' sockets live below it.
-	work, err := os.MkdirTemp("", "flowauth-node-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	start := time.Now()
-	cluster, err = localcluster.Start(context.Background(), localcluster.Options{RepoRoot: root, WorkDir: work, Node: true, Log: os.Stderr})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "node:", err)
-		return 1
-	}
 	code := func() int {
-		defer func() {
-			if err := cluster.Stop(); err != nil {
-				fmt.Fprintln(os.Stderr, "node: teardown:", err)
-			}
-		}()
+		defer done()
 		fmt.Fprintf(os.Stderr, "node: cluster up in %s\n", time.Since(start).Round(time.Millisecond))
 		start = time.Now()
 		if err := cluster.InstallFlowauth(context.Background()); err != nil {

@@ -25,31 +25,17 @@ func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
 func runSuite(m *testing.M) int {
 	root, _ = filepath.Abs("../../..")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "multinode: FAIL:", localcluster.ErrNotRoot, "- CI must run as root")
-			return 1
-		}
-		skipReason = localcluster.ErrNotRoot.Error() + ": run `sudo make test-node`"
+	start := time.Now()
+	c, skip, done, err := localcluster.StartForSuite("nodes", localcluster.Options{RepoRoot: root, Nodes: 3, Log: os.Stderr})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "multinode: FAIL:", err)
+		return 1
+	}
+	cluster, skipReason = c, skip
+	if skipReason != "" {
 		return m.Run()
 	}
-	work, err := os.MkdirTemp("", "flowauth-nodes-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	start := time.Now()
-	cluster, err = localcluster.Start(context.Background(), localcluster.Options{RepoRoot: root, WorkDir: work, Node: true, Nodes: 3, Log: os.Stderr})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "multinode:", err)
-		return 1
-	}
-	defer func() {
-		if err := cluster.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "multinode: teardown:", err)
-		}
-	}()
+	defer done()
 	fmt.Fprintf(os.Stderr, "multinode: %d nodes up in %s\n", len(cluster.Nodes()), time.Since(start).Round(time.Millisecond))
 	if err := cluster.InstallFlowauth(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "multinode:", err)
