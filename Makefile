@@ -46,7 +46,20 @@ run: ## Run the webhook locally without a cluster (certs from bin/certs: tls.crt
 ##@ Test
 
 .PHONY: test
-test: fmt-check vet lint vulncheck test-unit test-integration test-e2e test-chart test-node ## Everything CI runs: format, vet, lint, govulncheck, unit, integration, e2e, chart and node tests.
+test: ## Everything CI runs, a line a step (their output in bin/logs/test/): format, vet, lint, govulncheck, unit, integration, e2e, chart and node tests.
+	@hack/steps.sh test \
+	  "format check (gofmt)=$(MAKE) -s --no-print-directory fmt-check" \
+	  "go vet=$(MAKE) -s --no-print-directory vet" \
+	  "golangci-lint (built from Go modules on the first run)=$(MAKE) -s --no-print-directory lint" \
+	  "govulncheck on the webhook binary (built with its database on the first run)=$(MAKE) -s --no-print-directory vulncheck" \
+	  "unit tests=$(MAKE) -s --no-print-directory test-unit" \
+	  "the local control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built on the first run)=$(MAKE) -s --no-print-directory tools-control-plane" \
+	  "integration tests (real etcd and kube-apiserver)=$(MAKE) -s --no-print-directory test-integration" \
+	  "end-to-end tests (webhook binary, Job controller, kubectl apply)=$(MAKE) -s --no-print-directory test-e2e" \
+	  "helm and promtool (built on the first run)=$(MAKE) -s --no-print-directory tools-helm tools-promtool" \
+	  "chart tests (lint, render, install, alerts)=$(MAKE) -s --no-print-directory test-chart" \
+	  "the node: kubelet, containerd, registry, probe image, cosign (built on the first run)=$(MAKE) -s --no-print-directory tools-node tools-cosign" \
+	  "node tests (root: one node, then three)=$(MAKE) -s --no-print-directory test-node"
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).
@@ -117,8 +130,13 @@ soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails
 ##@ Demo
 
 .PHONY: demo
-demo: tools-control-plane tools-helm tools-node ## A flow run on a local node (root): flowauth installed by its chart, the run completing, what boto3 and google-auth found. Without root: the injected pod as stored.
-	go run ./hack/demo
+demo: ## A flow run on a local node (root): flowauth installed by its chart, the run completing, what boto3 and google-auth found. Without root: the injected pod as stored.
+	@hack/steps.sh demo \
+	  "the local control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built on the first run)=$(MAKE) -s --no-print-directory tools-control-plane" \
+	  "helm (built on the first run)=$(MAKE) -s --no-print-directory tools-helm" \
+	  "the node: kubelet, containerd, registry, probe image (built on the first run)=$(MAKE) -s --no-print-directory tools-node" \
+	  "the demo's harness=go build -o bin/demo ./hack/demo" \
+	  "!the demo: flowauth installed by its chart, a flow run on the node=bin/demo"
 
 ##@ kubectl plugin
 
