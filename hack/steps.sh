@@ -63,7 +63,7 @@ for step in "$@"; do
     shown=true
     label=${label:1}
   fi
-  log="$logs/$(printf '%02d' "$n")-$(echo "$label" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | sed 's/-$//').log"
+  log="$logs/$(printf '%02d' "$n")-$(echo "$label" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | cut -c1-40 | sed 's/-$//').log"
   echo "[$n/$total] $label"
   start=$SECONDS
   if $shown; then
