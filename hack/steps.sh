@@ -68,12 +68,13 @@ for step in "$@"; do
   start=$SECONDS
   if $shown; then
     # Its output to the terminal (fd 3), its errors to the log and, but for Go's chatter, the terminal.
-    (cd "$root" && eval "$cmd") 2>&1 >&3 | tee -a "$log" | { grep -v --line-buffered '^go: \(downloading\|finding\|extracting\)' >&4 || true; }
-    rc=$?
-    report "$rc"
-    continue
+    (
+      set -o pipefail
+      (cd "$root" && eval "$cmd") 2>&1 >&3 | tee -a "$log" | { grep -v --line-buffered '^go: \(downloading\|finding\|extracting\)' >&4 || true; }
+    ) &
+  else
+    (cd "$root" && eval "$cmd") >"$log" 2>&1 &
   fi
-  (cd "$root" && eval "$cmd") >"$log" 2>&1 &
   pid=$!
   # One line a minute while it runs.
   (
