@@ -80,7 +80,7 @@ for step in "$@"; do
   (
     while sleep 60; do
       kill -0 "$pid" 2>/dev/null || exit 0
-      echo "[$n/$total] $label: still running ($(elapsed $((SECONDS - start))))"
+      echo "[$n/$total] ... still running ($(elapsed $((SECONDS - start))))"
     done
   ) &
   ticker=$!
