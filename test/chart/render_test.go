@@ -308,7 +308,7 @@ func TestBadValuesFailAtInstallWithAClearMessage(t *testing.T) {
 		{[]string{"--set", "hostNetwork.enabled=true", "--set", "hostNetwork.metricsPort=30080"}, "hostNetwork.metricsPort=30080 is in the NodePort range"},
 		{[]string{"--set", "hostNetwork.enabled=true", "--set", "hostNetwork.metricsPort=10270"}, "hostNetwork ports must differ: webhookPort=10270 metricsPort=10270"},
 		{[]string{"--set", "hostNetwork.enabled=true", "--set", "networkPolicy.enabled=true"}, "networkPolicy.enabled has no effect on pods on the host network"},
-		{[]string{"--set", "hostNetwork.enabled=true", "--set", "profiling.enabled=true", "--set", "profiling.port=10271"}, "profiling.port=10271 is hostNetwork.metricsPort's port too"},
+		{[]string{"--set", "hostNetwork.enabled=true", "--set", "profiling.enabled=true"}, "profiling.enabled with hostNetwork.enabled would serve Go's profiles, unauthenticated, on the node's loopback"},
 		{[]string{"--set", "securityContext.privileged=true"}, "at '/securityContext/privileged'"},
 		{[]string{"--set", "podSecurityContext.runAsUser=0"}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"},
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,11 +47,9 @@ func (c *Cluster) LoseNode(name string) (restore func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	rules := [][]string{{"OUTPUT", "-d", m.cidr, "-j", "DROP"}, {"FORWARD", "-d", m.cidr, "-j", "DROP"}}
-	for _, r := range rules {
-		if out, err := exec.CommandContext(context.Background(), "iptables", append([]string{"-w", "-I"}, r...)...).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("iptables -I %s: %w: %s", strings.Join(r, " "), err, out)
-		}
+	undrop, err := DropPackets([]string{"OUTPUT", "-d", m.cidr}, []string{"FORWARD", "-d", m.cidr})
+	if err != nil {
+		return nil, err
 	}
 	if m.kubelet != nil && m.kubelet.ProcessState == nil {
 		_ = m.kubelet.Process.Kill()
@@ -61,17 +60,39 @@ func (c *Cluster) LoseNode(name string) (restore func() error, err error) {
 		_ = syscall.Kill(pid, syscall.SIGSTOP)
 	}
 	return func() error {
-		var errs []error
-		for _, r := range rules {
-			if out, err := exec.CommandContext(context.Background(), "iptables", append([]string{"-w", "-D"}, r...)...).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("iptables -D %s: %w: %s", strings.Join(r, " "), err, out))
-			}
-		}
+		errs := []error{undrop()}
 		for _, pid := range stopped {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 		return errors.Join(append(errs, c.runKubelet(context.Background(), m))...)
 	}, nil
+}
+
+// DropPackets inserts iptables rules dropping the packets each match selects (a chain and its
+// match, e.g. OUTPUT -d 198.18.1.0/24) and returns what takes them out again. Only packets to the
+// nodes' pod range may be dropped: the crash cleanup (removeBlackholes) finds the rules by that.
+func DropPackets(matches ...[]string) (undo func() error, err error) {
+	var added [][]string
+	undo = func() error {
+		var errs []error
+		for _, r := range added {
+			if out, err := exec.CommandContext(context.Background(), "iptables", append([]string{"-w", "-D"}, r...)...).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("iptables -D %s: %w: %s", strings.Join(r, " "), err, out))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, m := range matches {
+		if !strings.Contains(strings.Join(m, " "), "-d 198.18.") {
+			return nil, errors.Join(fmt.Errorf("DropPackets %v: only packets to the pod range (-d 198.18.x) may be dropped", m), undo())
+		}
+		r := append(slices.Clone(m), "-j", "DROP")
+		if out, err := exec.CommandContext(context.Background(), "iptables", append([]string{"-w", "-I"}, r...)...).CombinedOutput(); err != nil {
+			return nil, errors.Join(fmt.Errorf("iptables -I %s: %w: %s", strings.Join(r, " "), err, out), undo())
+		}
+		added = append(added, r)
+	}
+	return undo, nil
 }
 
 // podProcesses are the processes in the node's pods' cgroups (the pids hierarchy, or the

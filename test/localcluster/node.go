@@ -591,6 +591,25 @@ func (c *Cluster) InstallFlowauth(ctx context.Context, set ...string) error {
 	return err
 }
 
+// UpgradeFlowauth changes values of the installed release (`helm upgrade --reuse-values
+// --wait`) and waits for the rollout. Each of set is a --set value, or a --set-json one with the
+// prefix "json:".
+func (c *Cluster) UpgradeFlowauth(ctx context.Context, set ...string) error {
+	args := []string{"upgrade", "flowauth", "charts/flowauth", "--namespace", FlowauthNamespace, "--reuse-values", "--wait", "--timeout", "4m"}
+	for _, s := range set {
+		if j, ok := strings.CutPrefix(s, "json:"); ok {
+			args = append(args, "--set-json", j)
+		} else {
+			args = append(args, "--set", s)
+		}
+	}
+	if _, err := c.Helm(ctx, args...); err != nil {
+		return err
+	}
+	_, _, err := c.Kubectl(ctx, "-n", FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")
+	return err
+}
+
 // Running says whether a node started by this package is running now, and its folder.
 func Running() (dir string, running bool) {
 	r, err := readRecord()

@@ -11,6 +11,30 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// CreateFlowRun creates one flow-run pod in ns asking for GITHUB_ACCESS_TOKEN (from the Secret
+// github-access-token), named name or, when name is "", by the API server. It never runs: it
+// selects no node, so only admission is exercised. It returns the pod as stored, and an error when
+// the creation failed or the pod was stored without its injection.
+func (c *Cluster) CreateFlowRun(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{"flowauth.io/no-such-node": "true"},
+			Containers: []corev1.Container{{Name: "flow", Image: c.Images.Pause}}},
+	}
+	if name == "" {
+		pod.GenerateName = "run-"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := c.Client.Create(ctx, pod); err != nil {
+		return pod, err
+	}
+	if status := pod.Annotations["flowauth.io/status"]; !strings.HasPrefix(status, "injected=GITHUB_ACCESS_TOKEN") || len(pod.Spec.Containers[0].Env) == 0 {
+		return pod, fmt.Errorf("pod %s stored without its injection: status %q", pod.Name, status)
+	}
+	return pod, nil
+}
+
 // Creation is one flow-run pod creation of a FlowRunStream: when it was sent, how long the API
 // server took to answer, and what went wrong (nil when the pod was stored with its injection).
 type Creation struct {
@@ -48,17 +72,7 @@ func (c *Cluster) StartFlowRunStream(ns string, interval time.Duration) *FlowRun
 			s.all = append(s.all, cr)
 			s.mu.Unlock()
 			s.wg.Go(func() {
-				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{GenerateName: "run-", Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
-					Spec: corev1.PodSpec{NodeSelector: map[string]string{"flowauth.io/no-such-node": "true"},
-						Containers: []corev1.Container{{Name: "flow", Image: c.Images.Pause}}},
-				}
-				cctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				err := c.Client.Create(cctx, pod)
-				if err == nil && !strings.HasPrefix(pod.Annotations["flowauth.io/status"], "injected=GITHUB_ACCESS_TOKEN") {
-					err = fmt.Errorf("pod %s stored without its injection: status %q", pod.Name, pod.Annotations["flowauth.io/status"])
-				}
+				_, err := c.CreateFlowRun(context.Background(), ns, "")
 				s.mu.Lock()
 				cr.Took, cr.Err = time.Since(cr.At), err
 				s.mu.Unlock()

@@ -27,19 +27,7 @@ func helmUpgrade(t *testing.T, restore []string, set ...string) {
 	upgrade := func(set []string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		args := []string{"upgrade", "flowauth", "charts/flowauth", "--namespace", localcluster.FlowauthNamespace, "--reuse-values", "--wait", "--timeout", "4m"}
-		for _, s := range set {
-			if j, ok := strings.CutPrefix(s, "json:"); ok {
-				args = append(args, "--set-json", j)
-			} else {
-				args = append(args, "--set", s)
-			}
-		}
-		if _, err := cluster.Helm(ctx, args...); err != nil {
-			return err
-		}
-		_, _, err := cluster.Kubectl(ctx, "-n", localcluster.FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")
-		return err
+		return cluster.UpgradeFlowauth(ctx, set...)
 	}
 	if err := upgrade(set); err != nil {
 		t.Fatal(err)

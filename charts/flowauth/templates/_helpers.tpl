@@ -87,6 +87,9 @@ app.kubernetes.io/component: webhook
 {{- if or (eq (int $ports.webhook) (int $ports.metrics)) (eq (int $ports.webhook) (int $ports.health)) (eq (int $ports.metrics) (int $ports.health)) }}
 {{- fail (printf "hostNetwork ports must differ: webhookPort=%v metricsPort=%v healthProbePort=%v" $ports.webhook $ports.metrics $ports.health) }}
 {{- end }}
+{{- if .Values.profiling.enabled }}
+{{- fail "profiling.enabled with hostNetwork.enabled would serve Go's profiles, unauthenticated, on the node's loopback, where every host-network pod and process of the node reaches them: profile with hostNetwork.enabled=false" }}
+{{- end }}
 {{- if .Values.networkPolicy.enabled }}
 {{- fail "networkPolicy.enabled has no effect on pods on the host network (NetworkPolicy selects pod-network pods only): restrict hostNetwork.webhookPort with the nodes' firewall or security group instead, and unset networkPolicy.enabled" }}
 {{- end }}

@@ -88,17 +88,12 @@ func replicas(t *testing.T) []replica {
 	return rs
 }
 
-// helmUpgrade sets chart values on the release (--reuse-values) and waits for the rollout.
+// helmUpgrade sets chart values on the release and waits for the rollout.
 func helmUpgrade(t *testing.T, set ...string) {
 	t.Helper()
-	args := []string{"upgrade", "flowauth", "charts/flowauth", "--namespace", localcluster.FlowauthNamespace, "--reuse-values", "--wait", "--timeout", "4m"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := cluster.Helm(ctx, args...); err != nil {
+	if err := cluster.UpgradeFlowauth(ctx, set...); err != nil {
 		t.Fatal(err)
 	}
-	kubectl(t, "-n", localcluster.FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")
 }
