@@ -35,10 +35,14 @@ func TestCertExpiryFollowsTheServedFile(t *testing.T) {
 		if got := c.notAfter(); got != float64(notAfter.Unix()) {
 			t.Errorf("validity %s: gauge %v, want %d", validity, got, notAfter.Unix())
 		}
+		notBefore, _ := c.validity()
+		if got := notAfter.Unix() - int64(notBefore); got != int64(validity.Seconds()) {
+			t.Errorf("validity %s: NotAfter - NotBefore = %ds", validity, got)
+		}
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
-	if n, err := testutil.GatherAndCount(reg, "flowauth_serving_certificate_expiry_timestamp_seconds"); err != nil || n != 1 {
+	if n, err := testutil.GatherAndCount(reg, "flowauth_serving_certificate_expiry_timestamp_seconds", "flowauth_serving_certificate_not_before_timestamp_seconds"); err != nil || n != 2 {
 		t.Errorf("gathered %d series: %v", n, err)
 	}
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
@@ -54,7 +58,7 @@ func writeServingCert(t *testing.T, dir string, validity time.Duration) time.Tim
 		t.Fatal(err)
 	}
 	notAfter := time.Now().Add(validity).Truncate(time.Second)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "flowauth"}, NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "flowauth"}, NotBefore: notAfter.Add(-validity), NotAfter: notAfter}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)

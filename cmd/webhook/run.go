@@ -58,6 +58,14 @@ var secretMapReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Reloads of the --secret-map file by result (success, or failure: the old map stays in force).",
 }, []string{"result"})
 
+// secretMapInForce is what FlowauthSecretMapReloadFailing reads: a counter of failures cannot say
+// whether the file is still bad (a bad file is read once, and the count's increase ages out of
+// any window while the file stays bad), so this gauge holds the state until the file is mended.
+var secretMapInForce = prometheus.NewGauge(prometheus.GaugeOpts{
+	Name: "flowauth_secret_map_last_reload_successful",
+	Help: "1 when the --secret-map file as it is now is the map in force, 0 while it is rejected (the previous map stays in force).",
+})
+
 var servingCertExpiry = newCertExpiry()
 
 func run(ctx context.Context, c config) error {
@@ -67,6 +75,8 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("--secret-map: %w", err)
 	}
 	reloads := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapReloads)
+	inForce := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapInForce)
+	inForce.Set(1) // NewStore above refuses to start with a bad file
 	buildInfo := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "flowauth_build_info", Help: "1, labelled with the release this binary was built as.",
 	}, []string{"version"}))
@@ -95,10 +105,12 @@ func run(ctx context.Context, c config) error {
 		return store.Watch(ctx, secretMapPoll, func(changed bool, err error) {
 			if err != nil {
 				reloads.WithLabelValues("failure").Inc()
+				inForce.Set(0)
 				ctrl.Log.WithName("secret-map").Error(err, "secret map rejected; the previous map stays in force", "path", c.secretMap)
 				return
 			}
 			reloads.WithLabelValues("success").Inc()
+			inForce.Set(1)
 			ctrl.Log.WithName("secret-map").Info("secret map reloaded", "path", c.secretMap, "names", len(store.Map().Names()))
 		})
 	}

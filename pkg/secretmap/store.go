@@ -80,8 +80,10 @@ func (s *Store) Reload() (changed bool, err error) {
 	return true, nil
 }
 
-// Watch reloads the file whenever it may have changed, until ctx ends, and reports each reload
-// attempt that changed something or failed to onReload. It watches the file's folder, not the
+// Watch reloads the file whenever it may have changed, until ctx ends, and reports to onReload
+// each reload that changed the map, each new failure (a file that stays bad is reported once),
+// and the first good read after a failure even when it changed nothing (the file put back as it
+// was): so a caller can tell at every moment whether the file on disk is the map in force. It watches the file's folder, not the
 // file, because a ConfigMap volume updates by swapping a symlink; a poll every interval backs
 // up the watch for file systems that send no events. Watch must be the only caller of Reload.
 func (s *Store) Watch(ctx context.Context, interval time.Duration, onReload func(changed bool, err error)) error {
@@ -102,16 +104,15 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration, onReload func
 	var lastErr string
 	try := func() {
 		changed, err := s.Reload()
-		// Report a failing file once, not on every poll, and every successful change.
+		// Report a failing file once, not on every poll, every successful change, and the
+		// recovery from a failure.
 		switch {
 		case err != nil && err.Error() != lastErr:
 			lastErr = err.Error()
 			onReload(false, err)
-		case err == nil && changed:
+		case err == nil && (changed || lastErr != ""):
 			lastErr = ""
-			onReload(true, nil)
-		case err == nil:
-			lastErr = ""
+			onReload(changed, nil)
 		}
 	}
 	// Events come in bursts while a file is written; read it once they have settled.

@@ -139,3 +139,10 @@ healthValue: healthProbePort
 {{- $parts = append $parts (printf "kubernetes.io/metadata.name notin (%s,kube-system)" .Release.Namespace) }}
 {{- join "," $parts }}
 {{- end }}
+
+{{- /* flowauth.alertFor: an alert rule's `for` line, none for 0s (fires at the first evaluation). */}}
+{{- define "flowauth.alertFor" -}}
+{{- if not (regexMatch "^0+(ms|s|m|h|d|w|y)$" .) }}
+      for: {{ . }}
+{{- end }}
+{{- end }}
