@@ -78,7 +78,7 @@ test-chart: tools-control-plane tools-helm tools-promtool ## Helm chart and conf
 	go test -count=1 ./test/chart/...
 
 .PHONY: test-node
-test-node: tools-control-plane tools-helm tools-node tools-cosign ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
+test-node: tools-control-plane tools-helm tools-node tools-cosign tools-monitoring ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
 	go test -count=1 -p 1 -timeout 30m ./test/node/...
 
 .PHONY: test-versions
@@ -151,11 +151,12 @@ plugin-dist: ## The plugin's archives per platform and the krew manifest (.krew.
 ##@ Local cluster
 
 NODES ?= 1
+MONITORING ?=
 
 .PHONY: cluster
-cluster: tools-control-plane tools-helm tools-node ## A local cluster (root) of NODES nodes (default 1, up to 4) with flowauth installed from the local registry's image, left running; prints KUBECONFIG.
+cluster: tools-control-plane tools-helm tools-node $(if $(MONITORING),tools-monitoring) ## A local cluster (root) of NODES nodes (default 1, up to 4) with flowauth installed from the local registry's image, left running; prints KUBECONFIG. MONITORING=1 adds the Prometheus Operator, Prometheus and kube-state-metrics, scraping flowauth with its alerts loaded.
 	@go build -o bin/cluster ./hack/cluster
-	@bin/cluster -nodes $(NODES) up
+	@bin/cluster -nodes $(NODES) $(if $(MONITORING),-monitoring) up
 
 .PHONY: cluster-down
 cluster-down: ## Stop `make cluster` and remove everything it put on this machine.
@@ -171,6 +172,10 @@ tools: ## Build every tool into bin/ (cached by version).
 .PHONY: tools-control-plane
 tools-control-plane:
 	@hack/tools.sh control-plane
+
+.PHONY: tools-monitoring
+tools-monitoring:
+	@hack/tools.sh monitoring
 
 .PHONY: tools-node
 tools-node:

@@ -21,6 +21,9 @@
 #   hack/tools.sh benchstat       # bin/benchstat
 #   hack/tools.sh promtool        # bin/promtool
 #   hack/tools.sh cosign          # bin/cosign: signs and verifies releases (make release)
+#   hack/tools.sh monitoring      # bin/monitoring/: prometheus, operator, prometheus-config-reloader,
+#                                 # kube-state-metrics and the operator's CRDs (make cluster MONITORING=1,
+#                                 # the node suite's monitoring tests)
 #   hack/tools.sh all             # everything but the node's parts (those need root)
 #
 # FLOWAUTH_TOOLS_DIR moves the cache (default: $XDG_CACHE_HOME/flowauth/tools, else
@@ -46,6 +49,12 @@ PROMTOOL_VERSION=v0.316.0
 # cosign signs the release's image, SBOM attestation and chart with a key (make release), and
 # verifies them in the node tests.
 COSIGN_VERSION=v2.6.5
+# Monitoring as operators install it (kube-prometheus-stack's parts): Prometheus from the same
+# module as promtool, the Prometheus Operator (its module in hack/tools/prometheus-operator) and
+# kube-state-metrics.
+PROMETHEUS_VERSION=$PROMTOOL_VERSION
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+KUBE_STATE_METRICS_VERSION=v2.20.0
 # The node (the versions are also in hack/tools/{containerd,cni,crictl,registry}/go.mod).
 CONTAINERD_VERSION=v2.4.2
 CNI_PLUGINS_VERSION=v1.10.0
@@ -195,6 +204,47 @@ vulndb() {
   ln -sfn .vulndb/db "$bin/vulndb"
 }
 
+# build_monitoring: the four programs side by side (the two cores link one while compiling
+# another), and the operator's CRDs from its module, so nothing is fetched from outside the proxy.
+build_monitoring() {
+  say "building Prometheus $PROMETHEUS_VERSION, the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION and kube-state-metrics $KUBE_STATE_METRICS_VERSION from Go modules; several minutes"
+  local pids=()
+  (cd "$root/hack/tools/prometheus-operator" && CGO_ENABLED=0 go build -ldflags "-s -w \
+-X github.com/prometheus/common/version.Version=${PROMETHEUS_OPERATOR_VERSION#v}" -o "$out/" \
+    github.com/prometheus-operator/prometheus-operator/cmd/operator \
+    github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader) &
+  pids+=($!)
+  (CGO_ENABLED=0 GOBIN="$out" go install -ldflags "-s -w \
+-X github.com/prometheus/common/version.Version=${KUBE_STATE_METRICS_VERSION#v}" "k8s.io/kube-state-metrics/v2@$KUBE_STATE_METRICS_VERSION") &
+  pids+=($!)
+  # Prometheus without its web UI's assets (the builtinassets tag): the tests and the runbooks use
+  # its HTTP API, and the assets are built by npm, not Go. With Kubernetes service discovery only
+  # (its build tags): the cloud SDKs of the other twenty-odd would double the build.
+  # Prometheus' Go module v0.3MM.P is Prometheus 3.MM.P: the operator picks its flags by the latter.
+  local n=${PROMETHEUS_VERSION#v0.}
+  local release="$((${n%%.*} / 100)).$((${n%%.*} % 100)).${n#*.}"
+  echo "v$release" >"$out/prometheus-version"
+  CGO_ENABLED=0 GOBIN="$out" go install -tags remove_all_sd,enable_kubernetes_sd -ldflags "-s -w \
+-X github.com/prometheus/common/version.Version=$release" "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
+  local pid
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  mv "$out/v2" "$out/kube-state-metrics" 2>/dev/null || true
+  # The operator's CRDs and the upstream ClusterRoles of the three, from their modules.
+  local op ksm
+  op=$(cd "$root/hack/tools/prometheus-operator" && go list -m -f '{{.Dir}}' github.com/prometheus-operator/prometheus-operator)
+  ksm=$(go mod download -json "k8s.io/kube-state-metrics/v2@$KUBE_STATE_METRICS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  mkdir -p "$out/crds" "$out/rbac"
+  cp "$op"/example/prometheus-operator-crd/*.yaml "$out/crds/"
+  cp "$op/example/rbac/prometheus-operator/prometheus-operator-cluster-role.yaml" "$op/example/rbac/prometheus/prometheus-cluster-role.yaml" \
+    "$out/rbac/"
+  cp "$ksm/examples/standard/cluster-role.yaml" "$out/rbac/kube-state-metrics-cluster-role.yaml"
+  chmod -R u+w "$out/crds" "$out/rbac"
+}
+
+monitoring() {
+  cached "monitoring-prometheus-$PROMETHEUS_VERSION-operator-$PROMETHEUS_OPERATOR_VERSION-ksm-$KUBE_STATE_METRICS_VERSION" monitoring build_monitoring
+}
+
 control_plane() { cached "k8s-$K8S_VERSION-etcd-$ETCD_VERSION" k8s build_control_plane; }
 
 # control_plane_matrix: each older release's kube-apiserver, kube-controller-manager and kubectl,
@@ -241,6 +291,7 @@ benchstat) go_install benchstat golang.org/x/perf/cmd/benchstat "$BENCHSTAT_VERS
 promtool) go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION" ;;
 cosign) go_install cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION" ;;
 vulndb) vulndb ;;
+monitoring) monitoring ;;
 all)
   control_plane
   helm
@@ -251,7 +302,7 @@ all)
   go_install cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
   ;;
 *)
-  say "unknown tool '$1' (control-plane, control-plane-matrix, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, cosign, all)"
+  say "unknown tool '$1' (control-plane, control-plane-matrix, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, cosign, monitoring, all)"
   exit 2
   ;;
 esac

@@ -3,6 +3,9 @@
 // 127.0.0.1) with flowauth installed by its Helm chart from the registry's image, left running
 // for a person to use as they would use kind. -nodes 3 (make cluster NODES=3) runs three nodes.
 //
+// -monitoring (make cluster MONITORING=1) adds monitoring as operators install it: the Prometheus
+// Operator, a Prometheus and kube-state-metrics, with flowauth's ServiceMonitor and PrometheusRule.
+//
 //	cluster up      start it in the background (a harness process that owns every part), wait
 //	                until flowauth is Ready, print how to use it
 //	cluster down    stop it and remove everything it put on the machine
@@ -35,12 +38,14 @@ type ready struct {
 	Took       string   `json:"took"`
 	Tools      string   `json:"tools"`
 	Nodes      []string `json:"nodes"`
+	Prometheus string   `json:"prometheus,omitempty"`
 }
 
 func main() {
 	root := flag.String("repo", ".", "the project's root")
 	dir := flag.String("dir", "", "serve: the cluster's folder")
 	nodes := flag.Int("nodes", 1, fmt.Sprintf("how many nodes (1-%d): each a kubelet with its own containerd, state and pod range", localcluster.MaxNodes))
+	monitoring := flag.Bool("monitoring", false, "also run the Prometheus Operator, Prometheus and kube-state-metrics, scraping flowauth with its alerts loaded")
 	flag.Parse()
 	if *nodes < 1 || *nodes > localcluster.MaxNodes {
 		fmt.Fprintf(os.Stderr, "cluster: -nodes %d: want 1 to %d\n", *nodes, localcluster.MaxNodes)
@@ -50,14 +55,14 @@ func main() {
 	if err == nil {
 		switch flag.Arg(0) {
 		case "up":
-			err = up(repo, *nodes)
+			err = up(repo, *nodes, *monitoring)
 		case "down":
 			err = localcluster.StopRunning(3 * time.Minute)
 			if err == nil {
 				fmt.Println("cluster: stopped; nothing of it is left on this machine")
 			}
 		case "serve":
-			err = serve(repo, *dir, *nodes)
+			err = serve(repo, *dir, *nodes, *monitoring)
 		default:
 			err = errors.New("usage: cluster [-repo DIR] up|down")
 		}
@@ -68,7 +73,7 @@ func main() {
 	}
 }
 
-func up(repo string, nodes int) error {
+func up(repo string, nodes int, monitoring bool) error {
 	if os.Geteuid() != 0 {
 		return localcluster.ErrNotRoot
 	}
@@ -94,7 +99,7 @@ func up(repo string, nodes int) error {
 		return err
 	}
 	defer func() { _ = log.Close() }()
-	harness := exec.CommandContext(context.Background(), self, "-repo", repo, "-dir", dir, "-nodes", strconv.Itoa(nodes), "serve")
+	harness := exec.CommandContext(context.Background(), self, "-repo", repo, "-dir", dir, "-nodes", strconv.Itoa(nodes), "-monitoring="+strconv.FormatBool(monitoring), "serve")
 	harness.Stdout, harness.Stderr = log, log
 	// Its own session: the harness outlives this command and the terminal that ran it.
 	harness.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -118,7 +123,7 @@ func up(repo string, nodes int) error {
 	}
 }
 
-func serve(repo, dir string, nodes int) error {
+func serve(repo, dir string, nodes int, monitoring bool) (err error) {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer cancel()
 	start := time.Now()
@@ -128,16 +133,28 @@ func serve(repo, dir string, nodes int) error {
 	}
 	defer func() {
 		fmt.Fprintln(os.Stderr, "cluster: stopping")
-		if err := c.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "cluster: teardown:", err)
+		if stopErr := c.Stop(); stopErr != nil {
+			fmt.Fprintln(os.Stderr, "cluster: teardown:", stopErr)
 			return // keep the folder and its log for a look
 		}
-		_ = os.RemoveAll(dir)
+		if err == nil { // a failed start keeps its log for `up` to show
+			_ = os.RemoveAll(dir)
+		}
 	}()
-	if err := c.InstallFlowauth(ctx); err != nil {
+	var set []string
+	var prometheus string
+	if monitoring {
+		p, err := c.StartMonitoring(ctx, 15*time.Second)
+		if err != nil {
+			return err
+		}
+		prometheus = p.URL
+		set = localcluster.MonitoringValues
+	}
+	if err := c.InstallFlowauth(ctx, set...); err != nil {
 		return err
 	}
-	b, err := json.Marshal(ready{Kubeconfig: c.Kubeconfig, Probe: c.Images.Probe, Webhook: c.Images.Webhook, Tools: filepath.Join(repo, "bin", "k8s") + ":" + filepath.Join(repo, "bin"), Took: time.Since(start).Round(time.Second).String(), Nodes: c.Nodes()})
+	b, err := json.Marshal(ready{Kubeconfig: c.Kubeconfig, Probe: c.Images.Probe, Webhook: c.Images.Webhook, Tools: filepath.Join(repo, "bin", "k8s") + ":" + filepath.Join(repo, "bin"), Took: time.Since(start).Round(time.Second).String(), Nodes: c.Nodes(), Prometheus: prometheus})
 	if err != nil {
 		return err
 	}
@@ -162,6 +179,9 @@ func printUsage(r ready) {
 	fmt.Printf("cluster: flowauth serves from inside the cluster (image %s); up in %s; nodes: %s\n", r.Webhook, r.Took, strings.Join(r.Nodes, ", "))
 	fmt.Printf("export KUBECONFIG=%s\n", r.Kubeconfig)
 	fmt.Printf("probe image: %s\n", r.Probe)
+	if r.Prometheus != "" {
+		fmt.Printf("Prometheus: %s (its HTTP API; ALERTS{alertname=~\"Flowauth.*\"} shows flowauth's alerts)\n", r.Prometheus)
+	}
 	fmt.Printf("export PATH=%s:$PATH  # kubectl %s and helm, built for this cluster (any kubectl works)\n", r.Tools, "v1.37.2")
 	fmt.Print(`
 Try a flow run (the probe prints what boto3 and google-auth found, as digests, never values):

@@ -188,7 +188,7 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	}
 	kcm := exec.CommandContext(ctx, filepath.Join(c.assets, "kube-controller-manager"),
 		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--use-service-account-credentials=false",
-		"--controllers=job-controller,namespace-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,endpointslice-controller,garbage-collector-controller,disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller,node-lifecycle-controller,taint-eviction-controller",
+		"--controllers=job-controller,namespace-controller,serviceaccount-controller,root-ca-certificate-publisher-controller,deployment-controller,replicaset-controller,statefulset-controller,endpoints-controller,endpointslice-controller,garbage-collector-controller,disruption-controller,pod-garbage-collector-controller,ttl-after-finished-controller,node-lifecycle-controller,taint-eviction-controller",
 		"--root-ca-file="+filepath.Join(certDir, "ca.crt"), "--cluster-cidr="+PodCIDR)
 	kcm.Stdout, kcm.Stderr = c.nodeLog("kube-controller-manager"), c.nodeLog("kube-controller-manager")
 	if err := c.runNode(kcm); err != nil {
