@@ -343,7 +343,23 @@ func (d *doctor) caBundle(ctx context.Context, w *admissionregistrationv1.Mutati
 		d.report(fail, fmt.Sprintf("caBundle does not verify the certificate pod %s serves: %v", pod, verify(served, pool, dnsName)), fix)
 	default:
 		d.report(pass, fmt.Sprintf("caBundle verifies the certificate pod %s serves", pod), "")
+		leaf, _ := parseLeaf(served) // verify parsed it already
+		st, what := expiry(leaf, time.Now())
+		d.report(st, fmt.Sprintf("the certificate pod %s serves %s", pod, what), fmt.Sprintf(
+			"self-managed TLS: kubectl -n %s logs -l app.kubernetes.io/instance=%s --tail=-1 | grep cert-rotation; cert-manager: kubectl -n %s describe certificate; your own (certs.secretName): replace tls.crt and tls.key in Secret %s/%s",
+			d.relNS, d.release, d.relNS, d.relNS, secret))
 	}
+}
+
+// expiry says when a serving certificate expires, and warns as FlowauthCertificateExpiringSoon
+// fires: with less than an eighth of its lifetime left (at most 7 days), past any renewal.
+func expiry(cert *x509.Certificate, now time.Time) (status, string) {
+	left := cert.NotAfter.Sub(now)
+	when := fmt.Sprintf("expires in %s (%s)", left.Round(time.Minute), cert.NotAfter.UTC().Format(time.RFC3339))
+	if left < min(7*24*time.Hour, cert.NotAfter.Sub(cert.NotBefore)/8) {
+		return warn, when + ": past its renewal, which is failing or, for a certificate you provide, due"
+	}
+	return pass, when
 }
 
 func (d *doctor) certSecretName(ctx context.Context) string {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -46,5 +48,29 @@ func TestDoctorSaysWhatTheNamespaceIsDenied(t *testing.T) {
 				t.Errorf("doctor said (failed %d, want %d):\n%s\nwant a line starting %q", d.failed, tt.failed, out.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestExpiryWarnsAsTheAlertFires: doctor's certificate line warns exactly when
+// FlowauthCertificateExpiringSoon fires: less than an eighth of the lifetime left, at most 7 days.
+func TestExpiryWarnsAsTheAlertFires(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		name                string
+		issuedAgo, leftFrom time.Duration
+		want                status
+	}{
+		{"a year-long certificate with 300 days left", 65 * day, 300 * day, pass},
+		{"a year-long certificate with 3 days left", 362 * day, 3 * day, warn},
+		{"a 10-day certificate with 3 days left: renewal not due yet", 7 * day, 3 * day, pass},
+		{"a 10-day certificate with a day left", 9 * day, day, warn},
+		{"an expired certificate", 400 * day, -day, warn},
+	} {
+		cert := &x509.Certificate{NotBefore: now.Add(-tt.issuedAgo), NotAfter: now.Add(tt.leftFrom)}
+		got, what := expiry(cert, now)
+		if got != tt.want || !strings.Contains(what, cert.NotAfter.Format(time.RFC3339)) {
+			t.Errorf("%s: %s %q, want %s and the expiry", tt.name, got, what, tt.want)
+		}
 	}
 }

@@ -77,6 +77,10 @@ func run(ctx context.Context, c config) error {
 	reloads := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapReloads)
 	inForce := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, secretMapInForce)
 	inForce.Set(1) // NewStore above refuses to start with a bad file
+	// Both results exist from the start, at 0: a dashboard panel or rule reading them has data
+	// before the first reload.
+	reloads.WithLabelValues("success")
+	reloads.WithLabelValues("failure")
 	buildInfo := fwadmission.MustRegisterOnce(ctrlmetrics.Registry, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "flowauth_build_info", Help: "1, labelled with the release this binary was built as.",
 	}, []string{"version"}))

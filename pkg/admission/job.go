@@ -46,8 +46,7 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 	}
 	owner, template, err := decodeTemplate(kind, req.Object.Raw)
 	if err != nil {
-		h.Metrics.template(kind, resultError)
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a batch/v1 %s: %w", kind, err))
+		return v.errored(ctx, req, "", http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a batch/v1 %s: %w", kind, err))
 	}
 	// DESIGN.md §3: an update that leaves the pod template as it was (a label, a finalizer
 	// removed by the garbage collector, a status) and anything being deleted is never refused,
@@ -73,8 +72,7 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 	}
 	ns, served, err := h.namespace(ctx, namespace, pod.Annotations, pod.Labels)
 	if err != nil {
-		h.Metrics.template(kind, resultError)
-		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading namespace %q: %w", namespace, err))
+		return v.errored(ctx, req, owner.GetName(), http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading namespace %q: %w", namespace, err))
 	}
 	if !served {
 		h.Metrics.template(kind, resultNotServed)
@@ -177,4 +175,12 @@ func decodeWhole(kind string, raw []byte) (templateOwner, *corev1.PodTemplateSpe
 	}
 	job.TypeMeta = metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: kind}
 	return &job, &job.Spec.Template, nil
+}
+
+// errored answers a Job or CronJob flowauth could not check, counts it and logs it with its
+// namespace and name (see PodMutator.errored).
+func (v *TemplateValidator) errored(ctx context.Context, req admission.Request, name string, code int32, err error) admission.Response {
+	v.Pods.Metrics.template(req.Kind.Kind, resultError)
+	logf.FromContext(ctx).Error(err, "admission request failed", "namespace", req.Namespace, "kind", req.Kind.Kind, "name", name, "uid", req.UID)
+	return admission.Errored(code, err)
 }

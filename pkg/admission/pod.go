@@ -73,8 +73,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	if req.Kind.Kind == "" || req.Operation == "" {
 		// controller-runtime passes on a review without a request (or an empty body) as an
 		// empty request: answer that it is malformed rather than let it through.
-		h.Metrics.admission(resultError)
-		return admission.Errored(http.StatusBadRequest, errEmptyRequest)
+		return h.errored(ctx, req, "", http.StatusBadRequest, errEmptyRequest)
 	}
 	if req.Operation != admissionv1.Create || req.SubResource != "" || req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" {
 		h.Metrics.admission(resultSkipped)
@@ -90,8 +89,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	// far (see above).
 	pod, err := decodePod(req.Object.Raw)
 	if err != nil {
-		h.Metrics.admission(resultError)
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a pod: %w", err))
+		return h.errored(ctx, req, "", http.StatusBadRequest, fmt.Errorf("flowauth: request object is not a pod: %w", err))
 	}
 	namespace := req.Namespace // pods made by a Job controller may carry no namespace themselves
 	if namespace == "" {
@@ -99,8 +97,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	}
 	ns, served, err := h.namespace(ctx, namespace, pod.Annotations, pod.Labels)
 	if err != nil {
-		h.Metrics.admission(resultError)
-		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading namespace %q: %w", namespace, err))
+		return h.errored(ctx, req, podName(pod), http.StatusServiceUnavailable, fmt.Errorf("flowauth: reading namespace %q: %w", namespace, err))
 	}
 	if !served {
 		h.Metrics.admission(resultNotServed)
@@ -150,14 +147,22 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		patch, err = encodePatch(ops)
 	}
 	if err != nil {
-		h.Metrics.admission(resultError)
-		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("flowauth: building the patch: %w", err))
+		return h.errored(ctx, req, podName(pod), http.StatusInternalServerError, fmt.Errorf("flowauth: building the patch: %w", err))
 	}
 	h.Metrics.admission(result)
 	if l := logf.FromContext(ctx).V(1); l.Enabled() {
 		log().V(1).Info(done, "status", res.Status, "warnings", reasons(res.Warnings))
 	}
 	return patched(patch).WithWarnings(warnings...)
+}
+
+// errored answers a request flowauth could not handle, counts it and logs it with the request's
+// namespace and pod: the FlowauthAdmissionErrors runbook starts from that log line. The error
+// names what failed, never a value of the pod.
+func (h *PodMutator) errored(ctx context.Context, req admission.Request, pod string, code int32, err error) admission.Response {
+	h.Metrics.admission(resultError)
+	logf.FromContext(ctx).Error(err, "admission request failed", "namespace", req.Namespace, "pod", pod, "uid", req.UID)
+	return admission.Errored(code, err)
 }
 
 // patched allows with a JSON Patch that is already encoded: handed []jsonpatch.Operation,

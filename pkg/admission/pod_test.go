@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -18,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
@@ -275,5 +278,36 @@ func TestFastPatchMatchesGeneralDiff(t *testing.T) {
 				t.Errorf("fast patch differs from the general diff (-general +fast):\n%s", diff)
 			}
 		})
+	}
+}
+
+// failingNamespaces cannot read any namespace, as when flowauth's RBAC lost namespaces get.
+type failingNamespaces struct{ err error }
+
+func (f failingNamespaces) Namespace(context.Context, string) (Namespace, error) {
+	return Namespace{}, f.err
+}
+
+// TestErrorsAreCountedAndLogged: a request flowauth cannot answer is a 503 that says what
+// failed, counted as an error and logged with the namespace and the pod (the
+// FlowauthAdmissionErrors runbook starts from that line), with nothing of the pod's values.
+func TestErrorsAreCountedAndLogged(t *testing.T) {
+	m := newMutator("")
+	m.Namespaces = failingNamespaces{errors.New(`namespaces "flows" is forbidden`)}
+	var logged []string
+	ctx := logf.IntoContext(context.Background(), funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{}))
+	pod := `{"metadata":{"name":"flow-1","labels":{"prefect.io/flow-run-id":"1"}},"spec":{"containers":[{"name":"flow","env":[{"name":"TOKEN","value":"s3cr3t-value"}]}]}}`
+	resp := m.Handle(ctx, request(admissionv1.Create, []byte(pod)))
+	if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusServiceUnavailable || !strings.Contains(resp.Result.Message, `reading namespace "flows"`) {
+		t.Fatalf("got allowed=%v result=%+v, want a 503 naming the namespace read", resp.Allowed, resp.Result)
+	}
+	if got := testutil.ToFloat64(m.Metrics.requests.WithLabelValues(resultError)); got != 1 {
+		t.Errorf("errors counted: %v, want 1", got)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], `"namespace"="flows"`) || !strings.Contains(logged[0], `"pod"="flow-1"`) || !strings.Contains(logged[0], "forbidden") {
+		t.Errorf("logged %q: want one line with the namespace, the pod and the error", logged)
+	}
+	if strings.Contains(strings.Join(logged, ""), "s3cr3t-value") {
+		t.Errorf("the log carries a value of the pod: %q", logged)
 	}
 }

@@ -51,24 +51,31 @@ func NewCA(name string) (*CA, error) {
 // Issue signs a certificate for commonName: a serving one for the IPs and DNS names given, or,
 // with none, a client one. It returns the certificate and key as PEM.
 func (ca *CA) Issue(commonName string, ips []net.IP, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
-	return ca.issue(pkix.Name{CommonName: commonName}, ips, dnsNames)
+	now := time.Now()
+	return ca.issue(pkix.Name{CommonName: commonName}, ips, dnsNames, now.Add(-time.Hour), now.Add(7*24*time.Hour))
+}
+
+// IssueServingFor signs a serving certificate for the DNS names valid from notBefore to notAfter
+// (one near the end of its life, for the certificate expiry alert).
+func (ca *CA) IssueServingFor(notBefore, notAfter time.Time, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
+	return ca.issue(pkix.Name{CommonName: dnsNames[0]}, nil, dnsNames, notBefore, notAfter)
 }
 
 // IssueClient signs a client certificate for commonName in groups (the subject's organization,
 // e.g. system:masters).
 func (ca *CA) IssueClient(commonName string, groups ...string) (certPEM, keyPEM []byte, err error) {
-	return ca.issue(pkix.Name{CommonName: commonName, Organization: groups}, nil, nil)
+	now := time.Now()
+	return ca.issue(pkix.Name{CommonName: commonName, Organization: groups}, nil, nil, now.Add(-time.Hour), now.Add(7*24*time.Hour))
 }
 
-func (ca *CA) issue(subject pkix.Name, ips []net.IP, dnsNames []string) (certPEM, keyPEM []byte, err error) {
+func (ca *CA) issue(subject pkix.Name, ips []net.IP, dnsNames []string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(ca.serial.Add(1)), Subject: subject,
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	if len(ips) > 0 || len(dnsNames) > 0 {
