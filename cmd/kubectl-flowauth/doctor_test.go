@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
