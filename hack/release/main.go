@@ -141,7 +141,7 @@ install:
 // references by digest.
 func Publish(ctx context.Context, o options, work string) (Release, error) {
 	r := Release{Version: o.version}
-	webhook, err := image.BuildWebhook(ctx, ".", work, o.version)
+	webhook, err := image.BuildWebhook(ctx, ".", work, o.version, image.WebhookPlatforms)
 	if err != nil {
 		return r, err
 	}

@@ -44,17 +44,17 @@ type Webhook struct {
 	Binaries map[string]string // architecture → path of its binary
 }
 
-// BuildWebhook builds ./cmd/webhook for every platform as the Dockerfile builds it (its Go
-// version, CGO off, -trimpath, stripped), with version written into the binary, and returns the
-// OCI index of the images. The binaries are written to workDir.
-func BuildWebhook(ctx context.Context, repoRoot, workDir, version string) (Webhook, error) {
+// BuildWebhook builds ./cmd/webhook for the platforms (a release's are WebhookPlatforms) as the
+// Dockerfile builds it (its Go version, CGO off, -trimpath, stripped), with version written into
+// the binary, and returns the OCI index of the images. The binaries are written to workDir.
+func BuildWebhook(ctx context.Context, repoRoot, workDir, version string, platforms []v1.Platform) (Webhook, error) {
 	goVersion, err := DockerfileGoVersion(repoRoot)
 	if err != nil {
 		return Webhook{}, err
 	}
 	w := Webhook{Binaries: map[string]string{}}
 	var adds []mutate.IndexAddendum
-	for _, p := range WebhookPlatforms {
+	for _, p := range platforms {
 		bin := filepath.Join(workDir, "webhook-linux-"+p.Architecture)
 		if err := GoBuild(ctx, repoRoot, bin, "./cmd/webhook", p.Architecture, "-s -w -X main.version="+version, "GOTOOLCHAIN=go"+goVersion); err != nil {
 			return Webhook{}, err

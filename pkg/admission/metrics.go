@@ -70,6 +70,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.denials = MustRegisterOnce(reg, m.denials)
 	m.templates = MustRegisterOnce(reg, m.templates)
 	m.confirms = MustRegisterOnce(reg, m.confirms)
+	// Each result and denial reason starts at 0, so an alert's rate or increase sees a replica's
+	// first ones too: a series that appears with its first count already in it adds nothing to
+	// an increase (FlowauthDenialsRising missed a burst of six on a fresh replica).
+	for _, r := range []string{resultSkipped, resultPassed, resultNotServed, resultUnchanged, resultMutated, resultOptedOut, resultDenied, resultError} {
+		m.requests.WithLabelValues(r)
+	}
+	for _, r := range mutate.Reasons {
+		m.denials.WithLabelValues(string(r))
+	}
+	for _, kind := range []string{"Job", "CronJob"} {
+		m.templates.WithLabelValues(kind, resultError)
+	}
 	return m
 }
 

@@ -97,6 +97,42 @@ const (
 	ReasonNamespaceNotWatched    Reason = "NamespaceNotWatched"
 )
 
+// Reasons are every Reason above: flowauth's metrics start each at 0, so that a rate or an
+// increase over them sees a replica's first findings too (a series that appears with its
+// first count already in it adds nothing to an increase). TestReasonsListsEveryReason keeps
+// the list whole.
+var Reasons = []Reason{
+	ReasonInvalidSecretName,
+	ReasonUnknownSecretName,
+	ReasonInvalidNamespaceSecret,
+	ReasonEmptyDeclaration,
+	ReasonInvalidSecretOverride,
+	ReasonUndeclaredOverride,
+	ReasonInvalidContainerName,
+	ReasonContainerNotFound,
+	ReasonNoTargetContainer,
+	ReasonInvalidInjectMode,
+	ReasonUserEnvKept,
+	ReasonDeclaredEnvConflict,
+	ReasonUserMountKept,
+	ReasonVolumeConflict,
+	ReasonTooManyNames,
+	ReasonSecretNotFound,
+	ReasonSecretKeyMissing,
+	ReasonContainersContradict,
+	ReasonAllContainersSkipped,
+	ReasonIdentityOverlap,
+	ReasonOtherContainersLeftOut,
+	ReasonTooManyContainers,
+	ReasonTooManyItems,
+	ReasonInjectionTooLarge,
+	ReasonEnvFromNotChecked,
+	ReasonNotAllowed,
+	ReasonAllowListRequired,
+	ReasonInvalidAllowList,
+	ReasonNamespaceNotWatched,
+}
+
 // Bounds on what one flow-run pod can make flowauth do (DESIGN.md §3: every input a tenant
 // controls is bounded). None is near what a flow run needs; each keeps the work, the patch and
 // the messages of one admission small whatever the pod says.

@@ -48,14 +48,18 @@ type Images struct {
 	Webhook, Probe, Pause string
 }
 
-// buildImages builds the three images and pushes them to the registry at host.
-func buildImages(ctx context.Context, repoRoot, workDir, host string) (Images, error) {
+// buildImages builds the three images and pushes them to the registry at host: the webhook's for
+// the platforms given (none: this machine's only, all a node here can run).
+func buildImages(ctx context.Context, repoRoot, workDir, host string, platforms []v1.Platform) (Images, error) {
+	if len(platforms) == 0 {
+		platforms = []v1.Platform{{OS: "linux", Architecture: runtime.GOARCH}}
+	}
 	images := Images{
 		Webhook: host + "/" + WebhookRepository + ":" + ImageTag,
 		Probe:   host + "/" + ProbeRepository + ":" + ImageTag,
 		Pause:   host + "/" + PauseRepository + ":" + ImageTag,
 	}
-	webhook, err := image.BuildWebhook(ctx, repoRoot, workDir, "local")
+	webhook, err := image.BuildWebhook(ctx, repoRoot, workDir, "local", platforms)
 	if err != nil {
 		return images, err
 	}

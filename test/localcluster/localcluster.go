@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
@@ -55,6 +56,10 @@ type Options struct {
 	// its own containerd, state, bridge and pod range (198.18.N.0/24), named NodeName, then
 	// NodeName-2, NodeName-3.
 	Nodes int
+	// WebhookPlatforms are the platforms the webhook image is built for with Node: none builds
+	// this machine's only (the node runs no other, and a first make demo builds half as much);
+	// the node suite asks for WebhookPlatforms, a release's, to check each.
+	WebhookPlatforms []v1.Platform
 }
 
 // Cluster is a running local control plane with flowauth registered.

@@ -143,7 +143,7 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	built := make(chan error, 1)
 	go func() {
 		var err error
-		c.Images, err = buildImages(ctx, c.opts.RepoRoot, n.dir, n.registry)
+		c.Images, err = buildImages(ctx, c.opts.RepoRoot, n.dir, n.registry, c.opts.WebhookPlatforms)
 		built <- err
 	}()
 
@@ -579,23 +579,19 @@ const GatewayIP = gatewayIP
 
 // InstallFlowauth installs charts/flowauth as a user would (`helm install --wait`), with its
 // default values but for the image, which is the webhook image in the node's registry; set
-// adds --set values. It returns when every replica is Ready.
+// adds values (see setValues). It returns when every replica is Ready.
 func (c *Cluster) InstallFlowauth(ctx context.Context, set ...string) error {
 	repo := strings.TrimSuffix(c.Images.Webhook, ":"+ImageTag)
 	args := []string{"install", "flowauth", "charts/flowauth", "--namespace", FlowauthNamespace, "--create-namespace",
 		"--set", "image.repository=" + repo, "--set", "image.tag=" + ImageTag, "--wait", "--timeout", "5m"}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	_, err := c.Helm(ctx, args...)
+	_, err := c.Helm(ctx, append(args, setValues(set)...)...)
 	return err
 }
 
-// UpgradeFlowauth changes values of the installed release (`helm upgrade --reuse-values
-// --wait`) and waits for the rollout. Each of set is a --set value, or a --set-json one with the
-// prefix "json:".
-func (c *Cluster) UpgradeFlowauth(ctx context.Context, set ...string) error {
-	args := []string{"upgrade", "flowauth", "charts/flowauth", "--namespace", FlowauthNamespace, "--reuse-values", "--wait", "--timeout", "4m"}
+// setValues are helm's flags for values: each a --set value, or a --set-json one with the
+// prefix "json:" (a string with newlines, a list).
+func setValues(set []string) []string {
+	var args []string
 	for _, s := range set {
 		if j, ok := strings.CutPrefix(s, "json:"); ok {
 			args = append(args, "--set-json", j)
@@ -603,7 +599,14 @@ func (c *Cluster) UpgradeFlowauth(ctx context.Context, set ...string) error {
 			args = append(args, "--set", s)
 		}
 	}
-	if _, err := c.Helm(ctx, args...); err != nil {
+	return args
+}
+
+// UpgradeFlowauth changes values of the installed release (`helm upgrade --reuse-values
+// --wait`) and waits for the rollout; set as for InstallFlowauth.
+func (c *Cluster) UpgradeFlowauth(ctx context.Context, set ...string) error {
+	args := []string{"upgrade", "flowauth", "charts/flowauth", "--namespace", FlowauthNamespace, "--reuse-values", "--wait", "--timeout", "4m"}
+	if _, err := c.Helm(ctx, append(args, setValues(set)...)...); err != nil {
 		return err
 	}
 	_, _, err := c.Kubectl(ctx, "-n", FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")

@@ -5,11 +5,25 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// FlowsNamespace creates an opted-in namespace with the Secret CreateFlowRun's pods declare
+// (github-access-token), waits for its default ServiceAccount (pods are refused until it exists),
+// and deletes it when t ends.
+func (c *Cluster) FlowsNamespace(t testing.TB, name string) string {
+	t.Helper()
+	c.MustKubectl(t, "create", "namespace", name)
+	c.MustKubectl(t, "label", "namespace", name, "flowauth.io/injection=enabled")
+	c.MustKubectl(t, "-n", name, "create", "secret", "generic", "github-access-token", "--from-literal=token="+name)
+	t.Cleanup(func() { c.MustKubectl(t, "delete", "namespace", name, "--wait=false") })
+	c.MustKubectl(t, "-n", name, "wait", "--for=create", "serviceaccount/default", "--timeout=30s")
+	return name
+}
 
 // CreateFlowRun creates one flow-run pod in ns asking for GITHUB_ACCESS_TOKEN (from the Secret
 // github-access-token), named name or, when name is "", by the API server. It never runs: it

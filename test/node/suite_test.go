@@ -43,7 +43,7 @@ func runSuite(m *testing.M) int {
 	start := time.Now()
 	var done func()
 	var err error
-	cluster, skipReason, done, err = localcluster.StartForSuite("node", localcluster.Options{RepoRoot: root, Log: os.Stderr})
+	cluster, skipReason, done, err = localcluster.StartForSuite("node", localcluster.Options{RepoRoot: root, Log: os.Stderr, WebhookPlatforms: localcluster.WebhookPlatforms})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "node: FAIL:", err)
 		return 1

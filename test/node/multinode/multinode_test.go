@@ -27,7 +27,7 @@ func TestReplicasLandOnDifferentNodes(t *testing.T) {
 // replacement on the third node.
 func TestDrainLosesNoAdmission(t *testing.T) {
 	needNodes(t)
-	ns := flowsNamespace(t, "drain")
+	ns := cluster.FlowsNamespace(t, "drain")
 	before := replicas(t)
 	if len(before) != 2 {
 		t.Fatalf("replicas %v: want two", before)
@@ -168,7 +168,7 @@ func loseANode(t *testing.T, ns string, waitReplaced bool) lostNode {
 // 30 s, instead of Kubernetes' 300 s).
 func TestLostNode(t *testing.T) {
 	needNodes(t)
-	ns := flowsNamespace(t, "lost")
+	ns := cluster.FlowsNamespace(t, "lost")
 	before := loseANode(t, ns, false)
 	before.replicas, before.timeout, before.tolerationsAfter = 2, "5", "30s"
 	t.Logf("chart defaults: %s; first failure: %v", before, before.first)

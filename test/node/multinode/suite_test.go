@@ -61,16 +61,6 @@ func kubectl(t *testing.T, args ...string) string {
 	return cluster.MustKubectl(t, args...)
 }
 
-// flowsNamespace makes an opted-in namespace with the Secret the streams' flow runs declare.
-func flowsNamespace(t *testing.T, name string) string {
-	t.Helper()
-	kubectl(t, "create", "namespace", name)
-	kubectl(t, "label", "namespace", name, "flowauth.io/injection=enabled")
-	kubectl(t, "-n", name, "create", "secret", "generic", "github-access-token", "--from-literal=token="+name)
-	t.Cleanup(func() { kubectl(t, "delete", "namespace", name, "--wait=false") })
-	return name
-}
-
 // replicas are the webhook's pods: name, node and address, of those Running and not terminating.
 type replica struct{ name, node, ip string }
 
