@@ -30,7 +30,7 @@ type fault struct {
 }
 
 // latencyRatio is the suite's metrics.prometheusRule.latencyRatio (see faultLatency).
-const latencyRatio = "0.2"
+const latencyRatio = "0.1"
 
 // TestEveryAlertFiresOnItsFaultAndResolves (issue 24, items 2 and 4): for each of the chart's
 // seven alerts, the fault its runbook describes is made on the node; the alert's ALERTS series
@@ -281,9 +281,11 @@ func faultAdmissionErrors() fault {
 	}
 }
 
-// faultLatency: the replicas' CPU limit is squeezed to 10m while flow runs keep arriving (dry
-// runs, so nothing is stored: admission is all they cost). The threshold is latencyRatio x the
-// 5 s timeout: at the default 0.8, the slowest answers would already be the API server giving up.
+// faultLatency: the replicas' CPU limit is squeezed to 10m (the kernel's floor: a CFS quota is at
+// least 1 ms a 100 ms period) while 16 flow runs at a time are admitted (dry runs, so nothing is
+// stored: admission is all they cost). On this 2-core machine the API server itself then passes
+// about 30 a second, and the replicas' p99 rises from milliseconds to 0.8-0.9 s, so the threshold
+// here is latencyRatio 0.1 of the 5 s timeout.
 func faultLatency() fault {
 	var node string
 	return fault{
@@ -295,10 +297,13 @@ func faultLatency() fault {
 			stop := load(ns, 16)
 			return func() {
 				stop()
-				upgrade(t, "resources.requests.cpu=50m", "resources.limits.cpu=null")
+				upgrade(t, "resources.requests.cpu=50m", "resources.limits.cpu=1000m") // the runbook: raise the limit
 			}
 		},
 		runbook: func(t *testing.T) {
+			if v, err := prom.Query(context.Background(), `histogram_quantile(0.99, sum by (le) (rate(controller_runtime_webhook_latency_seconds_bucket{webhook="/mutate-v1-pod"}[30s])))`); err == nil && len(v) > 0 {
+				t.Logf("p99 of pod admissions under the squeeze: %.2f s", float64(v[0].Value))
+			}
 			limits := kubectl(t, "-n", localcluster.FlowauthNamespace, "get", "deployment", "flowauth", "-o", "jsonpath={.spec.template.spec.containers[0].resources.limits.cpu}")
 			mustContain(t, "the Deployment's CPU limit", limits, "10m")
 			out := kubectl(t, "get", "--raw", "/api/v1/nodes/"+node+"/proxy/metrics/cadvisor")
