@@ -284,8 +284,9 @@ func faultAdmissionErrors() fault {
 // faultLatency: the replicas' CPU limit is squeezed to 10m (the kernel's floor: a CFS quota is at
 // least 1 ms a 100 ms period) while 16 flow runs at a time are admitted (dry runs, so nothing is
 // stored: admission is all they cost). On this 2-core machine the API server itself then passes
-// about 30 a second, and the replicas' p99 rises from milliseconds to 0.8-0.9 s, so the threshold
-// here is latencyRatio 0.1 of the 5 s timeout.
+// about 30 a second, and the replicas' p99 rises from milliseconds to between 0.8 and 8 s from run
+// to run, so the threshold here is latencyRatio 0.1 of the 5 s timeout (the default 0.8 is reached
+// in some runs only).
 func faultLatency() fault {
 	var node string
 	return fault{
