@@ -56,9 +56,9 @@ test: ## Everything CI runs, a line a step (their output in bin/logs/test/): for
 	  "the local control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built on the first run)=$(MAKE) -s --no-print-directory tools-control-plane" \
 	  "integration tests (real etcd and kube-apiserver)=$(MAKE) -s --no-print-directory test-integration" \
 	  "end-to-end tests (webhook binary, Job controller, kubectl apply)=$(MAKE) -s --no-print-directory test-e2e" \
-	  "helm and promtool (built side by side on the first run)=$(MAKE) -s --no-print-directory -j2 tools-helm tools-promtool" \
+	  "helm and promtool (built on the first run)=$(MAKE) -s --no-print-directory tools-helm tools-promtool" \
 	  "chart tests (lint, render, install, alerts)=$(MAKE) -s --no-print-directory test-chart" \
-	  "the node, cosign and monitoring: kubelet, containerd, registry, probe image, Prometheus and its operator, kube-state-metrics (built side by side on the first run)=$(MAKE) -s --no-print-directory -j3 tools-node tools-cosign tools-monitoring" \
+	  "the node, cosign and monitoring: kubelet, containerd, registry, probe image, Prometheus and its operator, kube-state-metrics (built on the first run)=$(MAKE) -s --no-print-directory tools-node tools-cosign tools-monitoring" \
 	  "node tests (root: one node, three, then monitoring)=$(MAKE) -s --no-print-directory test-node"
 
 .PHONY: test-unit
@@ -132,7 +132,9 @@ soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails
 .PHONY: demo
 demo: ## A flow run on a local node (root): flowauth installed by its chart, the run completing, what boto3 and google-auth found. Without root: the injected pod as stored.
 	@hack/steps.sh demo \
-	  "the tools: control plane, helm, node (built side by side from Go modules on the first run)=$(MAKE) -s --no-print-directory -j3 tools-control-plane tools-helm tools-node" \
+	  "the local control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built on the first run)=$(MAKE) -s --no-print-directory tools-control-plane" \
+	  "helm (built on the first run)=$(MAKE) -s --no-print-directory tools-helm" \
+	  "the node: kubelet, containerd, registry, probe image (built on the first run)=$(MAKE) -s --no-print-directory tools-node" \
 	  "the demo's harness=go build -o bin/demo ./hack/demo" \
 	  "!the demo: flowauth installed by its chart, a flow run on the node=bin/demo"
 
