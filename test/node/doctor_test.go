@@ -28,7 +28,9 @@ import (
 // binary on PATH. It returns stdout, stderr and the exit code.
 func kubectlPlugin(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	pluginDir := filepath.Join(os.TempDir(), "flowauth-plugin-test")
+	// This process's own folder: a binary left by an earlier run (killed before its cleanup) would
+	// be an older plugin.
+	pluginDir := filepath.Join(os.TempDir(), fmt.Sprintf("flowauth-plugin-test-%d", os.Getpid()))
 	if _, err := os.Stat(filepath.Join(pluginDir, "kubectl-flowauth")); err != nil {
 		build := exec.CommandContext(context.Background(), "go", "build", "-o", filepath.Join(pluginDir, "kubectl-flowauth"), "./cmd/kubectl-flowauth")
 		build.Dir = root
