@@ -181,6 +181,6 @@ func decodeWhole(kind string, raw []byte) (templateOwner, *corev1.PodTemplateSpe
 // namespace and name (see PodMutator.errored).
 func (v *TemplateValidator) errored(ctx context.Context, req admission.Request, name string, code int32, err error) admission.Response {
 	v.Pods.Metrics.template(req.Kind.Kind, resultError)
-	logf.FromContext(ctx).Error(err, "admission request failed", "namespace", req.Namespace, "kind", req.Kind.Kind, "name", name, "uid", req.UID)
+	logError(ctx, err, "namespace", req.Namespace, "kind", req.Kind.Kind, "name", name, "uid", string(req.UID))
 	return admission.Errored(code, err)
 }

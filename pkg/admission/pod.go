@@ -161,8 +161,23 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 // names what failed, never a value of the pod.
 func (h *PodMutator) errored(ctx context.Context, req admission.Request, pod string, code int32, err error) admission.Response {
 	h.Metrics.admission(resultError)
-	logf.FromContext(ctx).Error(err, "admission request failed", "namespace", req.Namespace, "pod", pod, "uid", req.UID)
+	logError(ctx, err, "namespace", req.Namespace, "pod", pod, "uid", string(req.UID))
 	return admission.Errored(code, err)
+}
+
+// maxLogged bounds each request-given string an error line carries (a Kubernetes name's limit):
+// a review that did not come from the API server can put megabytes in its namespace or UID, and
+// must not put them in the log.
+const maxLogged = 253
+
+// logError logs a failed request: its error (cut at an Event note's size) and the request-given
+// strings of keysAndValues (key, value, ...), each cut at maxLogged.
+func logError(ctx context.Context, err error, keysAndValues ...string) {
+	kv := make([]any, len(keysAndValues))
+	for i, s := range keysAndValues {
+		kv[i] = truncate(s, maxLogged)
+	}
+	logf.FromContext(ctx).Error(errors.New(truncate(err.Error(), maxNote)), "admission request failed", kv...)
 }
 
 // patched allows with a JSON Patch that is already encoded: handed []jsonpatch.Operation,

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
@@ -309,5 +310,15 @@ func TestErrorsAreCountedAndLogged(t *testing.T) {
 	}
 	if strings.Contains(strings.Join(logged, ""), "s3cr3t-value") {
 		t.Errorf("the log carries a value of the pod: %q", logged)
+	}
+
+	// A review that did not come from the API server may name a namespace and UID of a megabyte
+	// each: the line stays small.
+	logged = nil
+	forged := request(admissionv1.Create, []byte(pod))
+	forged.Namespace, forged.UID = strings.Repeat("n", 1<<20), types.UID(strings.Repeat("u", 1<<20))
+	m.Handle(ctx, forged)
+	if len(logged) != 1 || len(logged[0]) > 4*maxLogged+2*maxNote {
+		t.Errorf("a forged review's error line is %d bytes: want its request-given strings cut", len(strings.Join(logged, "")))
 	}
 }
