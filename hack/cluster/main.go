@@ -117,7 +117,7 @@ func up(repo string, nodes int, monitoring bool) error {
 		select {
 		case err := <-exited:
 			b, _ := os.ReadFile(filepath.Join(dir, "cluster.log"))
-			return fmt.Errorf("the cluster did not start (%w):\n%s", err, tail(string(b), 40))
+			return fmt.Errorf("the cluster did not start (%w):\n%s", err, localcluster.LastLines(string(b), 40))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -205,12 +205,4 @@ JOB
   kubectl -n flows wait --for=condition=Complete job/probe && kubectl -n flows logs job/probe
 `)
 	fmt.Println("Any Job of yours works the same (examples/ has a Prefect 1 and a Prefect 2/3 one). `make cluster-down` removes it all.")
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

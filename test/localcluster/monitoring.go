@@ -133,11 +133,12 @@ func (c *Cluster) monitoringState(ctx context.Context) string {
 	pods, _, _ := c.Kubectl(ctx, "-n", MonitoringNamespace, "get", "pods,statefulsets", "-o", "wide")
 	events, _, _ := c.Kubectl(ctx, "-n", MonitoringNamespace, "get", "events", "--sort-by=.lastTimestamp")
 	logs, _, _ := c.Kubectl(ctx, "-n", MonitoringNamespace, "logs", "deployment/prometheus-operator", "--tail=15")
-	return "monitoring pods:\n" + pods + "\nevents:\n" + lastLines(events, 15) + "\noperator log:\n" + logs
+	return "monitoring pods:\n" + pods + "\nevents:\n" + LastLines(events, 15) + "\noperator log:\n" + logs
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+// LastLines is the last n lines of s (a log, a command's output), for messages that show its end.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
@@ -183,4 +184,23 @@ func (p *Prometheus) Firing(ctx context.Context, alert string) (bool, model.Metr
 		return false, nil, err
 	}
 	return true, v[0].Metric, nil
+}
+
+// FirstAt is the first moment from since to now, to the second, at which expr returns data, read
+// from the samples Prometheus stored (as its rules read them), so no poll's delay is in it; the
+// zero time if it never did.
+func (p *Prometheus) FirstAt(ctx context.Context, expr string, since time.Time) (time.Time, error) {
+	v, _, _, err := p.API.QueryRange(ctx, expr, promv1.Range{Start: since, End: time.Now(), Step: time.Second})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("query %s: %w", expr, err)
+	}
+	var first time.Time
+	for _, series := range v.(model.Matrix) {
+		if len(series.Values) > 0 {
+			if at := series.Values[0].Timestamp.Time(); first.IsZero() || at.Before(first) {
+				first = at
+			}
+		}
+	}
+	return first, nil
 }

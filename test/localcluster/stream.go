@@ -70,6 +70,15 @@ type FlowRunStream struct {
 
 // StartFlowRunStream starts the stream; the namespace must be opted in and hold the Secret.
 func (c *Cluster) StartFlowRunStream(ns string, interval time.Duration) *FlowRunStream {
+	return StartStream(interval, func(ctx context.Context) error {
+		_, err := c.CreateFlowRun(ctx, ns, "")
+		return err
+	})
+}
+
+// StartStream calls create every interval, each call on its own whether or not the ones before
+// returned, until Stop; each call is a Creation.
+func StartStream(interval time.Duration, create func(context.Context) error) *FlowRunStream {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &FlowRunStream{stop: cancel}
 	s.wg.Go(func() {
@@ -86,7 +95,7 @@ func (c *Cluster) StartFlowRunStream(ns string, interval time.Duration) *FlowRun
 			s.all = append(s.all, cr)
 			s.mu.Unlock()
 			s.wg.Go(func() {
-				_, err := c.CreateFlowRun(context.Background(), ns, "")
+				err := create(context.Background())
 				s.mu.Lock()
 				cr.Took, cr.Err = time.Since(cr.At), err
 				s.mu.Unlock()

@@ -15,12 +15,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/flowauth/flowauth/internal/image"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -32,10 +34,8 @@ func kubectlPlugin(t *testing.T, args ...string) (string, string, int) {
 	// be an older plugin.
 	pluginDir := filepath.Join(os.TempDir(), fmt.Sprintf("flowauth-plugin-test-%d", os.Getpid()))
 	if _, err := os.Stat(filepath.Join(pluginDir, "kubectl-flowauth")); err != nil {
-		build := exec.CommandContext(context.Background(), "go", "build", "-o", filepath.Join(pluginDir, "kubectl-flowauth"), "./cmd/kubectl-flowauth")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("building the plugin: %v\n%s", err, out)
+		if err := image.GoBuild(context.Background(), root, filepath.Join(pluginDir, "kubectl-flowauth"), "./cmd/kubectl-flowauth", runtime.GOARCH, "-s -w"); err != nil {
+			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = os.RemoveAll(pluginDir) })
 	}

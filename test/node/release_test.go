@@ -107,7 +107,7 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 	if out, err := verify("verify", tag); err == nil {
 		t.Errorf("cosign verify passed for an unsigned image pushed under %s:\n%s", tag, out)
 	} else {
-		t.Logf("cosign verify of the image swapped in under %s fails: %s", tag, lastLines(out, 1))
+		t.Logf("cosign verify of the image swapped in under %s fails: %s", tag, localcluster.LastLines(out, 1))
 	}
 
 	// Install as users do: the suite's installation (from charts/flowauth) makes way for the first
@@ -122,7 +122,7 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("helm %s (%s): %s", strings.Join(args[:2], " "), time.Since(start).Round(time.Second), lastLines(out, 1))
+		t.Logf("helm %s (%s): %s", strings.Join(args[:2], " "), time.Since(start).Round(time.Second), localcluster.LastLines(out, 1))
 	}
 	t.Cleanup(func() {
 		// Put the suite's installation back for the tests after this one.

@@ -98,7 +98,7 @@ func TestCredentialsThatChange(t *testing.T) {
 	}
 
 	logs := waitJob(t, ns, job.Name)["prefect-job"]
-	t.Logf("the running flow run, one line a second (%s from the rotation to the file's change):\n%s", time.Since(rotated).Round(time.Second), lastLines(logs, 3))
+	t.Logf("the running flow run, one line a second (%s from the rotation to the file's change):\n%s", time.Since(rotated).Round(time.Second), localcluster.LastLines(logs, 3))
 	if !strings.Contains(logs, "file "+digest(string(fresh.GCPKey))) {
 		t.Errorf("the mounted key file never showed the new key:\n%s", logs)
 	}
@@ -112,11 +112,6 @@ func TestCredentialsThatChange(t *testing.T) {
 	next.Name += "-next"
 	apply(t, ns, next)
 	requireFinding(t, waitJob(t, ns, next.Name)["prefect-job"], "GITHUB_ACCESS_TOKEN", "env GITHUB_ACCESS_TOKEN "+digest(fresh.GitHubToken))
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func eventually(t *testing.T, what string, ok func() (bool, string)) {

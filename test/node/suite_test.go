@@ -88,20 +88,12 @@ func dumpOnFailure() {
 	out, _, _ := cluster.Kubectl(context.Background(), "get", "pods", "-A", "-o", "wide")
 	fmt.Fprintf(os.Stderr, "pods:\n%s\n", out)
 	out, _, _ = cluster.Kubectl(context.Background(), "get", "events", "-A", "--sort-by=.lastTimestamp")
-	fmt.Fprintf(os.Stderr, "events:\n%s\n", tail(out, 40))
+	fmt.Fprintf(os.Stderr, "events:\n%s\n", localcluster.LastLines(out, 40))
 	logs, _ := cluster.NodeLogs()
 	for _, p := range logs {
 		b, _ := os.ReadFile(p)
-		fmt.Fprintf(os.Stderr, "--- %s\n%s\n", p, tail(string(b), 25))
+		fmt.Fprintf(os.Stderr, "--- %s\n%s\n", p, localcluster.LastLines(string(b), 25))
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func kubectl(t *testing.T, args ...string) string {

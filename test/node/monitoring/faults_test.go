@@ -107,30 +107,29 @@ func fireAndResolve(t *testing.T, f fault, r promv1.AlertingRule) {
 			mend()
 		}
 	})
-	var holds, fired time.Time
 	localcluster.Eventually(t, 5*time.Minute, f.alert+" firing", func() (bool, string) {
-		if holds.IsZero() {
-			if v, err := prom.Query(ctx, r.Query); err == nil && len(v) > 0 {
-				holds = time.Now()
-			}
-		}
 		firing, _, err := prom.Firing(ctx, f.alert)
 		if err != nil {
 			return false, err.Error()
 		}
-		if firing {
-			fired = time.Now()
-		}
-		return firing, "not firing; its condition holds: " + fmt.Sprint(!holds.IsZero())
+		return firing, "not firing"
 	})
-	if holds.IsZero() { // it held between two polls: fired at its first evaluation
-		holds = fired
+	// Both moments from the samples Prometheus stored: when the rule's expression first held on
+	// them, and the alert's first firing sample.
+	holds, err := prom.FirstAt(ctx, r.Query, start)
+	if err != nil {
+		t.Fatal(err)
 	}
-	limit := time.Duration(r.Duration*float64(time.Second)) + 2*interval + 2*time.Second // the polls' own delay
+	fired, err := prom.FirstAt(ctx, fmt.Sprintf(`ALERTS{alertname=%q, alertstate="firing"}`, f.alert), start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forDuration := time.Duration(r.Duration * float64(time.Second))
+	limit := forDuration + 2*interval
 	t.Logf("%s: fired %s after the fault was made, %s after its condition first held (for %s, limit %s)",
-		f.alert, fired.Sub(start).Round(time.Second), fired.Sub(holds).Round(time.Second), time.Duration(r.Duration*float64(time.Second)), limit)
-	if fired.Sub(holds) > limit {
-		t.Errorf("%s fired %s after its condition held: want within its for plus two scrape intervals (%s)", f.alert, fired.Sub(holds), limit)
+		f.alert, fired.Sub(start).Round(time.Second), fired.Sub(holds), forDuration, limit)
+	if holds.IsZero() || fired.Sub(holds) > limit {
+		t.Errorf("%s fired at %s, its condition first held at %s: want within its for plus two scrape intervals (%s)", f.alert, fired, holds, limit)
 	}
 
 	f.runbook(t)
@@ -261,16 +260,19 @@ func faultAdmissionErrors() fault {
 		cause: func(t *testing.T) func() {
 			ns = cluster.FlowsNamespace(t, "errors")
 			kubectl(t, "patch", "clusterrole", "flowauth", "--type=json", "-p", `[{"op":"replace","path":"/rules/0/verbs","value":["list","watch"]}]`)
-			stop := every(time.Second, func() {
+			// Each refused while the fault lasts.
+			stream := localcluster.StartStream(time.Second, func(ctx context.Context) error {
 				pod := &corev1.Pod{
 					ObjectMeta: metav1.ObjectMeta{GenerateName: "flow-", Namespace: ns, Labels: map[string]string{"prefect.io/flow-run-id": "1"}},
 					Spec: corev1.PodSpec{NodeSelector: map[string]string{"flowauth.io/no-such-node": "true"},
 						Containers: []corev1.Container{{Name: "flow", Image: cluster.Images.Pause}}},
 				}
-				_ = cluster.Client.Create(context.Background(), pod) // refused while the fault lasts
+				return cluster.Client.Create(ctx, pod)
 			})
 			return func() {
-				stop()
+				if failed, _, first := localcluster.Failures(stream.Stop()); failed == 0 || !strings.Contains(fmt.Sprint(first), "forbidden") {
+					t.Errorf("%d flow-run pods refused during the fault, the first with %v: want them refused for the forbidden read", failed, first)
+				}
 				upgrade(t)
 				mustContain(t, "the ClusterRole after helm upgrade", kubectl(t, "get", "clusterrole", "flowauth", "-o", "jsonpath={.rules[0].verbs}"), `"get"`)
 			}
@@ -399,25 +401,6 @@ func flowRunJob(ns, name, names string) *batchv1.Job {
 				Containers: []corev1.Container{{Name: "flow", Image: cluster.Images.Pause}}},
 		}},
 	}
-}
-
-// every calls f every d until stop is called, and waits for the last call.
-func every(d time.Duration, f func()) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(d)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				f()
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
 }
 
 // load keeps workers flow-run pods being admitted back to back as dry runs (the webhook is

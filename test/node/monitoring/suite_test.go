@@ -16,15 +16,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/flowauth/flowauth/internal/image"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -44,8 +47,8 @@ var (
 	ca         *localcluster.CA
 	root       string
 	skipReason string
-	// plugin is kubectl-flowauth, built for the runbooks' commands.
-	plugin string
+	// plugin is kubectl-flowauth, built into pluginDir for the runbooks' commands.
+	plugin, pluginDir string
 )
 
 // goodMap and badMap are secret maps (the chart's secretMap value): badMap's entry name is
@@ -72,6 +75,11 @@ func runSuite(m *testing.M) int {
 		return m.Run()
 	}
 	defer done()
+	if pluginDir, err = os.MkdirTemp("", "flowauth-plugin-"); err != nil {
+		fmt.Fprintln(os.Stderr, "monitoring:", err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(pluginDir) }()
 	if err := setUp(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "monitoring:", err)
 		dump()
@@ -99,11 +107,9 @@ func setUp(ctx context.Context) error {
 	if err := putServingCert(ctx, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour)); err != nil {
 		return err
 	}
-	plugin = filepath.Join(os.TempDir(), fmt.Sprintf("kubectl-flowauth-monitoring-%d", os.Getpid()))
-	build := exec.CommandContext(ctx, "go", "build", "-o", plugin, "./cmd/kubectl-flowauth")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building kubectl-flowauth: %w\n%s", err, out)
+	plugin = filepath.Join(pluginDir, "kubectl-flowauth")
+	if err := image.GoBuild(ctx, root, plugin, "./cmd/kubectl-flowauth", runtime.GOARCH, "-s -w"); err != nil {
+		return err
 	}
 	return cluster.InstallFlowauth(ctx, values()...)
 }
@@ -137,29 +143,13 @@ func putServingCert(ctx context.Context, notBefore, notAfter time.Time) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "flowauth-serving-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(crt, certPEM, 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
-		return err
-	}
-	secret, stderr, err := cluster.Kubectl(ctx, "-n", localcluster.FlowauthNamespace, "create", "secret", "tls", servingSecret,
-		"--cert="+crt, "--key="+key, "--dry-run=client", "-o", "yaml")
-	if err != nil {
-		return fmt.Errorf("%w: %s", err, stderr)
-	}
-	apply := cluster.KubectlCmd(ctx, "apply", "-f", "-")
-	apply.Stdin = strings.NewReader(secret)
-	if out, err := apply.CombinedOutput(); err != nil {
-		return fmt.Errorf("applying the serving certificate: %w: %s", err, out)
-	}
-	return nil
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: servingSecret, Namespace: localcluster.FlowauthNamespace}}
+	_, err = controllerutil.CreateOrUpdate(ctx, cluster.Client, secret, func() error {
+		secret.Type = corev1.SecretTypeTLS
+		secret.Data = map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM}
+		return nil
+	})
+	return err
 }
 
 func needNode(t *testing.T) {
@@ -180,8 +170,7 @@ func dump() {
 	out, _, _ := cluster.Kubectl(ctx, "get", "pods", "-A", "-o", "wide")
 	fmt.Fprintf(os.Stderr, "pods:\n%s\n", out)
 	out, _, _ = cluster.Kubectl(ctx, "get", "events", "-A", "--sort-by=.lastTimestamp")
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	fmt.Fprintf(os.Stderr, "events:\n%s\n", strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	fmt.Fprintf(os.Stderr, "events:\n%s\n", localcluster.LastLines(out, 40))
 	if prom != nil {
 		if targets, err := prom.API.Targets(ctx); err == nil {
 			for _, tg := range targets.Active {
