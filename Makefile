@@ -152,11 +152,13 @@ plugin-dist: ## The plugin's archives per platform and the krew manifest (.krew.
 
 NODES ?= 1
 MONITORING ?=
+# MONITORING=1 (or true, yes) asks for it; 0, false or nothing does not.
+monitoring := $(filter 1 true yes,$(MONITORING))
 
 .PHONY: cluster
-cluster: tools-control-plane tools-helm tools-node $(if $(MONITORING),tools-monitoring) ## A local cluster (root) of NODES nodes (default 1, up to 4) with flowauth installed from the local registry's image, left running; prints KUBECONFIG. MONITORING=1 adds the Prometheus Operator, Prometheus and kube-state-metrics, scraping flowauth with its alerts loaded.
+cluster: tools-control-plane tools-helm tools-node $(if $(monitoring),tools-monitoring) ## A local cluster (root) of NODES nodes (default 1, up to 4) with flowauth installed from the local registry's image, left running; prints KUBECONFIG. MONITORING=1 adds the Prometheus Operator, Prometheus and kube-state-metrics, scraping flowauth with its alerts loaded.
 	@go build -o bin/cluster ./hack/cluster
-	@bin/cluster -nodes $(NODES) $(if $(MONITORING),-monitoring) up
+	@bin/cluster -nodes $(NODES) $(if $(monitoring),-monitoring) up
 
 .PHONY: cluster-down
 cluster-down: ## Stop `make cluster` and remove everything it put on this machine.
