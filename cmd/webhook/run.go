@@ -184,7 +184,7 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
-	handler.Events = mgr.GetEventRecorder("flowauth-webhook")
+	handler.Events = fwadmission.NewPacedEvents(mgr.GetEventRecorder("flowauth-webhook"), handler.Metrics)
 	server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
 	server.Register(fwadmission.JobPath, fwadmission.NewTemplateWebhook(templates))
 	if c.certs.rotation {

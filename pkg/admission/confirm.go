@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -59,7 +60,7 @@ func (h *PodMutator) decide(ctx context.Context, in mutate.Input) mutate.Result 
 		h.Metrics.confirmation(ref.kind(), r.found, err)
 		if err != nil {
 			// The cache's answer stands: the pod is treated as it would be without the read.
-			logf.FromContext(ctx).Error(err, "could not confirm what the key cache lacks; using the cache's answer", "kind", ref.kind(), "namespace", ref.namespace, "name", ref.name)
+			logf.FromContext(ctx).Error(errors.New(truncate(err.Error(), maxNote)), "could not confirm what the key cache lacks; using the cache's answer", "kind", ref.kind(), "namespace", logged(ref.namespace), "name", logged(ref.name))
 			continue
 		}
 		read[ref] = r

@@ -1,10 +1,15 @@
 package admission
 
 import (
+	"sync"
+
+	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/flowauth/flowauth/pkg/mutate"
 )
@@ -21,8 +26,18 @@ const maxNote = 1000
 // recordFindings records each warning and denial on regarding as a Warning Event, so that
 // `kubectl describe` shows them where nobody saw the admission response (a Job created by a
 // Prefect worker). Notes are the findings' messages: names and keys, never a value.
-func recordFindings(rec EventRecorder, regarding runtime.Object, res mutate.Result, action string) {
+//
+// The object an Event regards comes from the request: a pod's controller reference, a Job's own
+// metadata. A mutating webhook sees a pod before the API server validates it, and a review that
+// did not come from the API server can say anything, so an object whose name, namespace or UID
+// the API server would refuse gets no Event (client-go's broadcaster would keep it for minutes,
+// keyed by that name: megabytes each). Pacing is the recorder's (PacedEvents).
+func recordFindings(rec EventRecorder, m *Metrics, regarding runtime.Object, res mutate.Result, action string) {
 	if rec == nil {
+		return
+	}
+	if o, ok := regarding.(metav1.Object); !ok || !validReference(o) {
+		m.event(eventInvalidReference)
 		return
 	}
 	recorded := 0
@@ -55,6 +70,81 @@ func truncate(s string, max int) string {
 	}
 	return s[:cut] + "..."
 }
+
+// validReference tells whether an object is named as the API server names the objects it
+// stores: a DNS subdomain in a DNS-label namespace, with no UID or an RFC 4122 one.
+func validReference(o metav1.Object) bool {
+	if len(validation.IsDNS1123Subdomain(o.GetName())) > 0 || len(validation.IsDNS1123Label(o.GetNamespace())) > 0 {
+		return false
+	}
+	if uid := string(o.GetUID()); uid != "" {
+		if len(uid) != 36 { // uuid.Parse also takes the 38-byte braced and 45-byte urn: forms
+			return false
+		}
+		if _, err := uuid.Parse(uid); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// PacedEvents is the EventRecorder flowauth records through: each namespace's Events are paced,
+// and so are all of them together, so that however many refused pods a tenant sends, what
+// client-go's broadcaster keeps (each distinct Event for up to 12 minutes, with a goroutine
+// waiting on the events client while it is sent) stays bounded: at most Total's rate times
+// 12 minutes of Events of at most a few KiB (validated names, notes cut at maxNote). What is not
+// recorded is counted (flowauth_events_total), and still told in the admission's answer and the
+// log.
+type PacedEvents struct {
+	Recorder EventRecorder
+	// Namespaces paces each namespace's Events.
+	Namespaces *FairLimiter
+	// Total paces all of them.
+	Total   *rate.Limiter
+	Metrics *Metrics
+	mu      sync.Mutex
+}
+
+// Events per namespace and in all: a denied flow run records an Event or two per attempt, and
+// the Job controller retries with backoff, so an honest namespace stays well under its pace;
+// the total bounds the broadcaster's cache to about 12 min x 5/s = 3,600 Events.
+const (
+	eventsPerNamespace, eventsBurst = 1, 10
+	eventsTotal, eventsTotalBurst   = 5, 50
+)
+
+// NewPacedEvents paces rec at the rates above.
+func NewPacedEvents(rec EventRecorder, m *Metrics) *PacedEvents {
+	return &PacedEvents{
+		Recorder:   rec,
+		Namespaces: &FairLimiter{PerNamespace: eventsPerNamespace, Burst: eventsBurst},
+		Total:      rate.NewLimiter(eventsTotal, eventsTotalBurst),
+		Metrics:    m,
+	}
+}
+
+// Eventf records the Event if its namespace's pace and the total allow it.
+func (p *PacedEvents) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
+	o, ok := regarding.(metav1.Object)
+	if !ok || !validReference(o) {
+		p.Metrics.event(eventInvalidReference)
+		return
+	}
+	// The namespace's bucket first: a namespace past its pace must not spend the total.
+	if !p.Namespaces.allow(o.GetNamespace()) || !p.Total.Allow() {
+		p.Metrics.event(eventPaced)
+		return
+	}
+	p.Metrics.event(eventRecorded)
+	p.Recorder.Eventf(regarding, related, eventtype, reason, action, note, args...)
+}
+
+// The results of flowauth_events_total.
+const (
+	eventRecorded         = "recorded"
+	eventPaced            = "paced"
+	eventInvalidReference = "invalid_reference"
+)
 
 // ownerJob is the Job that controls the pod, as an object Events can refer to: the pod itself
 // has no name or UID yet when the Job controller creates it.

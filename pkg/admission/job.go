@@ -90,12 +90,12 @@ func (v *TemplateValidator) Handle(ctx context.Context, req admission.Request) a
 	}
 	h.Metrics.findings(res, m, false)
 	if !isDryRun(req) {
-		recordFindings(h.Events, owner, res, "Validate"+kind)
+		recordFindings(h.Events, h.Metrics, owner, res, "Validate"+kind)
 	}
 	warnings := messages(res.Warnings)
 	if res.Denied() {
 		h.Metrics.template(kind, resultDenied)
-		logf.FromContext(ctx).Info("denied "+kind+" with a flow-run pod template", "namespace", namespace, "name", owner.GetName(), "reasons", reasons(res.Denials))
+		logf.FromContext(ctx).Info("denied "+kind+" with a flow-run pod template", "namespace", logged(namespace), "name", logged(owner.GetName()), "reasons", reasons(res.Denials))
 		return admission.Denied(res.DenialMessage()).WithWarnings(warnings...)
 	}
 	if len(warnings) > 0 {

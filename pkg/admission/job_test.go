@@ -62,8 +62,8 @@ func withOld(t *testing.T, req admission.Request, old runtime.Object) admission.
 
 func TestTemplateValidator(t *testing.T) {
 	declared := map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS"}
-	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "run-1", Namespace: "flows", UID: "job-uid"}, Spec: batchv1.JobSpec{Template: flowRunTemplate(declared)}}
-	cron := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "flows", UID: "cron-uid"},
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "run-1", Namespace: "flows", UID: "5f0c1a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"}, Spec: batchv1.JobSpec{Template: flowRunTemplate(declared)}}
+	cron := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "flows", UID: "6a1d2b3f-4c5e-4f60-9b0c-1d2e3f4a5b6c"},
 		Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: flowRunTemplate(declared)}}}}
 	plain := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "backup", Namespace: "flows"}, Spec: batchv1.JobSpec{Template: flowRunTemplate(nil)}}
 	labelled := job.DeepCopy()
@@ -89,17 +89,17 @@ func TestTemplateValidator(t *testing.T) {
 		{
 			name: "job with a missing Secret warns", req: jobRequest(t, admissionv1.Create, job, "Job", false), missing: mutate.MissingWarn,
 			wantAllowed: true, wantCode: http.StatusOK, warnings: []string{missing},
-			events: []string{"Job/run-1 job-uid Warning FlowauthSecretNotFound ValidateJob: " + strings.TrimPrefix(missing, "flowauth: ")},
+			events: []string{"Job/run-1 5f0c1a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b Warning FlowauthSecretNotFound ValidateJob: " + strings.TrimPrefix(missing, "flowauth: ")},
 		},
 		{
 			name: "deny mode refuses the job", req: jobRequest(t, admissionv1.Create, job, "Job", false), missing: mutate.MissingDeny,
 			wantAllowed: false, wantCode: http.StatusForbidden, wantMessage: missing,
-			events: []string{"Job/run-1 job-uid Warning FlowauthDeniedSecretNotFound ValidateJob: " + strings.TrimPrefix(missing, "flowauth: ")},
+			events: []string{"Job/run-1 5f0c1a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b Warning FlowauthDeniedSecretNotFound ValidateJob: " + strings.TrimPrefix(missing, "flowauth: ")},
 		},
 		{
 			name: "cronjob update warns", req: jobRequest(t, admissionv1.Update, cron, "CronJob", false), missing: mutate.MissingWarn,
 			wantAllowed: true, wantCode: http.StatusOK, warnings: []string{missing},
-			events: []string{"CronJob/nightly cron-uid Warning FlowauthSecretNotFound ValidateCronJob: " + strings.TrimPrefix(missing, "flowauth: ")},
+			events: []string{"CronJob/nightly 6a1d2b3f-4c5e-4f60-9b0c-1d2e3f4a5b6c Warning FlowauthSecretNotFound ValidateCronJob: " + strings.TrimPrefix(missing, "flowauth: ")},
 		},
 		{
 			name: "dry run warns but records nothing", req: jobRequest(t, admissionv1.Create, job, "Job", true), missing: mutate.MissingWarn,
@@ -126,8 +126,8 @@ func TestTemplateValidator(t *testing.T) {
 			wantAllowed: false, wantCode: http.StatusForbidden,
 			wantMessage: missing + `; namespace "flows": Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n flows --from-literal=token=<value>`,
 			events: []string{
-				"CronJob/nightly cron-uid Warning FlowauthDeniedSecretNotFound ValidateCronJob: " + strings.TrimPrefix(missing, "flowauth: "),
-				`CronJob/nightly cron-uid Warning FlowauthDeniedSecretNotFound ValidateCronJob: namespace "flows": Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n flows --from-literal=token=<value>`,
+				"CronJob/nightly 6a1d2b3f-4c5e-4f60-9b0c-1d2e3f4a5b6c Warning FlowauthDeniedSecretNotFound ValidateCronJob: " + strings.TrimPrefix(missing, "flowauth: "),
+				`CronJob/nightly 6a1d2b3f-4c5e-4f60-9b0c-1d2e3f4a5b6c Warning FlowauthDeniedSecretNotFound ValidateCronJob: namespace "flows": Secret "github-access-token" not found; GITHUB_ACCESS_TOKEN needs it (keys token). Create it: kubectl create secret generic github-access-token -n flows --from-literal=token=<value>`,
 			},
 		},
 		{
@@ -174,7 +174,7 @@ func TestPodWarningsBecomeEventsOnItsJob(t *testing.T) {
 	controller := true
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "run-1-", Namespace: "flows", Annotations: map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS"},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "run-1", UID: "job-uid", Controller: &controller}}},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "run-1", UID: "5f0c1a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", Controller: &controller}}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "i"}}},
 	}
 	raw, _ := json.Marshal(pod)
@@ -185,7 +185,7 @@ func TestPodWarningsBecomeEventsOnItsJob(t *testing.T) {
 	if !resp.Allowed {
 		t.Fatal(resp.Result)
 	}
-	want := []string{`Job/run-1 job-uid Warning FlowauthSecretKeyMissing CreatePod: namespace "flows": Secret "aws-credentials" has no key "SECRET_ACCESS_KEY", which AWS_CREDENTIALS needs. Add it: kubectl patch secret aws-credentials -n flows --type=merge -p '{"stringData":{"SECRET_ACCESS_KEY":"<value>"}}'`}
+	want := []string{`Job/run-1 5f0c1a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b Warning FlowauthSecretKeyMissing CreatePod: namespace "flows": Secret "aws-credentials" has no key "SECRET_ACCESS_KEY", which AWS_CREDENTIALS needs. Add it: kubectl patch secret aws-credentials -n flows --type=merge -p '{"stringData":{"SECRET_ACCESS_KEY":"<value>"}}'`}
 	if diff := cmp.Diff(want, []string(events)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}

@@ -34,6 +34,8 @@ type Metrics struct {
 	denials    *prometheus.CounterVec
 	templates  *prometheus.CounterVec
 	confirms   *prometheus.CounterVec
+	events     *prometheus.CounterVec
+	nsReads    *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -63,6 +65,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "flowauth_key_cache_confirmations_total",
 			Help: "Live reads of a Secret or ConfigMap the key cache lacked, before calling it missing, by kind and result: found (the cache was behind, or the object is outside its selectors), not_found, error (the cache's answer stood), throttled (not read: the pod's namespace had spent its pace, or the pod its 8 reads; the cache's answer stood).",
 		}, []string{"kind", "result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_events_total",
+			Help: "Kubernetes Events of warnings and denials, by result: recorded, paced (not recorded: the namespace's pace or the total was spent; the answer and the log still say it), invalid_reference (not recorded: the object it would regard has a name, namespace or UID the API server would refuse).",
+		}, []string{"result"}),
+		nsReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowauth_namespace_reads_total",
+			Help: "Reads of a Namespace from the API server that the cache lacked or held stale (created, labelled or given defaults a moment ago), by result: read, or throttled (not read: the namespace's pace, or the small budget shared by namespaces not served or unknown, was spent; the cache's answer stood).",
+		}, []string{"result"}),
 	}
 	m.requests = MustRegisterOnce(reg, m.requests)
 	m.injections = MustRegisterOnce(reg, m.injections)
@@ -70,6 +80,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.denials = MustRegisterOnce(reg, m.denials)
 	m.templates = MustRegisterOnce(reg, m.templates)
 	m.confirms = MustRegisterOnce(reg, m.confirms)
+	m.events = MustRegisterOnce(reg, m.events)
+	m.nsReads = MustRegisterOnce(reg, m.nsReads)
+	m.nsReads.WithLabelValues("read")
+	m.nsReads.WithLabelValues("throttled")
+	for _, r := range []string{eventRecorded, eventPaced, eventInvalidReference} {
+		m.events.WithLabelValues(r)
+	}
 	// Each result and denial reason starts at 0, so an alert's rate or increase sees a replica's
 	// first ones too: a series that appears with its first count already in it adds nothing to
 	// an increase (FlowauthDenialsRising missed a burst of six on a fresh replica).
@@ -124,6 +141,23 @@ func (m *Metrics) confirmation(kind string, found bool, err error) {
 func (m *Metrics) confirmationThrottled(kind string) {
 	if m != nil {
 		m.confirms.WithLabelValues(kind, "throttled").Inc()
+	}
+}
+
+func (m *Metrics) namespaceRead(read bool) {
+	if m == nil {
+		return
+	}
+	if read {
+		m.nsReads.WithLabelValues("read").Inc()
+	} else {
+		m.nsReads.WithLabelValues("throttled").Inc()
+	}
+}
+
+func (m *Metrics) event(result string) {
+	if m != nil {
+		m.events.WithLabelValues(result).Inc()
 	}
 }
 

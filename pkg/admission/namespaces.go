@@ -65,14 +65,16 @@ type CachedNamespaces struct {
 	Live client.Reader
 }
 
-// Namespace returns the namespace from the cache. A namespace the cache lacks (created in the
-// same `kubectl apply` as the flow run) is read from the API server.
+// Namespace returns the namespace from the cache; one the cache lacks is not found. Whether it
+// is worth a read from the API server (a namespace created in the same `kubectl apply` as the
+// flow run) is the handler's decision, within a budget: a review naming a namespace that does
+// not exist must cost no read of its own.
 func (c CachedNamespaces) Namespace(ctx context.Context, name string) (Namespace, error) {
 	ns := namespaceMeta()
 	err := c.Reader.Get(ctx, client.ObjectKey{Name: name}, ns)
 	switch {
 	case apierrors.IsNotFound(err):
-		return c.LiveNamespace(ctx, name)
+		return Namespace{}, nil
 	case err != nil:
 		return Namespace{}, err
 	}
@@ -80,10 +82,11 @@ func (c CachedNamespaces) Namespace(ctx context.Context, name string) (Namespace
 }
 
 // LiveNamespace reads the namespace from the API server; with no Live reader, not found (the
-// cache's answer stands). The handler also calls it when a Prefect flow-run pod that declares
-// nothing finds no defaults in the cache (its namespace's defaults may have been set a moment
-// ago), and when a namespace the cache holds is not opted in (it may have been labelled a
-// moment ago). A pod that declares names of its own is not held up for a read: if its
+// cache's answer stands). The handler calls it for a namespace the cache lacks (created a
+// moment ago), when a Prefect flow-run pod that declares nothing finds no defaults in the cache
+// (its namespace's defaults may have been set a moment ago), and when a namespace the cache
+// holds is not opted in (it may have been labelled a moment ago): each within a budget (see
+// PodMutator.namespace). A pod that declares names of its own is not held up for a read: if its
 // namespace's defaults were set within the watch's delay, a few milliseconds, it gets its own
 // names only, and its flowauth.io/status says which.
 func (c CachedNamespaces) LiveNamespace(ctx context.Context, name string) (Namespace, error) {

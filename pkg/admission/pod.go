@@ -112,13 +112,13 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	h.Metrics.findings(res, m, true)
 	if h.Events != nil && (len(res.Warnings) > 0 || len(res.Denials) > 0) && !isDryRun(req) {
 		if job := ownerJob(pod, namespace); job != nil {
-			recordFindings(h.Events, job, res, "CreatePod")
+			recordFindings(h.Events, h.Metrics, job, res, "CreatePod")
 		}
 	}
 	warnings := messages(res.Warnings)
 	// Loggers are built only when something is logged: zap encodes values eagerly.
 	log := func() logr.Logger {
-		return logf.FromContext(ctx).WithValues("namespace", namespace, "pod", podName(pod), "uid", req.UID)
+		return logf.FromContext(ctx).WithValues("namespace", logged(namespace), "pod", logged(podName(pod)), "uid", logged(string(req.UID)))
 	}
 
 	if res.Denied() {
@@ -137,7 +137,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		}
 		h.Metrics.admission(resultUnchanged)
 		if l := logf.FromContext(ctx).V(1); l.Enabled() {
-			log().V(1).Info("flow-run pod needs no change", "status", res.Status)
+			log().V(1).Info("flow-run pod needs no change", "status", truncate(res.Status, maxNote))
 		}
 		return admission.Allowed("").WithWarnings(warnings...)
 	}
@@ -151,7 +151,7 @@ func (h *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	}
 	h.Metrics.admission(result)
 	if l := logf.FromContext(ctx).V(1); l.Enabled() {
-		log().V(1).Info(done, "status", res.Status, "warnings", reasons(res.Warnings))
+		log().V(1).Info(done, "status", truncate(res.Status, maxNote), "warnings", reasons(res.Warnings))
 	}
 	return patched(patch).WithWarnings(warnings...)
 }
@@ -165,17 +165,21 @@ func (h *PodMutator) errored(ctx context.Context, req admission.Request, pod str
 	return admission.Errored(code, err)
 }
 
-// maxLogged bounds each request-given string an error line carries (a Kubernetes name's limit):
-// a review that did not come from the API server can put megabytes in its namespace or UID, and
-// must not put them in the log.
+// maxLogged bounds each request-given string a log line carries (a Kubernetes name's limit): a
+// mutating webhook sees a pod before the API server validates its name, and a review that did
+// not come from the API server can put megabytes in its namespace or UID; none of it may reach
+// the log whole.
 const maxLogged = 253
+
+// logged is a request-given string as log lines carry it: cut at maxLogged.
+func logged(s string) string { return truncate(s, maxLogged) }
 
 // logError logs a failed request: its error (cut at an Event note's size) and the request-given
 // strings of keysAndValues (key, value, ...), each cut at maxLogged.
 func logError(ctx context.Context, err error, keysAndValues ...string) {
 	kv := make([]any, len(keysAndValues))
 	for i, s := range keysAndValues {
-		kv[i] = truncate(s, maxLogged)
+		kv[i] = logged(s)
 	}
 	logf.FromContext(ctx).Error(errors.New(truncate(err.Error(), maxNote)), "admission request failed", kv...)
 }
@@ -222,22 +226,39 @@ func (h *PodMutator) namespace(ctx context.Context, name string, annotations, po
 	}
 	live, canReadLive := h.Namespaces.(LiveNamespaces)
 	served = h.selects(ns)
-	// A namespace labelled, or given defaults, a moment ago may not be in the cache yet: read
-	// it from the API server before leaving the pod alone. Reads for namespaces that are not
-	// served share one small budget, so requests that do not come from the API server cannot
-	// spend the webhook's reads.
-	stale := !served || (!h.IgnoreNamespaceDefaults && !mutate.IsFlowRun(annotations, podLabels, h.defaults(ns)))
-	if stale && canReadLive && (served || h.Confirmations.allowUnserved()) {
-		if ns, err = live.LiveNamespace(ctx, name); err != nil {
-			return ns, false, err
-		}
-		served = h.selects(ns)
+	// A namespace created, labelled or given defaults a moment ago may not be in the cache yet:
+	// read it from the API server before leaving the pod alone. Only a namespace the cache holds
+	// and serves has reads of its own, paced as its Secrets' are; every other one (not served,
+	// or not in the cache: nothing says it exists) shares one small budget, so reviews that do
+	// not come from the API server, naming namespaces that do not exist, cannot spend the reads
+	// that served namespaces need.
+	stale := !ns.Found || !served || (!h.IgnoreNamespaceDefaults && !mutate.IsFlowRun(annotations, podLabels, h.defaults(ns)))
+	if !stale || !canReadLive {
+		return ns, served, nil
 	}
-	return ns, served, nil
+	if ns.Found && served {
+		if !h.Confirmations.allow(name) {
+			h.Metrics.namespaceRead(false)
+			return ns, served, nil
+		}
+	} else if !h.Confirmations.allowUnserved() {
+		h.Metrics.namespaceRead(false)
+		return ns, served, nil
+	}
+	h.Metrics.namespaceRead(true)
+	if ns, err = live.LiveNamespace(ctx, name); err != nil {
+		return ns, false, err
+	}
+	return ns, h.selects(ns), nil
 }
 
+// selects tells whether the webhook serves a namespace. With a cluster connection, one that
+// does not exist is never served, whatever the selector.
 func (h *PodMutator) selects(ns Namespace) bool {
-	return h.Selector == nil || (ns.Found && h.Selector.Matches(labels.Set(ns.Labels)))
+	if h.Namespaces != nil && !ns.Found {
+		return false
+	}
+	return h.Selector == nil || h.Selector.Matches(labels.Set(ns.Labels))
 }
 
 // podName names a pod in logs: pods from a Job controller have only a generateName.
@@ -279,10 +300,14 @@ func messages(findings []mutate.Finding) []string {
 	return out
 }
 
+// reasons lists the findings' reasons for a log line, each once: a hostile pod's thousands of
+// findings share a handful of reasons.
 func reasons(findings []mutate.Finding) []string {
-	out := make([]string, len(findings))
-	for i, f := range findings {
-		out[i] = string(f.Reason)
+	var out []string
+	for _, f := range findings {
+		if r := string(f.Reason); !slices.Contains(out, r) {
+			out = append(out, r)
+		}
 	}
 	return out
 }

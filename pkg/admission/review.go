@@ -135,7 +135,7 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answer := &b.answer
 	if err := json.NewEncoder(answer).Encode(admissionv1.AdmissionReview{TypeMeta: v1Review, Response: &resp.AdmissionResponse}); err != nil {
 		// Plain data always encodes; should it ever fail, the API server still gets a review.
-		logf.FromContext(ctx).Error(err, "unable to encode the admission response", "uid", review.Request.UID)
+		logf.FromContext(ctx).Error(err, "unable to encode the admission response", "uid", logged(string(review.Request.UID)))
 		failed := admission.Errored(http.StatusInternalServerError, err)
 		failed.UID = review.Request.UID
 		answer.Reset()
@@ -144,7 +144,7 @@ func (h reviewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(answer.Len()))
 	if _, err := w.Write(answer.Bytes()); err != nil {
-		logf.FromContext(ctx).Error(err, "unable to write the admission response", "uid", review.Request.UID)
+		logf.FromContext(ctx).Error(err, "unable to write the admission response", "uid", logged(string(review.Request.UID)))
 	}
 }
 
