@@ -194,6 +194,12 @@ func (a *applier) envFromNames(c *corev1.Container) map[string]string {
 		default:
 			continue
 		}
+		if !ref.configMap && a.envFromAllowed != nil && !a.envFromAllowed(ref.name) {
+			if !slices.Contains(a.envFromNotAllowed, ref.name) && len(a.envFromNotAllowed) < MaxEnvFromSources {
+				a.envFromNotAllowed = append(a.envFromNotAllowed, ref.name)
+			}
+			continue
+		}
 		ks, ok := a.envFrom[ref]
 		if !ok {
 			if len(a.envFrom) >= MaxEnvFromSources {
@@ -221,6 +227,24 @@ func (a *applier) envFromNames(c *corev1.Container) map[string]string {
 		}
 	}
 	return names
+}
+
+// warnEnvFromNotAllowed says, once, which envFrom Secrets were not looked up because the
+// allow-list does not let flow runs have them.
+func (a *applier) warnEnvFromNotAllowed(list *allowList) {
+	if len(a.envFromNotAllowed) == 0 {
+		return
+	}
+	where := "the namespace has no allow-list, which this cluster's flowauth requires (--require-allow-list)"
+	if list != nil {
+		where = "the namespace's annotation " + list.annotation + " does not allow them"
+	}
+	quoted := make([]string, len(a.envFromNotAllowed))
+	for i, s := range a.envFromNotAllowed {
+		quoted[i] = quote(s)
+	}
+	a.result.warn(ReasonEnvFromNotChecked, "envFrom Secrets %s: flowauth does not look at their keys, as %s; a variable one of them sets may be replaced by flowauth's (env wins over envFrom): set the variable in env, or allow the Secret",
+		some(quoted), where)
 }
 
 // warnEnvFromUnchecked says, once, how many envFrom sources were not looked up.

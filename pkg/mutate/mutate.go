@@ -217,7 +217,8 @@ func Pod(in Input) Result {
 		return r
 	}
 	declared := len(names)
-	names = enforceAllowList(in, podNames, names, overrides, &r)
+	list := allowListFor(in, &r)
+	names = enforceAllowList(in, list, podNames, names, overrides, &r)
 	if r.Denied() {
 		return r
 	}
@@ -268,12 +269,22 @@ func Pod(in Input) Result {
 
 	out := appendableCopy(pod)
 	a := applier{result: &r, served: map[string]bool{}, keys: in.Keys, namespace: namespace}
+	// The keys of an envFrom Secret are looked up only where the namespace owner lets flow runs
+	// have that Secret: a review that did not come from the API server must not learn, through
+	// what flowauth says it kept, the keys of a Secret it could not be given.
+	switch {
+	case list != nil:
+		a.envFromAllowed = func(secret string) bool { return list.allowsSecret(secret, in.Map) }
+	case in.RequireAllowList:
+		a.envFromAllowed = func(string) bool { return false }
+	}
 	a.checkVolumes(out, plans)
 	for _, t := range targets {
 		a.addToContainer(t.get(out), plans)
 	}
 	a.addUsedVolumes(out, plans)
 	a.warnEnvFromUnchecked()
+	a.warnEnvFromNotAllowed(list)
 	for _, p := range plans {
 		if a.served[p.name] {
 			r.Injected = append(r.Injected, p.name)

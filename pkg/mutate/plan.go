@@ -142,6 +142,10 @@ type applier struct {
 	// counts the sources beyond MaxEnvFromSources.
 	envFrom          map[envFromSource][]string
 	envFromUnchecked int
+	// envFromAllowed, when set, tells which envFrom Secrets may be looked up (the allow-list);
+	// envFromNotAllowed lists those that were not.
+	envFromAllowed    func(secret string) bool
+	envFromNotAllowed []string
 	changed          bool
 	// served: declared names with at least one item present in at least one container.
 	served map[string]bool

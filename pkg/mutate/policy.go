@@ -87,6 +87,27 @@ func (l *allowList) allows(name, secret, def string) bool {
 	return false
 }
 
+// allowsSecret reports whether the list lets any name come from secret: whether flowauth may look
+// at that Secret's keys for the pod (an envFrom source).
+func (l *allowList) allowsSecret(secret string, m *secretmap.Map) bool {
+	if l.all {
+		return true
+	}
+	for name, secrets := range l.secrets {
+		for _, s := range secrets {
+			if s == anySecret || s == secret {
+				return true
+			}
+			if s == "" {
+				if e, _ := m.Resolve(name); e.SecretName == secret {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // describe says what the list allows, for a refusal.
 func (l *allowList) describe(m *secretmap.Map) string {
 	if len(l.secrets) == 0 {
@@ -114,8 +135,7 @@ func (l *allowList) describe(m *secretmap.Map) string {
 // whose Secret the pod overrides, that is not allowed refuses the pod, with the rule that
 // refused it; a namespace default that is not allowed is skipped with a warning (the owner set
 // both). Without a list everything is allowed, unless in.RequireAllowList.
-func enforceAllowList(in Input, podNames, names []string, overrides map[string]string, r *Result) []string {
-	list := allowListFor(in, r)
+func enforceAllowList(in Input, list *allowList, podNames, names []string, overrides map[string]string, r *Result) []string {
 	namespace := in.Namespace
 	if namespace == "" {
 		namespace = in.Pod.Namespace
