@@ -139,6 +139,13 @@ func (k clusterKeys) SecretKeys(namespace, name string) ([]string, bool) {
 	return nil, false
 }
 
+func (k clusterKeys) SecretType(namespace, name string) string {
+	if s := k[namespace]; s != nil {
+		return s.SecretType(namespace, name)
+	}
+	return ""
+}
+
 func (k clusterKeys) ConfigMapKeys(namespace, name string) ([]string, bool) {
 	if s := k[namespace]; s != nil {
 		return s.ConfigMapKeys(namespace, name)
@@ -149,13 +156,14 @@ func (k clusterKeys) ConfigMapKeys(namespace, name string) ([]string, bool) {
 // readKeys lists the namespace's Secrets and ConfigMaps and keeps their key names only: the
 // values arrive in the list, as they do for the webhook's key cache, and are dropped here at once.
 func readKeys(ctx context.Context, c client.Client, namespace string) (*mutate.StaticKeys, error) {
-	k := &mutate.StaticKeys{Secrets: map[string][]string{}, ConfigMaps: map[string][]string{}}
+	k := &mutate.StaticKeys{Secrets: map[string][]string{}, ConfigMaps: map[string][]string{}, Types: map[string]string{}}
 	var secrets corev1.SecretList
 	if err := c.List(ctx, &secrets, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("listing Secrets in %s (to know which keys exist): %w", namespace, err)
 	}
 	for i := range secrets.Items {
 		k.Secrets[secrets.Items[i].Name] = sortedKeys(secrets.Items[i].Data)
+		k.Types[secrets.Items[i].Name] = string(secrets.Items[i].Type)
 		secrets.Items[i].Data, secrets.Items[i].StringData = nil, nil
 	}
 	var cms corev1.ConfigMapList

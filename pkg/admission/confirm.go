@@ -16,7 +16,8 @@ import (
 
 // LiveKeys reads key names from the API server, for what the key cache does not hold.
 type LiveKeys interface {
-	SecretKeys(ctx context.Context, namespace, name string) ([]string, bool, error)
+	// Secret returns a Secret's key names, its type, and whether it exists.
+	Secret(ctx context.Context, namespace, name string) (keys []string, secretType string, found bool, err error)
 	ConfigMapKeys(ctx context.Context, namespace, name string) ([]string, bool, error)
 }
 
@@ -55,7 +56,7 @@ func (h *PodMutator) decide(ctx context.Context, in mutate.Input) mutate.Result 
 		if ref.configMap {
 			r.keys, r.found, err = h.Live.ConfigMapKeys(ctx, ref.namespace, ref.name)
 		} else {
-			r.keys, r.found, err = h.Live.SecretKeys(ctx, ref.namespace, ref.name)
+			r.keys, r.secretType, r.found, err = h.Live.Secret(ctx, ref.namespace, ref.name)
 		}
 		h.Metrics.confirmation(ref.kind(), r.found, err)
 		if err != nil {
@@ -165,8 +166,9 @@ func (r lookupRef) kind() string {
 }
 
 type lookupResult struct {
-	keys  []string
-	found bool
+	keys       []string
+	secretType string
+	found      bool
 }
 
 // recordedLookup answers from the cache and remembers what it was asked, once each.
@@ -179,6 +181,10 @@ func (l *recordedLookup) SecretKeys(namespace, name string) ([]string, bool) {
 	keys, found := l.cache.SecretKeys(namespace, name)
 	l.record(lookupRef{namespace: namespace, name: name}, found)
 	return keys, found
+}
+
+func (l *recordedLookup) SecretType(namespace, name string) string {
+	return l.cache.SecretType(namespace, name)
 }
 
 func (l *recordedLookup) ConfigMapKeys(namespace, name string) ([]string, bool) {
@@ -208,6 +214,13 @@ func (l confirmedLookup) SecretKeys(namespace, name string) ([]string, bool) {
 		return r.keys, r.found
 	}
 	return l.cache.SecretKeys(namespace, name)
+}
+
+func (l confirmedLookup) SecretType(namespace, name string) string {
+	if r, ok := l.read[lookupRef{namespace: namespace, name: name}]; ok {
+		return r.secretType
+	}
+	return l.cache.SecretType(namespace, name)
 }
 
 func (l confirmedLookup) ConfigMapKeys(namespace, name string) ([]string, bool) {

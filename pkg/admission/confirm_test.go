@@ -27,10 +27,10 @@ type liveTable struct {
 	reads []string
 }
 
-func (l *liveTable) SecretKeys(_ context.Context, namespace, name string) ([]string, bool, error) {
+func (l *liveTable) Secret(_ context.Context, namespace, name string) ([]string, string, bool, error) {
 	l.reads = append(l.reads, "Secret "+namespace+"/"+name)
 	keys, ok := l.StaticKeys.SecretKeys(namespace, name)
-	return keys, ok, l.err
+	return keys, l.StaticKeys.SecretType(namespace, name), ok, l.err
 }
 
 func (l *liveTable) ConfigMapKeys(_ context.Context, namespace, name string) ([]string, bool, error) {

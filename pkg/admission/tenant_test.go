@@ -254,3 +254,31 @@ func TestForgedNamespacesCostOneSharedBudget(t *testing.T) {
 		t.Errorf("the served namespace made %d reads, want 1", live.reads-before)
 	}
 }
+
+// TestServiceAccountTokensAreReadLiveAndRefused: the key cache holds no Secret of a restricted
+// type, so a pod that names one has it read from the API server, whose answer carries the type:
+// on the old main, an override to a ServiceAccount's token Secret was injected (with no allow-list,
+// or NAME=*), and the flow run held that account's Kubernetes rights.
+func TestServiceAccountTokensAreReadLiveAndRefused(t *testing.T) {
+	live := &liveTable{StaticKeys: mutate.StaticKeys{
+		Secrets: map[string][]string{"default-token-x7k2p": {"ca.crt", "namespace", "token"}},
+		Types:   map[string]string{"default-token-x7k2p": "kubernetes.io/service-account-token"},
+	}}
+	for _, allowList := range []string{"", "GITHUB_ACCESS_TOKEN=*", "*"} {
+		t.Run("allow-list "+allowList, func(t *testing.T) {
+			h := newMutator("")
+			h.Keys, h.Live = &mutate.StaticKeys{}, live
+			if allowList != "" {
+				h.Namespaces = staticNamespace(Namespace{Found: true, Annotations: map[string]string{mutate.AnnotationAllowedSecrets: allowList}})
+			}
+			pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "run", Annotations: map[string]string{
+				mutate.AnnotationSecrets: "GITHUB_ACCESS_TOKEN", mutate.SecretOverridePrefix + "GITHUB_ACCESS_TOKEN": "default-token-x7k2p"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "prefect"}}}}
+			raw, _ := json.Marshal(pod)
+			resp := h.Handle(context.Background(), request(admissionv1.Create, raw))
+			if resp.Allowed || !strings.Contains(resp.Result.Message, "kubernetes.io/service-account-token") {
+				t.Errorf("a ServiceAccount token Secret was not refused by its type: allowed=%v %v", resp.Allowed, resp.Result)
+			}
+		})
+	}
+}

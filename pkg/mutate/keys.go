@@ -18,6 +18,46 @@ type KeyLookup interface {
 	SecretKeys(namespace, name string) (keys []string, found bool)
 	// ConfigMapKeys does the same for a ConfigMap (data and binaryData).
 	ConfigMapKeys(namespace, name string) (keys []string, found bool)
+	// SecretType returns the Secret's type where the lookup knows it, "" where it does not.
+	// pkg/secretkeys' cache holds no Secret of a RestrictedSecretTypes type, so it says ""; a
+	// live read knows every type.
+	SecretType(namespace, name string) string
+}
+
+// RestrictedSecretTypes are the Secret types flowauth never injects unless the namespace's
+// allow-list names that exact Secret (NAME=SECRET): a flow run given one would hold a
+// ServiceAccount's Kubernetes rights, a node-joining token or registry credentials, none of them
+// a third-party service's credentials.
+var RestrictedSecretTypes = []string{
+	"kubernetes.io/service-account-token",
+	"bootstrap.kubernetes.io/token",
+	"kubernetes.io/dockerconfigjson",
+	"kubernetes.io/dockercfg",
+}
+
+// refuseRestrictedTypes refuses each plan whose Secret is of a restricted type, where the type
+// is known (key lookup), unless the allow-list names that exact Secret for that name: neither
+// NAME=* nor * nor the absence of a list is enough.
+func refuseRestrictedTypes(in Input, list *allowList, namespace string, plans []plan, r *Result) {
+	for _, p := range plans {
+		t := in.Keys.SecretType(namespace, p.secret)
+		if !slices.Contains(RestrictedSecretTypes, t) || (list != nil && list.namesExactly(p.name, p.secret)) {
+			continue
+		}
+		r.deny(ReasonRestrictedSecretType, "namespace %q: Secret %q is of type %s, which flowauth injects only where the namespace's allow-list names that exact Secret: a flow run given it would hold %s. If %s really must come from it, a namespace administrator can allow it: kubectl annotate namespace %s %s=%s=%s",
+			namespace, p.secret, t, restrictedWhat(t), p.name, namespace, AnnotationAllowedSecrets, p.name, p.secret)
+	}
+}
+
+func restrictedWhat(t string) string {
+	switch t {
+	case "kubernetes.io/service-account-token":
+		return "that ServiceAccount's Kubernetes rights"
+	case "bootstrap.kubernetes.io/token":
+		return "a token that joins nodes to the cluster"
+	default:
+		return "the cluster's image registry credentials"
+	}
 }
 
 // MissingPolicy says what a missing Secret or required key is, when keys are looked up.

@@ -253,6 +253,7 @@ func Pod(in Input) Result {
 			namespace, some(secretsOf(plans)))
 	}
 	if in.Keys != nil {
+		refuseRestrictedTypes(in, list, namespace, plans, &r)
 		checkKeys(in, namespace, entries, plans, &r)
 		if r.Denied() {
 			return r

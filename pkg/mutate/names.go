@@ -95,6 +95,7 @@ const (
 	ReasonAllowListRequired      Reason = "AllowListRequired"
 	ReasonInvalidAllowList       Reason = "InvalidAllowList"
 	ReasonNamespaceNotWatched    Reason = "NamespaceNotWatched"
+	ReasonRestrictedSecretType   Reason = "RestrictedSecretType"
 )
 
 // Reasons are every Reason above: flowauth's metrics start each at 0, so that a rate or an
@@ -131,6 +132,7 @@ var Reasons = []Reason{
 	ReasonAllowListRequired,
 	ReasonInvalidAllowList,
 	ReasonNamespaceNotWatched,
+	ReasonRestrictedSecretType,
 }
 
 // Bounds on what one flow-run pod can make flowauth do (DESIGN.md §3: every input a tenant

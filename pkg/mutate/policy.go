@@ -87,6 +87,11 @@ func (l *allowList) allows(name, secret, def string) bool {
 	return false
 }
 
+// namesExactly reports whether the list has the entry NAME=SECRET for exactly this Secret.
+func (l *allowList) namesExactly(name, secret string) bool {
+	return slices.Contains(l.secrets[name], secret)
+}
+
 // allowsSecret reports whether the list lets any name come from secret: whether flowauth may look
 // at that Secret's keys for the pod (an envFrom source).
 func (l *allowList) allowsSecret(secret string, m *secretmap.Map) bool {

@@ -8,7 +8,12 @@ type StaticKeys struct {
 	MissingSecret MissingPolicy       `json:"missingSecret"`
 	Secrets       map[string][]string `json:"secrets"`
 	ConfigMaps    map[string][]string `json:"configMaps"`
+	// Types are the Secrets' types, where known.
+	Types map[string]string `json:"types"`
 }
+
+// SecretType implements KeyLookup; the namespace is ignored.
+func (k *StaticKeys) SecretType(_, name string) string { return k.Types[name] }
 
 // SecretKeys implements KeyLookup; the namespace is ignored.
 func (k *StaticKeys) SecretKeys(_, name string) ([]string, bool) {

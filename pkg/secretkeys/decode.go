@@ -22,8 +22,16 @@ type wireObject struct {
 		Name      string `json:"name"`
 		Namespace string `json:"namespace"`
 	} `json:"metadata"`
+	Type       string   `json:"type"`
 	Data       keyNames `json:"data"`
 	BinaryData keyNames `json:"binaryData"`
+}
+
+// item is one listed Secret or ConfigMap as flowauth keeps it: names, a Secret's type, and the
+// key names.
+type item struct {
+	namespace, name, secretType string
+	keys                        []string
 }
 
 // keyNames reads a JSON object's member names and skips their values: a key's value is never
@@ -56,7 +64,7 @@ var decodeOptions = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(false), jsont
 // decodeList reads a Secret or ConfigMap list (JSON) as it arrives and hands each item to each
 // as its namespace, name and key names. Values are skipped, never held: a page of 500 Helm
 // releases of 1 MiB costs the decoder's window, not 500 MiB.
-func decodeList(r io.Reader, each func(namespace, name string, keys []string)) (listMeta, error) {
+func decodeList(r io.Reader, each func(item)) (listMeta, error) {
 	var meta listMeta
 	dec := jsontext.NewDecoder(r, decodeOptions)
 	if err := expectKind(dec, '{'); err != nil {
@@ -85,7 +93,7 @@ func decodeList(r io.Reader, each func(namespace, name string, keys []string)) (
 	return meta, expectKind(dec, '}')
 }
 
-func decodeItems(dec *jsontext.Decoder, each func(namespace, name string, keys []string)) error {
+func decodeItems(dec *jsontext.Decoder, each func(item)) error {
 	if dec.PeekKind() == 'n' { // "items": null
 		_, err := dec.ReadToken()
 		return err
@@ -101,7 +109,7 @@ func decodeItems(dec *jsontext.Decoder, each func(namespace, name string, keys [
 		if err := jsonv2.UnmarshalDecode(dec, &o, decodeOptions); err != nil {
 			return fmt.Errorf("list item: %w", err)
 		}
-		each(o.Metadata.Namespace, o.Metadata.Name, append(o.Data, o.BinaryData...))
+		each(item{namespace: o.Metadata.Namespace, name: o.Metadata.Name, secretType: o.Type, keys: append(o.Data, o.BinaryData...)})
 	}
 	return expectKind(dec, ']')
 }

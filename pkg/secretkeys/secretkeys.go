@@ -141,6 +141,10 @@ func (ix *Index) SecretKeys(namespace, name string) ([]string, bool) {
 	return ix.secrets.get(namespace, name)
 }
 
+// SecretType implements mutate.KeyLookup: "" for every Secret, as the index holds none of the
+// restricted types (those are read live).
+func (ix *Index) SecretType(string, string) string { return "" }
+
 // ConfigMapKeys implements mutate.KeyLookup.
 func (ix *Index) ConfigMapKeys(namespace, name string) ([]string, bool) {
 	return ix.configMaps.get(namespace, name)
@@ -235,8 +239,11 @@ func (l *lister) ListWithContext(ctx context.Context, _ metav1.ListOptions) (run
 		out := &objectList{}
 		opts := metav1.ListOptions{Limit: l.pageSize, FieldSelector: l.fieldSelector, LabelSelector: l.labelSelector}
 		for {
-			meta, err := l.page(ctx, opts, func(namespace, name string, keys []string) {
-				l.store.put(namespace+"/"+name, internKeys(keys), generation)
+			meta, err := l.page(ctx, opts, func(it item) {
+				if restricted(it.secretType) {
+					return
+				}
+				l.store.put(it.namespace+"/"+it.name, internKeys(it.keys), generation)
 			})
 			if apierrors.IsResourceExpired(err) && opts.Continue != "" && attempt < restartsOnExpiry {
 				break
@@ -268,11 +275,11 @@ func (l *lister) Watch(opts metav1.ListOptions) (watch.Interface, error) {
 }
 
 // page asks for one page as JSON and decodes it one object at a time.
-func (l *lister) page(ctx context.Context, opts metav1.ListOptions, each func(namespace, name string, keys []string)) (listMeta, error) {
+func (l *lister) page(ctx context.Context, opts metav1.ListOptions, each func(item)) (listMeta, error) {
 	return listPage(ctx, l.rest, l.resource, l.namespace, opts, each)
 }
 
-func listPage(ctx context.Context, rc rest.Interface, resource, namespace string, opts metav1.ListOptions, each func(namespace, name string, keys []string)) (listMeta, error) {
+func listPage(ctx context.Context, rc rest.Interface, resource, namespace string, opts metav1.ListOptions, each func(item)) (listMeta, error) {
 	body, err := rc.Get().Namespace(namespace).Resource(resource).VersionedParams(&opts, scheme.ParameterCodec).
 		SetHeader("Accept", "application/json").Stream(ctx)
 	if err != nil {
@@ -303,34 +310,47 @@ func NewLive(cs kubernetes.Interface, timeout time.Duration) *Live {
 
 // SecretKeys returns the Secret's key names, sorted, and whether it exists.
 func (l *Live) SecretKeys(ctx context.Context, namespace, name string) ([]string, bool, error) {
+	keys, _, found, err := l.Secret(ctx, namespace, name)
+	return keys, found, err
+}
+
+// Secret returns the Secret's key names, sorted, its type, and whether it exists.
+func (l *Live) Secret(ctx context.Context, namespace, name string) (keys []string, secretType string, found bool, err error) {
 	return l.keys(ctx, "secrets", namespace, name)
 }
 
 // ConfigMapKeys does the same for a ConfigMap.
 func (l *Live) ConfigMapKeys(ctx context.Context, namespace, name string) ([]string, bool, error) {
-	return l.keys(ctx, "configmaps", namespace, name)
+	keys, _, found, err := l.keys(ctx, "configmaps", namespace, name)
+	return keys, found, err
 }
 
-func (l *Live) keys(ctx context.Context, resource, namespace, name string) ([]string, bool, error) {
+func (l *Live) keys(ctx context.Context, resource, namespace, name string) ([]string, string, bool, error) {
 	if l.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, l.Timeout)
 		defer cancel()
 	}
 	var keys []string
+	var secretType string
 	found := false
 	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
-	_, err := listPage(ctx, l.rest, resource, namespace, opts, func(_, got string, k []string) {
-		if got == name {
-			keys, found = k, true
+	_, err := listPage(ctx, l.rest, resource, namespace, opts, func(it item) {
+		if it.name == name {
+			keys, secretType, found = it.keys, it.secretType, true
 		}
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, "", false, err
 	}
 	slices.Sort(keys)
-	return keys, found, nil
+	return keys, secretType, found, nil
 }
+
+// restricted tells whether a Secret is of a type the index never holds (mutate's
+// RestrictedSecretTypes): whatever the watch's selectors, such a Secret is read live when a pod
+// names it, so its type is known when it matters.
+func restricted(secretType string) bool { return slices.Contains(mutate.RestrictedSecretTypes, secretType) }
 
 // Collector exports the index's size and sync state as Prometheus gauges.
 func (ix *Index) Collector() prometheus.Collector {

@@ -56,9 +56,9 @@ func TestDecodeListKeepsNamesAndKeyNamesOnly(t *testing.T) {
 		Data: map[string]string{"REGION": distinctive}, BinaryData: map[string][]byte{"blob": []byte(distinctive)}}
 	body := listJSON("42", "next-page", secretWithEverything(), cm)
 	var got []seen
-	meta, err := decodeList(strings.NewReader(string(body)), func(ns, name string, keys []string) {
-		internKeys(keys)
-		got = append(got, seen{ns, name, strings.Join(keys, ",")})
+	meta, err := decodeList(strings.NewReader(string(body)), func(it item) {
+		internKeys(it.keys)
+		got = append(got, seen{it.namespace, it.name, strings.Join(it.keys, ",")})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -75,11 +75,11 @@ func TestDecodeListKeepsNamesAndKeyNamesOnly(t *testing.T) {
 
 func TestDecodeListRejectsWhatIsNotAList(t *testing.T) {
 	for _, body := range []string{``, `[]`, `{"items": {}}`, `{"items": [1]}`, `{"items": [`} {
-		if _, err := decodeList(strings.NewReader(body), func(string, string, []string) {}); err == nil {
+		if _, err := decodeList(strings.NewReader(body), func(item) {}); err == nil {
 			t.Errorf("%q: no error", body)
 		}
 	}
-	if _, err := decodeList(strings.NewReader(`{"items": null, "metadata": {}}`), func(string, string, []string) {}); err != nil {
+	if _, err := decodeList(strings.NewReader(`{"items": null, "metadata": {}}`), func(item) {}); err != nil {
 		t.Errorf("an empty list: %v", err)
 	}
 }
@@ -403,5 +403,34 @@ func TestOversizedObjectsKeepNoKeyNames(t *testing.T) {
 	_ = s.Add(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "fits", Namespace: "flows"}, Data: small})
 	if keys, found := s.get("flows", "fits"); !found || len(keys) != len(small) {
 		t.Errorf("an object under the bound: found=%v, %d keys of %d", found, len(keys), len(small))
+	}
+}
+
+// TestRestrictedTypesAreNeverIndexed: whatever the watch's selectors let through, a Secret of a
+// restricted type (a ServiceAccount's token, registry credentials) is not kept, so a pod that
+// names one has it read live, and the live read says its type (mutate refuses it then).
+func TestRestrictedTypesAreNeverIndexed(t *testing.T) {
+	s := newStore()
+	token := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "default-token", Namespace: "flows"}, Type: corev1.SecretTypeServiceAccountToken, Data: map[string][]byte{"token": nil}}
+	pull := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pull", Namespace: "flows"}, Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{".dockerconfigjson": nil}}
+	plain := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "aws-credentials", Namespace: "flows"}, Data: map[string][]byte{"ACCESS_KEY": nil}}
+	if err := s.Replace([]any{token, plain}, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(pull); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"default-token": false, "pull": false, "aws-credentials": true} {
+		if _, found := s.get("flows", name); found != want {
+			t.Errorf("%s indexed: %v, want %v", name, found, want)
+		}
+	}
+	var types []string
+	body := listJSON("1", "", token, plain)
+	if _, err := decodeList(strings.NewReader(string(body)), func(it item) { types = append(types, it.name+"="+it.secretType) }); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[default-token=kubernetes.io/service-account-token aws-credentials=]"; fmt.Sprint(types) != want {
+		t.Errorf("decoded types %v, want %s", types, want)
 	}
 }

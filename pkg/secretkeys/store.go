@@ -185,6 +185,9 @@ func (*store) Resync() error { return nil }
 func keysOf(obj any) (string, keySet, bool) {
 	switch o := obj.(type) {
 	case *corev1.Secret:
+		if restricted(string(o.Type)) {
+			return "", keySet{}, false
+		}
 		return o.Namespace + "/" + o.Name, internKeys(appendKeys(appendKeys(nil, o.Data), o.StringData)), true
 	case *corev1.ConfigMap:
 		return o.Namespace + "/" + o.Name, internKeys(appendKeys(appendKeys(nil, o.Data), o.BinaryData)), true
