@@ -146,7 +146,7 @@ type applier struct {
 	// envFromNotAllowed lists those that were not.
 	envFromAllowed    func(secret string) bool
 	envFromNotAllowed []string
-	changed          bool
+	changed           bool
 	// served: declared names with at least one item present in at least one container.
 	served map[string]bool
 	// blockedVolumes: plans whose volume name is taken by a volume that is not flowauth's.

@@ -350,7 +350,9 @@ func (l *Live) keys(ctx context.Context, resource, namespace, name string) ([]st
 // restricted tells whether a Secret is of a type the index never holds (mutate's
 // RestrictedSecretTypes): whatever the watch's selectors, such a Secret is read live when a pod
 // names it, so its type is known when it matters.
-func restricted(secretType string) bool { return slices.Contains(mutate.RestrictedSecretTypes, secretType) }
+func restricted(secretType string) bool {
+	return slices.Contains(mutate.RestrictedSecretTypes, secretType)
+}
 
 // Collector exports the index's size and sync state as Prometheus gauges.
 func (ix *Index) Collector() prometheus.Collector {
