@@ -41,7 +41,7 @@ build: ## Build the webhook binary into bin/webhook.
 
 .PHONY: run
 run: ## Run the webhook locally without a cluster (certs from bin/certs: tls.crt, tls.key).
-	go run ./cmd/webhook --namespace-defaults=false --cert-dir=bin/certs
+	go run ./cmd/webhook --cluster-connection=false --namespace-defaults=false --cert-dir=bin/certs
 
 ##@ Test
 

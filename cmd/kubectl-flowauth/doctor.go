@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -489,10 +490,20 @@ func (d *doctor) namespacePolicy(ctx context.Context) {
 	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.release}, &deploy); err != nil || len(deploy.Spec.Template.Spec.Containers) == 0 {
 		return // replicas() has said why
 	}
-	var keys, requireList bool
+	var keys, requireList, clientAuth bool
+	connected := true
 	var watched []string
+	webhookPort := 9443
 	for _, a := range deploy.Spec.Template.Spec.Containers[0].Args {
 		switch {
+		case a == "--cluster-connection=false":
+			connected = false
+		case strings.HasPrefix(a, "--client-ca-file="):
+			clientAuth = true
+		case strings.HasPrefix(a, "--port="):
+			if p, err := strconv.Atoi(strings.TrimPrefix(a, "--port=")); err == nil {
+				webhookPort = p
+			}
 		case a == "--secret-lookup=keys":
 			keys = true
 		case a == "--require-allow-list" || a == "--require-allow-list=true":
@@ -505,11 +516,29 @@ func (d *doctor) namespacePolicy(ctx context.Context) {
 		d.report(warn, fmt.Sprintf("namespace %s is not in the webhook's secretLookupNamespaces (%s): flowauth cannot see its Secrets, so a missing Secret or key there is found only when the pod starts (CreateContainerConfigError)", d.namespace, strings.Join(watched, ",")),
 			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set 'secretLookupNamespaces={%s,%s}'", d.release, d.relNS, strings.Join(watched, ","), d.namespace))
 	}
+	if !clientAuth && !d.webhookPortRestricted(ctx, &deploy, webhookPort) {
+		d.report(warn, fmt.Sprintf("Deployment %s/%s: any pod that reaches its Service can post forged reviews (no client authentication, no NetworkPolicy restricting the webhook port): it learns whether Secrets exist in opted-in namespaces and what their allow-lists say", d.relNS, d.release),
+			fmt.Sprintf("on a multi-tenant cluster, set webhook.clientAuth (docs/reference.md, \"Security model\") or networkPolicy.enabled with networkPolicy.webhookFrom naming the API server's addresses: helm upgrade %s charts/flowauth -n %s --reuse-values --set networkPolicy.enabled=true", d.release, d.relNS))
+	}
 	var ns corev1.Namespace
 	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {
 		return
 	}
 	list, has := ns.Annotations[mutate.AnnotationAllowedSecrets]
+	if !connected {
+		var lists []string
+		for k := range ns.Annotations {
+			if k == mutate.AnnotationAllowedSecrets || strings.HasPrefix(k, mutate.AllowedSecretsForPrefix) {
+				lists = append(lists, k)
+			}
+		}
+		slices.Sort(lists)
+		if len(lists) > 0 {
+			d.report(fail, fmt.Sprintf("namespace %s has allow-lists (%s), but flowauth runs without a cluster connection (--cluster-connection=false, the chart's clusterConnection: false): it never reads them, so they are NOT enforced", d.namespace, strings.Join(lists, ", ")),
+				fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set clusterConnection=true", d.release, d.relNS))
+			return
+		}
+	}
 	switch {
 	case has:
 		d.report(pass, fmt.Sprintf("namespace %s allows: %s", d.namespace, list), "")
@@ -517,6 +546,34 @@ func (d *doctor) namespacePolicy(ctx context.Context) {
 		d.report(fail, fmt.Sprintf("namespace %s has no %s annotation and the webhook requires one (--require-allow-list): every flow run there is refused", d.namespace, mutate.AnnotationAllowedSecrets),
 			fmt.Sprintf("kubectl annotate namespace %s %s='AWS_CREDENTIALS, GITHUB_ACCESS_TOKEN' (the names its flow runs may receive)", d.namespace, mutate.AnnotationAllowedSecrets))
 	}
+}
+
+// webhookPortRestricted tells whether a NetworkPolicy of the release namespace selects the
+// webhook's pods and admits its port only from the peers it names (the chart's with
+// networkPolicy.webhookFrom set): a policy that admits the port from anywhere keeps no forger out.
+func (d *doctor) webhookPortRestricted(ctx context.Context, deploy *appsv1.Deployment, port int) bool {
+	var policies networkingv1.NetworkPolicyList
+	if err := d.c.List(ctx, &policies, client.InNamespace(d.relNS)); err != nil {
+		return false
+	}
+	for _, p := range policies.Items {
+		if ok, err := selects(&p.Spec.PodSelector, deploy.Spec.Template.Labels); err != nil || !ok || !slices.Contains(p.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			continue
+		}
+		open := false
+		for _, rule := range p.Spec.Ingress {
+			covers := len(rule.Ports) == 0 || slices.ContainsFunc(rule.Ports, func(np networkingv1.NetworkPolicyPort) bool {
+				return np.Port == nil || np.Port.IntValue() == port || np.Port.String() == "webhook"
+			})
+			if covers && len(rule.From) == 0 {
+				open = true
+			}
+		}
+		if !open {
+			return true
+		}
+	}
+	return false
 }
 
 func selects(sel *metav1.LabelSelector, l map[string]string) (bool, error) {
@@ -625,8 +682,18 @@ func (d *doctor) pod(ctx context.Context, name string) error {
 	case status == mutate.StatusOptedOut:
 		d.report(pass, fmt.Sprintf("pod %s opted out (%s: %q): flowauth left it as it came, namespace defaults included", name, mutate.AnnotationInject, mutate.InjectFalse), "")
 		return nil
+	case injected && !sent:
+		d.report(warn, fmt.Sprintf("pod %s carries %s %q, but flowauth was not sent it (above): its creator wrote that annotation, not flowauth", name, mutate.AnnotationStatus, status), "")
 	case injected:
-		d.report(pass, fmt.Sprintf("pod %s was admitted by flowauth: %s %s", name, mutate.AnnotationStatus, status), "")
+		// Any pod creator can write the annotation: it is trusted only when flowauth, run on
+		// the pod as stored, would write the same (it does for its own output: idempotent).
+		if again, changes, err := d.renderStatus(ctx, &pod); err != nil {
+			return err
+		} else if changes || again != status {
+			d.report(warn, fmt.Sprintf("pod %s carries %s %q, but flowauth, run on the pod as stored, would still change it (status %q): flowauth did not write that annotation (its creator did), or flowauth's configuration changed since", name, mutate.AnnotationStatus, status, again), "")
+		} else {
+			d.report(pass, fmt.Sprintf("pod %s was admitted by flowauth: %s %s", name, mutate.AnnotationStatus, status), "")
+		}
 	case sent:
 		d.report(fail, fmt.Sprintf("pod %s is a flow run in an opted-in namespace but has no %s: flowauth did not answer for it (unreachable with failurePolicy Ignore, or the pod is older than the installation)", name, mutate.AnnotationStatus),
 			"kubectl flowauth doctor -n "+d.namespace+"; then recreate the pod")
@@ -671,6 +738,30 @@ func (d *doctor) pod(ctx context.Context, name string) error {
 		d.report(pass, fmt.Sprintf("pod %s has every Secret and key it references", name), "")
 	}
 	return nil
+}
+
+// renderStatus runs flowauth on the pod as stored, with the cluster's configuration and the
+// namespace's defaults and allow-lists (no key lookup: doctor checks keys itself): the status it
+// writes, and whether it would change anything. On its own output flowauth changes nothing and
+// writes the same status (it is idempotent), so a pod it did not inject shows.
+func (d *doctor) renderStatus(ctx context.Context, pod *corev1.Pod) (string, bool, error) {
+	e := *d.emulated
+	e.Namespace, e.Keys = d.namespace, nil
+	var ns corev1.Namespace
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err == nil {
+		e.NamespaceDefaults = map[string]string{d.namespace: ns.Annotations[mutate.AnnotationSecrets]}
+		e.NamespaceAnnotations = map[string]map[string]string{d.namespace: ns.Annotations}
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(pod)
+	if err != nil {
+		return "", false, err
+	}
+	u["apiVersion"], u["kind"] = "v1", "Pod"
+	r, err := render.Render(ctx, u, e.Cluster)
+	if err != nil || len(r.Templates) == 0 {
+		return "", false, err
+	}
+	return r.Templates[0].Status, len(r.Templates[0].Patch) > 0, nil
 }
 
 func orMissing(err error) string {

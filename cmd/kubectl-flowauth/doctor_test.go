@@ -4,14 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/flowauth/flowauth/pkg/render"
+	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
 // TestDoctorSaysWhatTheNamespaceIsDenied: doctor reads the webhook's arguments. A namespace that
@@ -19,6 +27,9 @@ import (
 // says the same, never "not found"); one without the allow-list the webhook requires fails.
 func TestDoctorSaysWhatTheNamespaceIsDenied(t *testing.T) {
 	deploy := func(args ...string) *appsv1.Deployment {
+		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--client-ca-file") || a == "--no-client-auth" }) {
+			args = append(args, "--client-ca-file=/etc/flowauth/client-ca/ca.crt")
+		}
 		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "flowauth", Namespace: "flowauth-system"},
 			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "webhook", Args: args}}}}}}
 	}
@@ -39,10 +50,17 @@ func TestDoctorSaysWhatTheNamespaceIsDenied(t *testing.T) {
 			"FAIL  namespace flows has no flowauth.io/allowed-secrets annotation and the webhook requires one", 1},
 		{"allow-list set", deploy("--require-allow-list"), ns(map[string]string{"flowauth.io/allowed-secrets": "AWS_CREDENTIALS"}),
 			"ok    namespace flows allows: AWS_CREDENTIALS", 0},
+		// On the old main doctor said "ok namespace flows allows: ..." of a list nothing read.
+		{"zero privilege and an allow-list", deploy("--cluster-connection=false"), ns(map[string]string{"allowed-secrets.flowauth.io/prefect-worker": "AWS_CREDENTIALS"}),
+			"FAIL  namespace flows has allow-lists (allowed-secrets.flowauth.io/prefect-worker), but flowauth runs without a cluster connection", 1},
+		{"zero privilege, no allow-list", deploy("--cluster-connection=false"), ns(nil), "", 0},
+		{"neither client authentication nor a NetworkPolicy", deploy("--no-client-auth"), ns(nil),
+			"warn  Deployment flowauth-system/flowauth: any pod that reaches its Service can post forged reviews", 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			d := &doctor{out: &out, c: fake.NewClientBuilder().WithObjects(tt.deploy, tt.ns).Build(), namespace: "flows", release: "flowauth", relNS: "flowauth-system"}
+			d.emulated = &emulated{}
 			d.namespacePolicy(context.Background())
 			if tt.want == "" && out.Len() > 0 || !strings.Contains(out.String(), tt.want) || d.failed != tt.failed {
 				t.Errorf("doctor said (failed %d, want %d):\n%s\nwant a line starting %q", d.failed, tt.failed, out.String(), tt.want)
@@ -72,5 +90,84 @@ func TestExpiryWarnsAsTheAlertFires(t *testing.T) {
 		if got != tt.want || !strings.Contains(what, cert.NotAfter.Format(time.RFC3339)) {
 			t.Errorf("%s: %s %q, want %s and the expiry", tt.name, got, what, tt.want)
 		}
+	}
+}
+
+// TestDoctorTrustsNoNetworkPolicyThatAdmitsEveryone: the chart's NetworkPolicy with an empty
+// networkPolicy.webhookFrom admits the webhook port from anywhere, so it keeps no forger out;
+// one that names its peers does.
+func TestDoctorTrustsNoNetworkPolicyThatAdmitsEveryone(t *testing.T) {
+	labels := map[string]string{"app.kubernetes.io/name": "flowauth"}
+	deploy := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "flowauth", Namespace: "flowauth-system"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "webhook", Args: []string{"--port=9443"}}}}}}}
+	port := intstr.FromInt32(9443)
+	policy := func(from []networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicy {
+		return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "flowauth", Namespace: "flowauth-system"},
+			Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: labels}, PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+				Ingress: []networkingv1.NetworkPolicyIngressRule{{Ports: []networkingv1.NetworkPolicyPort{{Port: &port}}, From: from}}}}
+	}
+	for _, tt := range []struct {
+		name   string
+		policy *networkingv1.NetworkPolicy
+		warned bool
+	}{
+		{"open to all", policy(nil), true},
+		{"from the API server's addresses", policy([]networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/24"}}}), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c := fake.NewClientBuilder().WithObjects(deploy, tt.policy, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows"}}).Build()
+			d := &doctor{out: &out, c: c, namespace: "flows", release: "flowauth", relNS: "flowauth-system", emulated: &emulated{}}
+			d.namespacePolicy(context.Background())
+			if got := strings.Contains(out.String(), "forged reviews"); got != tt.warned {
+				t.Errorf("warned %v, want %v:\n%s", got, tt.warned, out.String())
+			}
+		})
+	}
+}
+
+// TestDoctorChecksTheStatusAgainstItsOwnRender: any pod creator can write flowauth.io/status. On
+// the old main doctor said "admitted by flowauth" of whatever the annotation said; it now trusts
+// it only when flowauth, run on the pod as stored, writes the same.
+func TestDoctorChecksTheStatusAgainstItsOwnRender(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows", Labels: map[string]string{"flowauth.io/injection": "enabled"}}}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "flowauth"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{Name: "pods.flowauth.io", NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"flowauth.io/injection": "enabled"}}}}}
+	plain := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "run", Namespace: "flows", Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: "prefect"}}}}
+	// What flowauth stores: its own render of the pod.
+	e := &emulated{Cluster: render.Cluster{Map: secretmap.Builtin(), Namespace: "flows"}}
+	u, _ := runtime.DefaultUnstructuredConverter.ToUnstructured(&plain)
+	u["apiVersion"], u["kind"] = "v1", "Pod"
+	r, err := render.Render(context.Background(), u, e.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var injected corev1.Pod
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(r.Rendered, &injected); err != nil {
+		t.Fatal(err)
+	}
+	forged := plain.DeepCopy()
+	forged.Annotations["flowauth.io/status"] = "injected=GITHUB_ACCESS_TOKEN"
+	for _, tt := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"injected by flowauth", &injected, "ok    pod run was admitted by flowauth"},
+		{"status written by its creator", forged, "warn  pod run carries flowauth.io/status"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c := fake.NewClientBuilder().WithObjects(ns, mwc, tt.pod).Build()
+			d := &doctor{out: &out, c: c, namespace: "flows", release: "flowauth", relNS: "flowauth-system", emulated: e}
+			if err := d.pod(context.Background(), "run"); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tt.want) {
+				t.Errorf("doctor said:\n%s\nwant a line starting %q", out.String(), tt.want)
+			}
+		})
 	}
 }

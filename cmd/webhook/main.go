@@ -44,6 +44,7 @@ type config struct {
 	port                   int
 	certDir                string
 	kubeconfig             string
+	clusterConnection      bool
 	namespaceDefaults      bool
 	namespaceSelector      string
 	requireAllowList       bool
@@ -120,7 +121,8 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
 	fs.IntVar(&c.port, "port", 9443, "webhook TLS port")
 	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding tls.crt and tls.key; reloaded when they change")
-	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for API access (default: in-cluster); not used when --namespace-defaults=false and --secret-lookup=none")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for API access (default: in-cluster); not used with --cluster-connection=false")
+	fs.BoolVar(&c.clusterConnection, "cluster-connection", true, "read Namespaces (whether one is served, its defaults and its administrator's allow-lists) and record Events through the API server. false runs with no API access at all: namespace allow-lists are then NOT enforced, and the flags that need the API server (--namespace-defaults, --secret-lookup=keys, --require-allow-list, --namespace-selector, --cert-rotation) are refused")
 	fs.BoolVar(&c.namespaceDefaults, "namespace-defaults", true, "read the flowauth.io/secrets defaults annotation from Namespaces")
 	fs.StringVar(&c.namespaceSelector, "namespace-selector", "", "label selector of the namespaces the webhook serves, as its configurations' namespaceSelector says (the chart sets it), e.g. flowauth.io/injection=enabled; a request naming any other namespace did not come from the API server and is let through untouched, with nothing looked up. Default: every namespace")
 	fs.BoolVar(&c.requireAllowList, "require-allow-list", false, "refuse to inject anything in a namespace whose administrator has not set the "+mutate.AnnotationAllowedSecrets+" annotation (docs/reference.md, \"Security model\")")
@@ -184,6 +186,26 @@ func parseFlags(args []string) (config, error) {
 	}
 	if err := c.certs.validate(); err != nil {
 		return c, err
+	}
+	if !c.clusterConnection {
+		var needs []string
+		for _, f := range []struct {
+			flag string
+			on   bool
+		}{
+			{"-namespace-defaults (default true: set it to false)", c.namespaceDefaults},
+			{"-secret-lookup=keys", c.secretLookup == "keys"},
+			{"-require-allow-list", c.requireAllowList},
+			{"-namespace-selector", c.namespaceSelector != ""},
+			{"-cert-rotation", c.certs.rotation},
+		} {
+			if f.on {
+				needs = append(needs, f.flag)
+			}
+		}
+		if len(needs) > 0 {
+			return c, fmt.Errorf("flag -cluster-connection=false runs without the API server, which %s needs", strings.Join(needs, ", "))
+		}
 	}
 	if len(c.clientNames) > 0 && c.clientCAFile == "" {
 		return c, errors.New("flag -client-names needs -client-ca-file")

@@ -18,7 +18,7 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{
-		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", namespaceDefaults: true,
+		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", clusterConnection: true, namespaceDefaults: true,
 		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081", pprofBindAddress: "0",
 		logFormat: "text", logLevel: "info", shutdownDelay: 5 * time.Second, certs: certConfig{validity: 365 * 24 * time.Hour},
 		keyWatch:       secretkeys.Options{SecretFieldSelector: secretkeys.DefaultSecretFieldSelector, ConfigMapLabelSelector: secretkeys.DefaultConfigMapLabelSelector},
@@ -69,6 +69,9 @@ func TestInvalidValuesNameTheFlagAndWhatIsAllowed(t *testing.T) {
 		{args: []string{"--secret-label-selector=a b"}, want: []string{"-secret-label-selector", `"a b"`}},
 		{args: []string{"--skip-containers=istio-proxy,Bad_Name"}, want: []string{"-skip-containers", `"Bad_Name" is not a container name`}},
 		{env: [2]string{"FLOWAUTH_CONFIGMAP_LABEL_SELECTOR", "owner!!helm"}, want: []string{"-configmap-label-selector", `"owner!!helm"`}},
+		// Zero privilege is explicit, and refuses what would need the API server.
+		{args: []string{"--cluster-connection=false"}, want: []string{"-cluster-connection=false", "-namespace-defaults (default true: set it to false)"}},
+		{args: []string{"--cluster-connection=false", "--namespace-defaults=false", "--secret-lookup=keys", "--require-allow-list"}, want: []string{"-secret-lookup=keys", "-require-allow-list"}},
 	}
 	for _, tt := range tests {
 		if tt.env[0] != "" {

@@ -120,12 +120,14 @@ func run(ctx context.Context, c config) error {
 	}
 
 	keyLookup := c.secretLookup == "keys"
-	if !c.namespaceDefaults && !c.certs.rotation && !keyLookup && !c.requireAllowList && c.namespaceSelector == "" {
-		// Nothing needs the API server: run with no cluster connection and no privilege at all
-		// (and no Events: warnings reach clients in the admission response only).
+	if !c.clusterConnection {
+		// Zero privilege, chosen explicitly (--cluster-connection=false, the chart's
+		// clusterConnection: false): no API access at all, so no Namespace is read and no Event
+		// recorded; warnings reach clients in the admission response only. A namespace
+		// administrator's allow-list is then not enforced, and that must never be silent.
 		server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(handler))
 		server.Register(fwadmission.JobPath, fwadmission.NewTemplateWebhook(templates))
-		log.Info("starting without a cluster connection", "namespaceDefaults", false, "secretLookup", c.secretLookup)
+		log.Info("starting without a cluster connection (--cluster-connection=false): namespace allow-lists (" + mutate.AnnotationAllowedSecrets + ", " + mutate.AllowedSecretsForPrefix + "*) are NOT read, so NOT enforced; any Secret of a pod's namespace can be asked for by its annotations")
 		return runStandalone(ctx, c, server, watchSecretMap)
 	}
 
@@ -366,7 +368,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
-		return nil, fmt.Errorf("no --kubeconfig and no in-cluster config (%w); pass --kubeconfig, or run with --namespace-defaults=false to need no cluster at all", err)
+		return nil, fmt.Errorf("no --kubeconfig and no in-cluster config (%w); pass --kubeconfig, or run with --cluster-connection=false --namespace-defaults=false to need no cluster at all (namespace allow-lists are then not enforced)", err)
 	}
 	return cfg, nil
 }

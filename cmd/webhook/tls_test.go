@@ -40,7 +40,7 @@ func startStandalone(t *testing.T, extra func(*config)) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
-	c, err := parseFlags([]string{"--namespace-defaults=false", "--cert-dir=" + dir, "--port=" + strconv.Itoa(port),
+	c, err := parseFlags([]string{"--cluster-connection=false", "--namespace-defaults=false", "--cert-dir=" + dir, "--port=" + strconv.Itoa(port),
 		"--metrics-bind-address=0", "--health-probe-bind-address=0"})
 	if err != nil {
 		t.Fatal(err)

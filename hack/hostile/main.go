@@ -94,7 +94,7 @@ func run(bin string, reportOnly bool, only string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// As the chart runs it without a cluster connection: the lists a pod carries are the same.
-	wh := exec.CommandContext(ctx, bin, "--namespace-defaults=false", "--port="+port, "--cert-dir="+certs,
+	wh := exec.CommandContext(ctx, bin, "--cluster-connection=false", "--namespace-defaults=false", "--port="+port, "--cert-dir="+certs,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-level=error")
 	wh.Stderr = os.Stderr
 	if err := wh.Start(); err != nil {

@@ -98,7 +98,7 @@ func run(bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles
 	if err != nil {
 		return err
 	}
-	whCmd := exec.CommandContext(ctx, webhook, "--namespace-defaults=false", "--port="+port, "--cert-dir="+certs,
+	whCmd := exec.CommandContext(ctx, webhook, "--cluster-connection=false", "--namespace-defaults=false", "--port="+port, "--cert-dir="+certs,
 		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--pprof-bind-address="+pprofAddr, "--log-level=error")
 	if err := whCmd.Start(); err != nil {
 		return err

@@ -75,7 +75,7 @@ func run(dur time.Duration, rate int, reload time.Duration) error {
 	_, port, _ := net.SplitHostPort(addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wh := exec.CommandContext(ctx, bin, "--namespace-defaults=false", "--port="+port, "--cert-dir="+certDir, "--secret-map="+mapFile,
+	wh := exec.CommandContext(ctx, bin, "--cluster-connection=false", "--namespace-defaults=false", "--port="+port, "--cert-dir="+certDir, "--secret-map="+mapFile,
 		"--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0", "--log-level=error")
 	if err := wh.Start(); err != nil {
 		return err

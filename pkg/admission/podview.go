@@ -34,6 +34,7 @@ type podView struct {
 // template of a Job or CronJob.
 type podSpecView struct {
 	ServiceAccountName string            `json:"serviceAccountName"`
+	ServiceAccount     string            `json:"serviceAccount"`
 	InitContainers     boundedContainers `json:"initContainers"`
 	Containers         boundedContainers `json:"containers"`
 	Volumes            boundedVolumes    `json:"volumes"`
@@ -41,7 +42,7 @@ type podSpecView struct {
 
 func (v *podSpecView) spec() corev1.PodSpec {
 	return corev1.PodSpec{
-		ServiceAccountName: v.ServiceAccountName, InitContainers: containers(v.InitContainers), Containers: containers(v.Containers), Volumes: v.Volumes,
+		ServiceAccountName: v.ServiceAccountName, DeprecatedServiceAccount: v.ServiceAccount, InitContainers: containers(v.InitContainers), Containers: containers(v.Containers), Volumes: v.Volumes,
 	}
 }
 

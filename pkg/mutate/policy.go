@@ -38,6 +38,11 @@ type allowList struct {
 func allowListFor(in Input, r *Result) *allowList {
 	sa := in.Pod.Spec.ServiceAccountName
 	if sa == "" {
+		// The deprecated field alone: the API server copies it to serviceAccountName before
+		// admission, so a manifest rendered by the plugin must be judged the same way.
+		sa = in.Pod.Spec.DeprecatedServiceAccount
+	}
+	if sa == "" {
 		sa = "default"
 	}
 	key := AllowedSecretsForPrefix + sa

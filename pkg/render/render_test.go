@@ -185,3 +185,26 @@ func readYAML(t *testing.T, path string) map[string]any {
 	}
 	return m
 }
+
+// TestDeprecatedServiceAccountFieldChoosesTheList: the API server copies a pod's deprecated
+// serviceAccount field to serviceAccountName before admission, so the webhook judges such a pod
+// by that account's allow-list. On the old main render judged the manifest by the default
+// account's list (the namespace's) and refused what the cluster would allow.
+func TestDeprecatedServiceAccountFieldChoosesTheList(t *testing.T) {
+	job := map[string]any{"apiVersion": "batch/v1", "kind": "Job", "metadata": map[string]any{"name": "run"},
+		"spec": map[string]any{"template": map[string]any{
+			"metadata": map[string]any{"annotations": map[string]any{mutate.AnnotationSecrets: "AWS_CREDENTIALS", mutate.SecretOverridePrefix + "AWS_CREDENTIALS": "team-a-aws"}},
+			"spec":     map[string]any{"serviceAccount": "team-a", "containers": []any{map[string]any{"name": "flow", "image": "prefect"}}},
+		}}}
+	c := Cluster{Map: secretmap.Builtin(), Namespace: "flows", NamespaceAnnotations: map[string]map[string]string{"flows": {
+		mutate.AnnotationAllowedSecrets:           "GITHUB_ACCESS_TOKEN",
+		mutate.AllowedSecretsForPrefix + "team-a": "AWS_CREDENTIALS=team-a-aws",
+	}}}
+	got, err := Render(context.Background(), job, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := got.Templates[0].Denial; d != "" || !strings.Contains(got.Templates[0].Status, "AWS_CREDENTIALS") {
+		t.Errorf("judged by the namespace's list, not team-a's: denial %q, status %q", d, got.Templates[0].Status)
+	}
+}

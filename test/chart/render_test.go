@@ -195,6 +195,7 @@ func TestTLSModesAndPrivileges(t *testing.T) {
 		args      []string // must be among the container args
 		noArgs    []string // must not be
 		rbac      []string
+		set       string // a --set beside the file
 	}{
 		{
 			file:      "",
@@ -231,17 +232,30 @@ func TestTLSModesAndPrivileges(t *testing.T) {
 			},
 		},
 		{
+			// Your own certificate: Namespaces are still read, so allow-lists are enforced.
 			file:   "values-own-certificate.yaml",
-			noArgs: []string{"--cert-rotation"},
+			noArgs: []string{"--cert-rotation", "--cluster-connection=false"},
 			args:   []string{"--namespace-defaults=false"},
+			rbac:   []string{"ClusterRole: get,list,watch namespaces", "ClusterRole: create,patch events.k8s.io/events"},
+		},
+		{
+			// Zero privilege only when asked for, and then said in the args (the binary logs
+			// that allow-lists are not enforced).
+			file:   "values-own-certificate.yaml",
+			set:    "clusterConnection=false",
+			noArgs: []string{"--cert-rotation", "--namespace-selector"},
+			args:   []string{"--cluster-connection=false", "--namespace-defaults=false"},
 			rbac:   []string{},
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
+		t.Run(tt.file+" "+tt.set, func(t *testing.T) {
 			args := slices.Clone(release)
 			if tt.file != "" {
 				args = append(args, "-f", filepath.Join("examples", tt.file))
+			}
+			if tt.set != "" {
+				args = append(args, "--set", tt.set)
 			}
 			objs := decode(t, mustHelm(t, args...))
 			rendered := kinds(objs)
@@ -273,7 +287,7 @@ func TestTLSModesAndPrivileges(t *testing.T) {
 				t.Errorf("caBundle %q: only a provided certificate puts it in the chart", bundle)
 			}
 			token := at(find(t, objs, "Deployment").Object, "spec.template.spec.automountServiceAccountToken")
-			if want := tt.file != "values-own-certificate.yaml"; token != want {
+			if want := tt.set != "clusterConnection=false"; token != want {
 				t.Errorf("automountServiceAccountToken = %v, want %v (a token only when the API is used)", token, want)
 			}
 		})

@@ -40,7 +40,7 @@ func TestCertificateFileSwapUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	w, err := cluster.RunWebhook(ctx, "--namespace-defaults=false", "--cert-dir="+certDir, "--port="+port)
+	w, err := cluster.RunWebhook(ctx, "--cluster-connection=false", "--namespace-defaults=false", "--cert-dir="+certDir, "--port="+port)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func TestRestartOfOneOfTwoReplicasFailsNoAdmission(t *testing.T) {
 	}
 	replica := func(addr string) (*localcluster.Webhook, error) {
 		_, port, _ := net.SplitHostPort(addr)
-		w, err := cluster.RunWebhook(ctx, "--namespace-defaults=false", "--cert-dir="+certDir, "--port="+port, "--shutdown-delay=2s")
+		w, err := cluster.RunWebhook(ctx, "--cluster-connection=false", "--namespace-defaults=false", "--cert-dir="+certDir, "--port="+port, "--shutdown-delay=2s")
 		if err != nil {
 			return nil, err
 		}

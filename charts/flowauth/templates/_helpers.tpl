@@ -61,6 +61,16 @@ app.kubernetes.io/component: webhook
 {{- if and .Values.certs.caBundle (not .Values.certs.secretName) }}
 {{- fail "certs.caBundle needs certs.secretName: the existing Secret (tls.crt, tls.key) signed by that CA" }}
 {{- end }}
+{{- if not .Values.clusterConnection }}
+{{- $needs := list }}
+{{- if .Values.namespaceDefaults }}{{ $needs = append $needs "namespaceDefaults: true" }}{{ end }}
+{{- if eq .Values.secretLookup "keys" }}{{ $needs = append $needs "secretLookup: keys" }}{{ end }}
+{{- if .Values.policy.requireAllowList }}{{ $needs = append $needs "policy.requireAllowList: true" }}{{ end }}
+{{- if eq (include "flowauth.tlsMode" .) "self-managed" }}{{ $needs = append $needs "self-managed TLS (set certs.secretName or certManager.enabled)" }}{{ end }}
+{{- with $needs }}
+{{- fail (printf "clusterConnection: false runs flowauth without the API server, which %s needs" (join ", " .)) }}
+{{- end }}
+{{- end }}
 {{- if and (eq .Values.secretLookup "none") (ne .Values.missingSecret "warn") }}
 {{- fail (printf "missingSecret=%s has no effect with secretLookup=none: set secretLookup=keys" .Values.missingSecret) }}
 {{- end }}
@@ -117,9 +127,10 @@ healthValue: healthProbePort
 {{- end }}
 {{- end }}
 
-{{/* "true" when flowauth talks to the API server at all (and so mounts a token and records Events). */}}
+{{/* "true" when flowauth talks to the API server at all (and so mounts a token, reads Namespaces'
+allow-lists and records Events): unless clusterConnection is false, an explicit choice. */}}
 {{- define "flowauth.needsAPI" -}}
-{{- if or .Values.namespaceDefaults (eq (include "flowauth.tlsMode" .) "self-managed") (eq .Values.secretLookup "keys") .Values.policy.requireAllowList }}true{{- end }}
+{{- if .Values.clusterConnection }}true{{- end }}
 {{- end }}
 
 {{/* The webhook configurations' namespaceSelector as a label selector string, for the binary's
