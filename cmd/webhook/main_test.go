@@ -21,7 +21,7 @@ func TestDefaultsMatchTheDesign(t *testing.T) {
 		port: 9443, certDir: "/tmp/k8s-webhook-server/serving-certs", clusterConnection: true, namespaceDefaults: true,
 		secretLookup: "none", missingSecret: "warn", metricsBindAddress: ":8080", healthProbeBindAddress: ":8081", pprofBindAddress: "0",
 		logFormat: "text", logLevel: "info", shutdownDelay: 5 * time.Second, certs: certConfig{validity: 365 * 24 * time.Hour},
-		keyWatch:       secretkeys.Options{SecretFieldSelector: secretkeys.DefaultSecretFieldSelector, ConfigMapLabelSelector: secretkeys.DefaultConfigMapLabelSelector},
+		keyWatch:       secretkeys.Options{SecretFieldSelector: secretkeys.DefaultSecretFieldSelector, ConfigMapLabelSelector: secretkeys.DefaultConfigMapLabelSelector, MaxTotalKeyBytes: secretkeys.DefaultMaxTotalKeyBytes},
 		skipContainers: mutate.DefaultSkipContainers,
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -66,7 +66,17 @@ type Options struct {
 	ConfigMapLabelSelector string
 	// PageSize is the list page size; 0 means DefaultPageSize.
 	PageSize int64
+	// MaxTotalKeyBytes bounds the key names kept for all objects together (each object's are
+	// already at most MaxKeyBytes): past it, objects are kept as not known and read from the
+	// API server when a pod names one. 0: DefaultMaxTotalKeyBytes; negative: no bound.
+	MaxTotalKeyBytes int64
 }
+
+// DefaultMaxTotalKeyBytes bounds the index's key names: a cluster's Secrets have a handful of
+// short keys each (the 60,000 objects of docs/large-clusters.md hold under 2 MiB of them), while
+// 8,000 ConfigMaps of 16 KiB of distinct key names, which anyone who can create ConfigMaps in
+// one namespace can make with a cluster-wide watch, would hold 128 MiB.
+const DefaultMaxTotalKeyBytes = 8 << 20
 
 // Validate checks the selectors, so a typo stops the binary at start and names the selector.
 func (o Options) Validate() error {
@@ -85,6 +95,7 @@ func (o Options) Validate() error {
 // Index maps namespace/name to sorted key names for Secrets and ConfigMaps.
 type Index struct {
 	secrets, configMaps kindIndex
+	budget              *budget
 }
 
 var _ mutate.KeyLookup = (*Index)(nil)
@@ -115,6 +126,14 @@ func (k kindIndex) oversized() int {
 	n := 0
 	for _, s := range k {
 		n += s.oversizedCount()
+	}
+	return n
+}
+
+func (k kindIndex) overBudget() int {
+	n := 0
+	for _, s := range k {
+		n += s.overBudgetCount()
 	}
 	return n
 }
@@ -177,10 +196,14 @@ func Watch(ctx context.Context, cs kubernetes.Interface, o Options) (*Index, err
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
-	ix := &Index{secrets: kindIndex{}, configMaps: kindIndex{}}
+	if o.MaxTotalKeyBytes == 0 {
+		o.MaxTotalKeyBytes = DefaultMaxTotalKeyBytes
+	}
+	ix := &Index{secrets: kindIndex{}, configMaps: kindIndex{}, budget: &budget{max: o.MaxTotalKeyBytes}}
 	rc := cs.CoreV1().RESTClient()
 	for _, ns := range namespaces {
 		ix.secrets[ns], ix.configMaps[ns] = newStore(), newStore()
+		ix.secrets[ns].budget, ix.configMaps[ns].budget = ix.budget, ix.budget
 		secrets := &lister{store: ix.secrets[ns], rest: rc, resource: "secrets", namespace: ns, fieldSelector: o.SecretFieldSelector, labelSelector: o.SecretLabelSelector, pageSize: o.PageSize,
 			watch: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 				return cs.CoreV1().Secrets(ns).Watch(ctx, opts)
@@ -357,16 +380,19 @@ func restricted(secretType string) bool {
 // Collector exports the index's size and sync state as Prometheus gauges.
 func (ix *Index) Collector() prometheus.Collector {
 	return &collector{ix: ix,
-		objects:   prometheus.NewDesc("flowauth_key_cache_objects", "Secrets and ConfigMaps whose key names flowauth knows (--secret-lookup=keys).", []string{"kind"}, nil),
-		sync:      prometheus.NewDesc("flowauth_key_cache_synced", "1 once the Secret and ConfigMap watches have stored their first list.", nil, nil),
-		lists:     prometheus.NewDesc("flowauth_key_cache_lists_total", "Complete lists of Secrets and ConfigMaps stored: the first sync, then one per relist (a watch expired, the API server restarted).", nil, nil),
-		oversized: prometheus.NewDesc("flowauth_key_cache_oversized_objects", "Secrets and ConfigMaps whose key names exceed 16 KiB: kept without them, and read from the API server when a pod names one.", []string{"kind"}, nil),
+		objects:    prometheus.NewDesc("flowauth_key_cache_objects", "Secrets and ConfigMaps whose key names flowauth knows (--secret-lookup=keys).", []string{"kind"}, nil),
+		sync:       prometheus.NewDesc("flowauth_key_cache_synced", "1 once the Secret and ConfigMap watches have stored their first list.", nil, nil),
+		lists:      prometheus.NewDesc("flowauth_key_cache_lists_total", "Complete lists of Secrets and ConfigMaps stored: the first sync, then one per relist (a watch expired, the API server restarted).", nil, nil),
+		oversized:  prometheus.NewDesc("flowauth_key_cache_oversized_objects", "Secrets and ConfigMaps whose key names exceed 16 KiB: kept without them, and read from the API server when a pod names one.", []string{"kind"}, nil),
+		overBudget: prometheus.NewDesc("flowauth_key_cache_over_budget_objects", "Secrets and ConfigMaps kept without their key names because the cache's key names had reached their total bound (--key-cache-max-bytes): read from the API server when a pod names one.", []string{"kind"}, nil),
+		keyBytes:   prometheus.NewDesc("flowauth_key_cache_key_bytes", "Bytes of key names the cache holds, summed over objects, against its bound (--key-cache-max-bytes).", nil, nil),
 	}
 }
 
 type collector struct {
-	ix                              *Index
-	objects, sync, lists, oversized *prometheus.Desc
+	ix                                          *Index
+	objects, sync, lists, oversized, overBudget *prometheus.Desc
+	keyBytes                                    *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -374,6 +400,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.sync
 	ch <- c.lists
 	ch <- c.oversized
+	ch <- c.overBudget
+	ch <- c.keyBytes
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -388,4 +416,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.lists, prometheus.CounterValue, float64(c.ix.Lists()))
 	ch <- prometheus.MustNewConstMetric(c.oversized, prometheus.GaugeValue, float64(c.ix.secrets.oversized()), "Secret")
 	ch <- prometheus.MustNewConstMetric(c.oversized, prometheus.GaugeValue, float64(c.ix.configMaps.oversized()), "ConfigMap")
+	ch <- prometheus.MustNewConstMetric(c.overBudget, prometheus.GaugeValue, float64(c.ix.secrets.overBudget()), "Secret")
+	ch <- prometheus.MustNewConstMetric(c.overBudget, prometheus.GaugeValue, float64(c.ix.configMaps.overBudget()), "ConfigMap")
+	var used int64
+	if c.ix.budget != nil {
+		used = c.ix.budget.used.Load()
+	}
+	ch <- prometheus.MustNewConstMetric(c.keyBytes, prometheus.GaugeValue, float64(used))
 }

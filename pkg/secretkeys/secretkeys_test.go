@@ -434,3 +434,48 @@ func TestRestrictedTypesAreNeverIndexed(t *testing.T) {
 		t.Errorf("decoded types %v, want %s", types, want)
 	}
 }
+
+// TestKeyNamesHaveATotalBound: each object's key names were bounded (16 KiB) but their total was
+// not, so 8,000 ConfigMaps of 16 KiB of distinct key names held about 128 MiB. Past the total
+// bound, objects are kept as not known (read live when a pod names one) and counted; what is
+// deleted or relisted gives its bytes back.
+func TestKeyNamesHaveATotalBound(t *testing.T) {
+	b := &budget{max: 64 << 10}
+	s := newStore()
+	s.budget = b
+	configMap := func(i int) *corev1.ConfigMap {
+		data := map[string]string{}
+		for k := 0; k < 600; k++ { // about 15 KiB of key names, distinct per object
+			data[fmt.Sprintf("key-%04d-of-cm-%04d", k, i)] = ""
+		}
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i), Namespace: "tenant"}, Data: data}
+	}
+	for i := range 8 {
+		if err := s.Add(configMap(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if used := b.used.Load(); used > b.max {
+		t.Errorf("%d bytes of key names kept, past the bound of %d", used, b.max)
+	}
+	known := 0
+	for i := range 8 {
+		if _, ok := s.get("tenant", fmt.Sprintf("cm-%d", i)); ok {
+			known++
+		}
+	}
+	if known == 0 || known == 8 || s.overBudgetCount() != 8-known {
+		t.Errorf("%d of 8 known, %d over the bound: want the first ones known and the rest counted", known, s.overBudgetCount())
+	}
+	// Deleting what is kept gives its bytes back; a relist keeps what fits.
+	for i := range 8 {
+		_ = s.Delete(configMap(i))
+	}
+	if used := b.used.Load(); used != 0 {
+		t.Errorf("%d bytes still counted after every object was deleted", used)
+	}
+	_ = s.Replace([]any{configMap(100)}, "2")
+	if _, ok := s.get("tenant", "cm-100"); !ok {
+		t.Error("an object that fits after the deletions is not known")
+	}
+}

@@ -41,6 +41,47 @@ const MaxKeyBytes = 16 << 10
 // it: key names never hold NUL, and it is one NUL.
 var oversized = unique.Make("\x00")
 
+// overBudget stands for the key names of an object that came when the index's key names had
+// reached their total bound (Options.MaxTotalKeyBytes): like an oversized one it is kept as not
+// known, and read from the API server when a pod names it. Two NULs: no real key set equals it.
+var overBudget = unique.Make("\x00\x00")
+
+// keyBytes is what an object's key names count against the total bound.
+func keyBytes(h keySet) int64 {
+	if h == oversized || h == overBudget {
+		return 0
+	}
+	return int64(len(h.Value()))
+}
+
+// budget bounds the key-name bytes of every store of an index together.
+type budget struct {
+	max  int64 // <= 0: no bound
+	used atomic.Int64
+}
+
+// take counts n bytes if they fit.
+func (b *budget) take(n int64) bool {
+	if b == nil || b.max <= 0 {
+		return true
+	}
+	for {
+		used := b.used.Load()
+		if used+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+func (b *budget) release(n int64) {
+	if b != nil && b.max > 0 {
+		b.used.Add(-n)
+	}
+}
+
 func splitKeys(h keySet) []string {
 	if v := h.Value(); v != "" {
 		return strings.Split(v, "\x00")
@@ -55,6 +96,8 @@ func splitKeys(h keySet) []string {
 type store struct {
 	mu      sync.RWMutex
 	objects map[string]entry
+	// budget is the index's total bound, shared by its stores; nil: none.
+	budget *budget
 	// generation counts lists: a list stamps what it puts with the next generation as it
 	// decodes each page, and Replace then drops what it did not stamp. The one map is updated in
 	// place, so neither a list nor a second map is ever held beside it.
@@ -77,19 +120,24 @@ func (s *store) get(namespace, name string) ([]string, bool) {
 	s.mu.RLock()
 	e, ok := s.objects[namespace+"/"+name]
 	s.mu.RUnlock()
-	if !ok || e.keys == oversized {
+	if !ok || e.keys == oversized || e.keys == overBudget {
 		return nil, false
 	}
 	return splitKeys(e.keys), true
 }
 
 // oversizedCount is how many objects are kept as oversized.
-func (s *store) oversizedCount() int {
+func (s *store) oversizedCount() int { return s.count(oversized) }
+
+// overBudgetCount is how many objects are kept as not known past the total bound.
+func (s *store) overBudgetCount() int { return s.count(overBudget) }
+
+func (s *store) count(marker keySet) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	n := 0
 	for _, e := range s.objects {
-		if e.keys == oversized {
+		if e.keys == marker {
 			n++
 		}
 	}
@@ -125,8 +173,12 @@ func (s *store) Delete(obj any) error {
 	if !ok {
 		return nil
 	}
+	id := o.GetNamespace() + "/" + o.GetName()
 	s.mu.Lock()
-	delete(s.objects, o.GetNamespace()+"/"+o.GetName())
+	if e, had := s.objects[id]; had {
+		s.budget.release(keyBytes(e.keys))
+		delete(s.objects, id)
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -147,7 +199,7 @@ func (s *store) put(id string, keys keySet, generation uint32) {
 	if generation == 0 {
 		generation = s.generation
 	}
-	s.objects[id] = entry{keys: keys, generation: generation}
+	s.objects[id] = entry{keys: s.charge(id, keys), generation: generation}
 	s.mu.Unlock()
 }
 
@@ -163,11 +215,12 @@ func (s *store) Replace(items []any, _ string) error {
 	}
 	for _, item := range items {
 		if id, keys, ok := keysOf(item); ok {
-			s.objects[id] = entry{keys: keys, generation: s.generation}
+			s.objects[id] = entry{keys: s.charge(id, keys), generation: s.generation}
 		}
 	}
 	for id, e := range s.objects {
 		if e.generation != s.generation {
+			s.budget.release(keyBytes(e.keys))
 			delete(s.objects, id)
 		}
 	}
@@ -175,6 +228,18 @@ func (s *store) Replace(items []any, _ string) error {
 	s.replaced.Store(true)
 	s.lists.Add(1)
 	return nil
+}
+
+// charge counts the object's new key names against the budget in place of its old ones, and
+// returns what to keep: the key names, or overBudget when they do not fit. Called with s.mu held.
+func (s *store) charge(id string, keys keySet) keySet {
+	if old, had := s.objects[id]; had {
+		s.budget.release(keyBytes(old.keys))
+	}
+	if !s.budget.take(keyBytes(keys)) {
+		return overBudget
+	}
+	return keys
 }
 
 // Resync has nothing to do: there is no handler to replay to.

@@ -125,7 +125,7 @@ func values() []string {
 		"certs.secretName="+servingSecret,
 		"certs.caBundle="+base64.StdEncoding.EncodeToString(ca.PEM),
 		"json:secretMap="+jsonString(goodMap))
-	for _, a := range []string{"admissionErrors", "webhookCallsFailing", "noReadyReplica", "admissionLatencyHigh", "certificateExpiringSoon"} {
+	for _, a := range []string{"admissionErrors", "webhookCallsFailing", "noReadyReplica", "admissionLatencyHigh", "certificateExpiringSoon", "keyCacheOverBudget"} {
 		v = append(v, "metrics.prometheusRule.for."+a+"="+alertFor.String())
 	}
 	return v
