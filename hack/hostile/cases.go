@@ -1,9 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/flowauth/flowauth/test/localcluster"
 )
 
 // cases are the hostile requests: each list a pod or Job can carry, as long as the API server
@@ -49,6 +59,10 @@ func cases() []hostileCase {
 	}
 	many["flowauth.io/containers"] = strings.Join(names("c%d", 64), ",")
 	add("injection-64x64", podPath, review("CREATE", "Pod", pod(many, containers(64)), nil))
+	// A refused pod named 2.5 MB: on the old main its denial's log line was 2.5 MB.
+	named := pod(map[string]string{"flowauth.io/secrets": "AWS..X"}, containers(1))
+	named["metadata"].(map[string]any)["name"] = strings.Repeat("p", 5<<19)
+	add("pod-name-2.5MB", podPath, review("CREATE", "Pod", named, nil))
 	// A container name as long as the body.
 	add("container-name-3MiB", podPath, review("CREATE", "Pod", pod(flowRun(nil), []any{map[string]any{"name": strings.Repeat("n", 3<<20-4096), "image": "i"}}), nil))
 	// Env vars, envFrom sources and mounts filling the body, in the flow's container.
@@ -145,6 +159,11 @@ func job(annotations map[string]string, containers []any) map[string]any {
 }
 
 func review(operation, kind string, object, old map[string]any) []byte {
+	return reviewIn("flows", operation, kind, object, old)
+}
+
+// reviewIn is a review naming namespace.
+func reviewIn(namespace, operation, kind string, object, old map[string]any) []byte {
 	group, resource := "", "pods"
 	if kind == "Job" {
 		group, resource = "batch", "jobs"
@@ -153,7 +172,7 @@ func review(operation, kind string, object, old map[string]any) []byte {
 		"uid":       "hostile",
 		"kind":      map[string]any{"group": group, "version": "v1", "kind": kind},
 		"resource":  map[string]any{"group": group, "version": "v1", "resource": resource},
-		"namespace": "flows", "operation": operation,
+		"namespace": namespace, "operation": operation,
 		"userInfo": map[string]any{"username": "tenant"},
 		"object":   object,
 	}
@@ -165,4 +184,72 @@ func review(operation, kind string, object, old map[string]any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// connectedCases are what only a cluster connection makes costly: Events kept by client-go's
+// broadcaster, reads of Namespaces the cache lacks, and the key cache filled through its watch.
+// Each is issue 29's, as it measured them on the old main.
+func connectedCases(c *localcluster.Cluster) []hostileCase {
+	podPath := "/mutate-v1-pod"
+	huge := strings.Repeat("j", 5<<19) // 2.5 MB
+	// 1,000 refused pods, each controlled by a Job of a distinct 2.5 MB name and a fresh UID: on
+	// the old main each was an Event the broadcaster kept for minutes.
+	owned := func(i int) []byte {
+		p := pod(map[string]string{"flowauth.io/secrets": "AWS..X"}, containers(1))
+		p["metadata"].(map[string]any)["ownerReferences"] = []any{map[string]any{
+			"apiVersion": "batch/v1", "kind": "Job", "name": fmt.Sprintf("j%05d", i) + huge, "uid": uuid.NewString(), "controller": true,
+		}}
+		return review("CREATE", "Pod", p, nil)
+	}
+	// 1,000 forged reviews, each naming a namespace that does not exist, of a Prefect flow-run
+	// pod declaring nothing (the pod whose namespace is read): on the old main each cost a read.
+	forged := func(i int) []byte {
+		p := pod(nil, containers(1))
+		meta := p["metadata"].(map[string]any)
+		meta["labels"] = map[string]string{"prefect.io/flow-run-id": uuid.NewString()}
+		ns := fmt.Sprintf("forged-%d-%s", i, uuid.NewString()[:8])
+		meta["namespace"] = ns
+		return reviewIn(ns, "CREATE", "Pod", p, nil)
+	}
+	return []hostileCase{
+		{name: "owner-names-2.5MB-x1000", path: podPath, n: 1000, bodyN: owned, noEvents: true},
+		{name: "forged-namespaces-x1000", path: podPath, n: 1000, bodyN: forged, maxRequests: 25},
+		{name: "configmaps-8000x16KiB", setup: func() error { return manyKeyConfigMaps(c, 8000) }, setupObjects: 8000},
+	}
+}
+
+// manyKeyConfigMaps creates n ConfigMaps in a namespace of their own, each with about 16 KiB of
+// distinct key names (empty values), and waits until the webhook's watch has them all.
+func manyKeyConfigMaps(c *localcluster.Cluster, n int) error {
+	ctx := context.Background()
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = 500, 500
+	cl, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return err
+	}
+	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "tenant"}}); err != nil {
+		return err
+	}
+	work := make(chan int)
+	g := errgroup.Group{}
+	for range concurrent {
+		g.Go(func() error {
+			for i := range work {
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("many-keys-%d", i), Namespace: "tenant"}, Data: map[string]string{}}
+				for k := range 1330 { // 1,330 keys of 11 bytes and their separators: 15,960 bytes
+					cm.Data[fmt.Sprintf("k%05d-%04d", i, k)] = ""
+				}
+				if err := cl.Create(ctx, cm); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	return g.Wait()
 }

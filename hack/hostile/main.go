@@ -26,6 +26,12 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -36,14 +42,21 @@ const (
 	maxPeakGrowth  = 16 << 20
 	maxBody        = 3 << 20
 	concurrent     = 8
+	// maxLogLine: issue 29's bound on the longest log line a request may cause.
+	maxLogLine = 4 << 10
 )
 
 func main() {
 	bin := flag.String("webhook-bin", "", "webhook binary to measure (default: build ./cmd/webhook)")
 	reportOnly := flag.Bool("report-only", false, "print the table without failing on a target")
 	only := flag.String("case", "", "run only the cases whose name contains this")
+	mode := flag.String("mode", "both", "standalone (no cluster connection, as clusterConnection: false), cluster (against the local control plane: namespaces, key lookup, Events), or both")
 	flag.Parse()
-	if err := run(*bin, *reportOnly, *only); err != nil {
+	if *mode != "both" && *mode != "standalone" && *mode != "cluster" {
+		fmt.Fprintln(os.Stderr, "hostile: -mode is one of both, standalone, cluster")
+		os.Exit(2)
+	}
+	if err := run(*bin, *reportOnly, *only, *mode); err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		os.Exit(1)
 	}
@@ -59,9 +72,12 @@ type outcome struct {
 	peakGrowth      int64
 	message         string
 	broken          []string
+	// events and apiRequests: Events stored and the webhook's API requests (-1 without a
+	// cluster); longestLog: the longest line the webhook logged.
+	events, apiRequests, longestLog int
 }
 
-func run(bin string, reportOnly bool, only string) error {
+func run(bin string, reportOnly bool, only, mode string) error {
 	tmp, err := os.MkdirTemp("", "flowauth-hostile-")
 	if err != nil {
 		return err
@@ -86,62 +102,28 @@ func run(bin string, reportOnly bool, only string) error {
 	if err := ca.WriteServing(certs, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
 		return err
 	}
-	addr, err := localcluster.FreeAddr()
-	if err != nil {
-		return err
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// As the chart runs it without a cluster connection: the lists a pod carries are the same.
-	wh := exec.CommandContext(ctx, bin, "--cluster-connection=false", "--namespace-defaults=false", "--port="+port, "--cert-dir="+certs,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--log-level=error")
-	wh.Stderr = os.Stderr
-	if err := wh.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = wh.Process.Kill() }()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.PEM)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: concurrent, ForceAttemptHTTP2: false,
 	}}
-	url := "https://" + addr
-	if err := waitServing(client, url); err != nil {
-		return err
-	}
-	// At rest: after a few ordinary flow runs, as in a cluster.
-	ordinary := review("CREATE", "Pod", pod(map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS GCP_CREDENTIALS"}, containers(1)), nil)
-	for range 50 {
-		if _, _, err := send(client, url+"/mutate-v1-pod", ordinary); err != nil {
+	broken := 0
+	if mode == "both" || mode == "standalone" {
+		// As the chart runs it with clusterConnection: false: the lists a pod carries are the
+		// same. The environment, not a flag, says so: builds from before the flag ignore it.
+		w := webhookRun{bin: bin, certs: certs, client: client, env: []string{"FLOWAUTH_CLUSTER_CONNECTION=false"}, args: []string{"--namespace-defaults=false"}}
+		n, err := w.run("without a cluster connection", cases(), only)
+		if err != nil {
 			return err
 		}
+		broken += n
 	}
-	pid := wh.Process.Pid
-	fmt.Printf("webhook %s, pid %d, RSS at rest %s\n\n", bin, pid, localcluster.ProcStatus(pid, "VmRSS"))
-
-	var results []outcome
-	for _, c := range cases() {
-		if only != "" && !strings.Contains(c.name, only) {
-			continue
-		}
-		if len(c.body) > maxBody {
-			return fmt.Errorf("case %s: body of %d bytes is over the API server's 3 MiB", c.name, len(c.body))
-		}
-		o, err := measure(client, url+c.path, pid, c)
+	if mode == "both" || mode == "cluster" {
+		n, err := runConnected(tmp, bin, certs, client, only)
 		if err != nil {
-			return fmt.Errorf("case %s: %w", c.name, err)
+			return err
 		}
-		results = append(results, o)
-	}
-	fmt.Printf("%-28s %8s %9s %9s %9s %5s %9s  %s\n", "case", "body KiB", "alone ms", "8 at once", "answer B", "code", "peak MiB", "answer")
-	broken := 0
-	for _, o := range results {
-		fmt.Printf("%-28s %8d %9.1f %9.1f %9d %5d %9.1f  %s\n", o.name, o.body>>10, ms(o.alone), ms(o.together), o.answer, o.code, float64(o.peakGrowth)/(1<<20), o.message)
-		for _, b := range o.broken {
-			fmt.Printf("    BROKEN: %s\n", b)
-			broken++
-		}
+		broken += n
 	}
 	if broken > 0 && !reportOnly {
 		return fmt.Errorf("%d targets broken", broken)
@@ -149,52 +131,368 @@ func run(bin string, reportOnly bool, only string) error {
 	return nil
 }
 
+// runConnected runs the webhook as the chart does by default, against the local control plane:
+// namespaces read (the served ones labelled flowauth.io/injection=enabled), key lookup on, Events
+// recorded. Every case runs again, and the cases only a connection makes possible.
+func runConnected(tmp, bin, certs string, client *http.Client, only string) (int, error) {
+	ctx := context.Background()
+	root, err := filepath.Abs(".")
+	if err != nil {
+		return 0, err
+	}
+	c, err := localcluster.Start(ctx, localcluster.Options{RepoRoot: root, WorkDir: tmp, WebhookBin: bin, NoWebhook: true})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = c.Stop() }()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows", Labels: map[string]string{"flowauth.io/injection": "enabled"}}}
+	if err := c.Client.Create(ctx, ns); err != nil {
+		return 0, err
+	}
+	w := webhookRun{bin: bin, certs: certs, client: client, cluster: c, args: []string{
+		"--kubeconfig=" + c.Kubeconfig, "--namespace-selector=flowauth.io/injection=enabled", "--secret-lookup=keys",
+	}}
+	return w.run("with a cluster connection (namespaces read, key lookup, Events)", append(cases(), connectedCases(c)...), only)
+}
+
+// webhookRun is one run of the webhook binary and the cases sent to it.
+type webhookRun struct {
+	bin, certs string
+	args, env  []string
+	client     *http.Client
+	cluster    *localcluster.Cluster
+}
+
+func (w webhookRun) run(title string, cs []hostileCase, only string) (int, error) {
+	addr, err := localcluster.FreeAddr()
+	if err != nil {
+		return 0, err
+	}
+	metricsAddr, err := localcluster.FreeAddr()
+	if err != nil {
+		return 0, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Logged at info, as the chart runs it: the denials' lines are measured.
+	logs := &lineMeter{}
+	wh := exec.CommandContext(ctx, w.bin, append([]string{"--port=" + port, "--cert-dir=" + w.certs,
+		"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--log-level=info"}, w.args...)...)
+	wh.Env = append(os.Environ(), w.env...)
+	wh.Stderr, wh.Stdout = logs, logs
+	if err := wh.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { _ = wh.Process.Kill(); _ = wh.Wait() }()
+	url := "https://" + addr
+	if err := waitServing(w.client, url, "http://"+metricsAddr+"/metrics"); err != nil {
+		return 0, fmt.Errorf("%w; its log:\n%s", err, logs.tail())
+	}
+	// At rest: after a few ordinary flow runs, as in a cluster.
+	ordinary := review("CREATE", "Pod", pod(map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS GCP_CREDENTIALS"}, containers(1)), nil)
+	for range 50 {
+		if _, _, err := send(w.client, url+"/mutate-v1-pod", ordinary); err != nil {
+			return 0, err
+		}
+	}
+	pid := wh.Process.Pid
+	fmt.Printf("%s: webhook %s, pid %d, RSS at rest %s\n\n", title, w.bin, pid, localcluster.ProcStatus(pid, "VmRSS"))
+	m := meters{metrics: "http://" + metricsAddr + "/metrics", logs: logs, cluster: w.cluster}
+	var results []outcome
+	for _, c := range cs {
+		if only != "" && !strings.Contains(c.name, only) {
+			continue
+		}
+		o, err := measure(w.client, url, pid, c, m)
+		if err != nil {
+			return 0, fmt.Errorf("case %s: %w", c.name, err)
+		}
+		results = append(results, o)
+	}
+	fmt.Printf("%-30s %8s %9s %9s %9s %5s %9s %7s %7s %8s  %s\n", "case", "body KiB", "alone ms", "8 at once", "answer B", "code", "peak MiB", "events", "API req", "log line", "answer")
+	broken := 0
+	for _, o := range results {
+		fmt.Printf("%-30s %8d %9.1f %9.1f %9d %5d %9.1f %7s %7s %8d  %s\n", o.name, o.body>>10, ms(o.alone), ms(o.together), o.answer, o.code, float64(o.peakGrowth)/(1<<20),
+			count(o.events), count(o.apiRequests), o.longestLog, o.message)
+		for _, b := range o.broken {
+			fmt.Printf("    BROKEN: %s\n", b)
+			broken++
+		}
+	}
+	fmt.Println()
+	return broken, nil
+}
+
+func count(n int) string {
+	if n < 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
 type hostileCase struct {
 	name, path string
 	body       []byte
+	// noEvents: the case may store no Event; maxRequests, when set, bounds the webhook's API
+	// requests (with a cluster).
+	noEvents    bool
+	maxRequests int
+	// n > 0: n reviews, bodyN(i) each, sent 8 at a time; every answer is held to the targets.
+	n     int
+	bodyN func(i int) []byte
+	// setup, when set, makes what the webhook's watches read (no review): the peak is measured
+	// while the webhook takes it in, then one ordinary review is timed.
+	setup func() error
+	// setupObjects: the webhook's key cache holds at least this many ConfigMaps once the setup is
+	// taken in.
+	setupObjects int
+}
+
+// meters read what a case cost beyond its answers: Events stored, the webhook's requests to the
+// API server, its longest log line.
+type meters struct {
+	metrics string
+	logs    *lineMeter
+	cluster *localcluster.Cluster
+}
+
+// events is how many Events the namespace flows holds; -1 without a cluster.
+func (m meters) events() (int, error) {
+	if m.cluster == nil {
+		return -1, nil
+	}
+	var list eventsv1.EventList
+	if err := m.cluster.Client.List(context.Background(), &list, client.InNamespace("flows")); err != nil {
+		return 0, err
+	}
+	return len(list.Items), nil
+}
+
+// apiRequests is the webhook's client-go request count (rest_client_requests_total, every verb
+// and code); -1 without a cluster.
+func (m meters) apiRequests() (int, error) {
+	if m.cluster == nil {
+		return -1, nil
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, m.metrics, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			total += v
+		}
+	}
+	return int(total), nil
+}
+
+// gauge reads one series of the webhook's metrics (its name and labels as exposed).
+func (m meters) gauge(series string) (int, error) {
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, m.metrics, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int(f), err
+		}
+	}
+	return 0, nil
+}
+
+// lineMeter is the webhook's output: it keeps the longest line since reset and the last lines.
+type lineMeter struct {
+	mu      sync.Mutex
+	current int
+	longest int
+	last    []byte
+}
+
+func (l *lineMeter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range p {
+		if b == '\n' {
+			l.longest = max(l.longest, l.current)
+			l.current = 0
+			continue
+		}
+		l.current++
+	}
+	l.last = append(l.last, p...)
+	if len(l.last) > 8<<10 {
+		l.last = l.last[len(l.last)-4<<10:]
+	}
+	return len(p), nil
+}
+
+func (l *lineMeter) reset() {
+	l.mu.Lock()
+	l.longest, l.current = 0, 0
+	l.mu.Unlock()
+}
+
+func (l *lineMeter) max() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return max(l.longest, l.current)
+}
+
+func (l *lineMeter) tail() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.last)
 }
 
 // measure sends the case alone (the slowest of three), then 8 at once, with the peak RSS reset
-// before.
-func measure(client *http.Client, url string, pid int, c hostileCase) (outcome, error) {
+// before; or its n reviews 8 at a time; or makes what it sets up. Then it reads the meters.
+func measure(hc *http.Client, url string, pid int, c hostileCase, m meters) (outcome, error) {
 	o := outcome{name: c.name, body: len(c.body)}
+	if c.bodyN != nil {
+		o.body = len(c.bodyN(0))
+	}
+	eventsBefore, err := m.events()
+	if err != nil {
+		return o, err
+	}
+	requestsBefore, err := m.apiRequests()
+	if err != nil {
+		return o, err
+	}
+	m.logs.reset()
 	rest := kib(localcluster.ProcStatus(pid, "VmRSS"))
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
 		return o, fmt.Errorf("resetting the peak RSS (needs the same user, or root): %w", err)
 	}
-	for range 3 {
-		start := time.Now()
-		answer, resp, err := send(client, url, c.body)
-		if err != nil {
-			return o, err
-		}
-		o.alone = max(o.alone, time.Since(start))
-		o.answer, o.code = len(answer), resp.Response.Result.Code
+	answered := func(answer []byte, resp reviewAnswer, took time.Duration) {
+		o.alone, o.together = max(o.alone, took), max(o.together, took)
+		o.answer, o.code = max(o.answer, len(answer)), max(o.code, resp.Response.Result.Code)
 		o.allowed = resp.Response.Allowed
 		o.message = summary(resp)
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, concurrent)
-	times := make(chan time.Duration, concurrent)
-	for range concurrent {
-		wg.Go(func() {
-			start := time.Now()
-			if _, _, err := send(client, url, c.body); err != nil {
-				errs <- err
+	switch {
+	case c.setup != nil:
+		if err := c.setup(); err != nil {
+			return o, err
+		}
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			held, err := m.gauge(`flowauth_key_cache_objects{kind="ConfigMap"}`)
+			if err != nil {
+				return o, err
 			}
-			times <- time.Since(start)
-		})
+			if held >= c.setupObjects {
+				break
+			}
+			if time.Now().After(deadline) {
+				return o, fmt.Errorf("the key cache holds %d ConfigMaps after 5 minutes, want %d", held, c.setupObjects)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		ordinary := review("CREATE", "Pod", pod(map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS"}, containers(1)), nil)
+		start := time.Now()
+		answer, resp, err := send(hc, url+"/mutate-v1-pod", ordinary)
+		if err != nil {
+			return o, err
+		}
+		answered(answer, resp, time.Since(start))
+	case c.n > 0:
+		var mu sync.Mutex
+		work := make(chan int)
+		g := errgroup.Group{}
+		for range concurrent {
+			g.Go(func() error {
+				for i := range work {
+					body := c.bodyN(i)
+					start := time.Now()
+					answer, resp, err := send(hc, url+c.path, body)
+					if err != nil {
+						return err
+					}
+					took := time.Since(start)
+					mu.Lock()
+					answered(answer, resp, took)
+					mu.Unlock()
+				}
+				return nil
+			})
+		}
+		for i := range c.n {
+			work <- i
+		}
+		close(work)
+		if err := g.Wait(); err != nil {
+			return o, err
+		}
+	default:
+		for range 3 {
+			start := time.Now()
+			answer, resp, err := send(hc, url+c.path, c.body)
+			if err != nil {
+				return o, err
+			}
+			o.alone = max(o.alone, time.Since(start))
+			o.answer, o.code = len(answer), resp.Response.Result.Code
+			o.allowed = resp.Response.Allowed
+			o.message = summary(resp)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, concurrent)
+		times := make(chan time.Duration, concurrent)
+		for range concurrent {
+			wg.Go(func() {
+				start := time.Now()
+				if _, _, err := send(hc, url+c.path, c.body); err != nil {
+					errs <- err
+				}
+				times <- time.Since(start)
+			})
+		}
+		wg.Wait()
+		close(errs)
+		close(times)
+		for err := range errs {
+			return o, err
+		}
+		for d := range times {
+			o.together = max(o.together, d)
+		}
 	}
-	wg.Wait()
-	close(errs)
-	close(times)
-	for err := range errs {
-		return o, err
-	}
-	for d := range times {
-		o.together = max(o.together, d)
+	// Events are sent by client-go's broadcaster after the answer: give them a moment.
+	if m.cluster != nil {
+		time.Sleep(2 * time.Second)
 	}
 	o.peakGrowth = (kib(localcluster.ProcStatus(pid, "VmHWM")) - rest) << 10
+	eventsAfter, err := m.events()
+	if err != nil {
+		return o, err
+	}
+	requestsAfter, err := m.apiRequests()
+	if err != nil {
+		return o, err
+	}
+	o.events, o.apiRequests, o.longestLog = eventsAfter-eventsBefore, requestsAfter-requestsBefore, m.logs.max()
+	if eventsBefore < 0 {
+		o.events, o.apiRequests = -1, -1
+	}
 	if o.alone > maxAnswerTime || o.together > maxAnswerTime {
 		o.broken = append(o.broken, fmt.Sprintf("answered in %.0f ms alone, %.0f ms 8 at once (target 1 s)", ms(o.alone), ms(o.together)))
 	}
@@ -206,6 +504,15 @@ func measure(client *http.Client, url string, pid int, c hostileCase) (outcome, 
 	}
 	if o.code >= 500 {
 		o.broken = append(o.broken, fmt.Sprintf("answered %d", o.code))
+	}
+	if o.longestLog > maxLogLine {
+		o.broken = append(o.broken, fmt.Sprintf("a log line of %d KiB (target 4 KiB)", o.longestLog>>10))
+	}
+	if c.noEvents && o.events > 0 {
+		o.broken = append(o.broken, fmt.Sprintf("%d Events stored (target none)", o.events))
+	}
+	if c.maxRequests > 0 && o.apiRequests > c.maxRequests {
+		o.broken = append(o.broken, fmt.Sprintf("%d API requests (target %d)", o.apiRequests, c.maxRequests))
 	}
 	return o, nil
 }
@@ -265,13 +572,19 @@ func summary(a reviewAnswer) string {
 	return fmt.Sprintf("allowed, patch %d B, %d warnings", len(r.Patch), len(r.Warnings))
 }
 
-func waitServing(client *http.Client, url string) error {
-	deadline := time.Now().Add(20 * time.Second)
+// waitServing waits for the webhook's TLS port and its metrics (which, with a cluster
+// connection, come up once the manager has started).
+func waitServing(client *http.Client, url, metrics string) error {
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url+"/healthz", nil)
 		if resp, err := client.Do(req); err == nil {
 			_ = resp.Body.Close()
-			return nil
+			req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, metrics, nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				_ = resp.Body.Close()
+				return nil
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

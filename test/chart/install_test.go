@@ -55,32 +55,50 @@ func TestEveryExampleInstallsAndUninstalls(t *testing.T) {
 	tests := []struct {
 		file string
 		can  []can
+		set  []string
+		// notes must be in the NOTES helm prints.
+		notes []string
 	}{
-		{"values-bare-cluster.yaml", slices.Concat(namespaceDefaults, selfManaged, never)},
-		{"values-cert-manager.yaml", slices.Concat(namespaceDefaults, never, []can{
+		{file: "values-bare-cluster.yaml", can: slices.Concat(namespaceDefaults, selfManaged, never)},
+		{file: "values-cert-manager.yaml", can: slices.Concat(namespaceDefaults, never, []can{
 			{"create", "events.events.k8s.io", "flows", true},
 			{"update", "mutatingwebhookconfigurations/flowauth", "", false},
 			{"list", "secrets", namespace, false},
 		})},
-		{"values-key-lookup.yaml", slices.Concat(namespaceDefaults, selfManaged, []can{
+		{file: "values-key-lookup.yaml", can: slices.Concat(namespaceDefaults, selfManaged, []can{
 			{"list", "secrets", "flows", true},
 			{"watch", "configmaps", "flows", true},
 			{"get", "secrets/aws-credentials", "flows", false},
 			{"create", "events.events.k8s.io", "flows", true},
 		})},
-		{"values-openshift.yaml", slices.Concat(namespaceDefaults, selfManaged, never)},
-		{"values-host-network.yaml", slices.Concat(namespaceDefaults, selfManaged, never)},
-		{"values-own-certificate.yaml", slices.Concat(never, []can{
+		{file: "values-openshift.yaml", can: slices.Concat(namespaceDefaults, selfManaged, never)},
+		{file: "values-host-network.yaml", can: slices.Concat(namespaceDefaults, selfManaged, never)},
+		// Your own certificate: Namespaces are still read, so allow-lists are enforced.
+		{file: "values-own-certificate.yaml", can: slices.Concat(never, namespaceDefaults, []can{
+			{"create", "events.events.k8s.io", "flows", true},
+			{"list", "secrets", namespace, false},
+			{"update", "mutatingwebhookconfigurations/flowauth", "", false},
+		}), notes: []string{"Note: any pod that reaches the Service flowauth can post admission reviews"}},
+		// Zero privilege, chosen: no API access, and the NOTES say allow-lists are not enforced.
+		{file: "values-own-certificate.yaml", set: []string{"clusterConnection=false"}, can: slices.Concat(never, []can{
 			{"list", "namespaces", "", false},
 			{"create", "events.events.k8s.io", "flows", false},
 			{"list", "secrets", namespace, false},
 			{"update", "mutatingwebhookconfigurations/flowauth", "", false},
-		})},
+		}), notes: []string{"WARNING: clusterConnection is false: flowauth reads no Namespace, so NO namespace allow-list"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			out := mustHelm(t, "install", "flowauth", "charts/flowauth", "--namespace", namespace, "--create-namespace",
-				"-f", filepath.Join("examples", tt.file))
+		t.Run(strings.Join(append([]string{tt.file}, tt.set...), " "), func(t *testing.T) {
+			args := []string{"install", "flowauth", "charts/flowauth", "--namespace", namespace, "--create-namespace", "-f", filepath.Join("examples", tt.file)}
+			for _, s := range tt.set {
+				args = append(args, "--set", s)
+			}
+			out := mustHelm(t, args...)
+			for _, n := range tt.notes {
+				if !strings.Contains(out, n) {
+					t.Errorf("helm install's NOTES lack %q:\n%s", n, out)
+				}
+			}
 			t.Cleanup(func() { mustHelm(t, "uninstall", "flowauth", "--namespace", namespace, "--wait") })
 			if !strings.Contains(out, "STATUS: deployed") || !strings.Contains(out, "kubectl label namespace flows flowauth.io/injection=enabled") {
 				t.Errorf("helm install output lacks the status or the NOTES' next commands:\n%s", out)
