@@ -120,7 +120,7 @@ scale: tools-control-plane ## Key lookup in a large cluster (1,000 namespaces, 5
 	go run ./hack/scale $(ARGS)
 
 .PHONY: hostile
-hostile: ## Hostile reviews (each list a pod or Job can carry, up to 3 MiB) sent to the webhook binary alone and 8 at once: answer time and size, peak RSS above rest; fails past 1 s, 64 KiB or 16 MiB (ARGS="-webhook-bin old -report-only" to measure another build; needs root or the same user for /proc/PID/clear_refs).
+hostile: tools-control-plane ## Hostile reviews (each list a pod or Job can carry, up to 3 MiB) sent to the webhook binary alone and 8 at once, without a cluster connection and then with one (namespaces, key lookup, Events against the local control plane, with refused pods of megabyte owner names, forged namespaces, 8,000 ConfigMaps of 16 KiB of key names): answer time and size, peak RSS above rest, Events stored, API requests, longest log line; fails past 1 s, 64 KiB, 16 MiB or a 4 KiB log line (ARGS="-mode standalone", or "-webhook-bin old -report-only" to measure another build; needs root or the same user for /proc/PID/clear_refs).
 	go run ./hack/hostile $(ARGS)
 
 .PHONY: soak

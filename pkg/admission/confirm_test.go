@@ -29,8 +29,8 @@ type liveTable struct {
 
 func (l *liveTable) Secret(_ context.Context, namespace, name string) ([]string, string, bool, error) {
 	l.reads = append(l.reads, "Secret "+namespace+"/"+name)
-	keys, ok := l.StaticKeys.SecretKeys(namespace, name)
-	return keys, l.StaticKeys.SecretType(namespace, name), ok, l.err
+	keys, ok := l.SecretKeys(namespace, name)
+	return keys, l.SecretType(namespace, name), ok, l.err
 }
 
 func (l *liveTable) ConfigMapKeys(_ context.Context, namespace, name string) ([]string, bool, error) {

@@ -1,8 +1,6 @@
 package admission
 
 import (
-	"sync"
-
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 	batchv1 "k8s.io/api/batch/v1"
@@ -102,7 +100,6 @@ type PacedEvents struct {
 	// Total paces all of them.
 	Total   *rate.Limiter
 	Metrics *Metrics
-	mu      sync.Mutex
 }
 
 // Events per namespace and in all: a denied flow run records an Event or two per attempt, and
