@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -416,6 +417,7 @@ func measure(hc *http.Client, url string, pid int, c hostileCase, m meters) (out
 		answered(answer, resp, time.Since(start))
 	case c.n > 0:
 		var mu sync.Mutex
+		var times []time.Duration
 		work := make(chan int)
 		g := errgroup.Group{}
 		for range concurrent {
@@ -430,6 +432,7 @@ func measure(hc *http.Client, url string, pid int, c hostileCase, m meters) (out
 					took := time.Since(start)
 					mu.Lock()
 					answered(answer, resp, took)
+					times = append(times, took)
 					mu.Unlock()
 				}
 				return nil
@@ -442,6 +445,8 @@ func measure(hc *http.Client, url string, pid int, c hostileCase, m meters) (out
 		if err := g.Wait(); err != nil {
 			return o, err
 		}
+		slices.Sort(times)
+		o.message = fmt.Sprintf("p50 %.0f ms, p99 %.0f ms; %s", ms(times[len(times)/2]), ms(times[len(times)*99/100]), o.message)
 	default:
 		for range 3 {
 			start := time.Now()

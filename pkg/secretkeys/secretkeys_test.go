@@ -478,4 +478,13 @@ func TestKeyNamesHaveATotalBound(t *testing.T) {
 	if _, ok := s.get("tenant", "cm-100"); !ok {
 		t.Error("an object that fits after the deletions is not known")
 	}
+	// Objects of one shape weigh once: 10,000 Secrets of the same keys fit a bound far smaller
+	// than their sum.
+	_ = s.Replace(nil, "3")
+	for i := range 10000 {
+		_ = s.Add(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("aws-%d", i), Namespace: "flows"}, Data: map[string][]byte{"ACCESS_KEY": nil, "SECRET_ACCESS_KEY": nil}})
+	}
+	if used, want := b.used.Load(), int64(len("ACCESS_KEY\x00SECRET_ACCESS_KEY")); used != want || s.overBudgetCount() != 0 {
+		t.Errorf("10,000 Secrets of one shape weigh %d bytes (%d over the bound), want %d", used, s.overBudgetCount(), want)
+	}
 }

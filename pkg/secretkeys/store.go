@@ -46,7 +46,7 @@ var oversized = unique.Make("\x00")
 // known, and read from the API server when a pod names it. Two NULs: no real key set equals it.
 var overBudget = unique.Make("\x00\x00")
 
-// keyBytes is what an object's key names count against the total bound.
+// keyBytes is what an object's key names weigh against the total bound.
 func keyBytes(h keySet) int64 {
 	if h == oversized || h == overBudget {
 		return 0
@@ -54,31 +54,54 @@ func keyBytes(h keySet) int64 {
 	return int64(len(h.Value()))
 }
 
-// budget bounds the key-name bytes of every store of an index together.
+// budget bounds the key names an index keeps, all its stores together. It counts what is held:
+// each distinct set of key names once (objects of one shape share one interned string), so a
+// cluster's thousands of Secrets of a few shapes weigh next to nothing, and only many distinct
+// sets, what a tenant filling a namespace with objects of invented keys makes, reach the bound.
 type budget struct {
 	max  int64 // <= 0: no bound
+	mu   sync.Mutex
+	refs map[keySet]int
 	used atomic.Int64
 }
 
-// take counts n bytes if they fit.
-func (b *budget) take(n int64) bool {
-	if b == nil || b.max <= 0 {
+// take counts keys for one more object if they fit: free when another object holds the same.
+func (b *budget) take(keys keySet) bool {
+	if b == nil || b.max <= 0 || keys == oversized || keys == overBudget {
 		return true
 	}
-	for {
-		used := b.used.Load()
-		if used+n > b.max {
-			return false
-		}
-		if b.used.CompareAndSwap(used, used+n) {
-			return true
-		}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.refs[keys] > 0 {
+		b.refs[keys]++
+		return true
 	}
+	n := keyBytes(keys)
+	if b.used.Load()+n > b.max {
+		return false
+	}
+	if b.refs == nil {
+		b.refs = map[keySet]int{}
+	}
+	b.refs[keys] = 1
+	b.used.Add(n)
+	return true
 }
 
-func (b *budget) release(n int64) {
-	if b != nil && b.max > 0 {
-		b.used.Add(-n)
+// release gives back one object's hold on keys.
+func (b *budget) release(keys keySet) {
+	if b == nil || b.max <= 0 || keys == oversized || keys == overBudget {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.refs[keys] {
+	case 0:
+	case 1:
+		delete(b.refs, keys)
+		b.used.Add(-keyBytes(keys))
+	default:
+		b.refs[keys]--
 	}
 }
 
@@ -176,7 +199,7 @@ func (s *store) Delete(obj any) error {
 	id := o.GetNamespace() + "/" + o.GetName()
 	s.mu.Lock()
 	if e, had := s.objects[id]; had {
-		s.budget.release(keyBytes(e.keys))
+		s.budget.release(e.keys)
 		delete(s.objects, id)
 	}
 	s.mu.Unlock()
@@ -220,7 +243,7 @@ func (s *store) Replace(items []any, _ string) error {
 	}
 	for id, e := range s.objects {
 		if e.generation != s.generation {
-			s.budget.release(keyBytes(e.keys))
+			s.budget.release(e.keys)
 			delete(s.objects, id)
 		}
 	}
@@ -234,9 +257,9 @@ func (s *store) Replace(items []any, _ string) error {
 // returns what to keep: the key names, or overBudget when they do not fit. Called with s.mu held.
 func (s *store) charge(id string, keys keySet) keySet {
 	if old, had := s.objects[id]; had {
-		s.budget.release(keyBytes(old.keys))
+		s.budget.release(old.keys)
 	}
-	if !s.budget.take(keyBytes(keys)) {
+	if !s.budget.take(keys) {
 		return overBudget
 	}
 	return keys

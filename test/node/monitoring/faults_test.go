@@ -406,7 +406,7 @@ func faultKeyCacheOverBudget() fault {
 			}
 			return func() {
 				kubectl(t, "-n", ns, "delete", "configmaps", "--all")
-				upgrade(t, "secretLookup=none", "secretLookupMaxKeyBytes=8388608")
+				upgrade(t, "secretLookup=none", "secretLookupMaxKeyBytes=2097152")
 			}
 		},
 		runbook: func(t *testing.T) {
