@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -356,7 +357,8 @@ func followLiveHeap(ctx context.Context, interval time.Duration) {
 		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		metrics.Read(sample)
 		if sample[0].Value.Kind() == metrics.KindUint64 {
-			debug.SetMemoryLimit(int64(sample[0].Value.Uint64()) + defaultMemoryLimit)
+			live := min(sample[0].Value.Uint64(), math.MaxInt64-defaultMemoryLimit)
+			debug.SetMemoryLimit(int64(live) + defaultMemoryLimit) // #nosec G115 -- bounded above
 		}
 	}
 	set()
