@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,6 +42,21 @@ func TestKustomizeConfigMatchesTheChart(t *testing.T) {
 			}
 			if diff := cmp.Diff(rbacRules(chart, chartNames), rbacRules(kust, kustomizeNames)); diff != "" {
 				t.Errorf("RBAC differs (-chart +config):\n%s", diff)
+			}
+			// Self-managed TLS ships the policy that keeps flowauth's own updates to the caBundle.
+			if tt.component == "selfcerts" {
+				chartPolicy, kustPolicy := find(t, chart, "ValidatingAdmissionPolicy"), find(t, kust, "ValidatingAdmissionPolicy")
+				// The same expressions, however each tool folds their lines.
+				words := func(o *unstructured.Unstructured) string {
+					return strings.Join(strings.Fields(fmt.Sprint(at(o.Object, "spec.validations"))), " ")
+				}
+				if diff := cmp.Diff(words(chartPolicy), words(kustPolicy)); diff != "" {
+					t.Errorf("the caBundle-only policy's validations differ (-chart +config):\n%s", diff)
+				}
+				binding := find(t, kust, "ValidatingAdmissionPolicyBinding")
+				if got := at(binding.Object, "spec.policyName"); got != kustPolicy.GetName() {
+					t.Errorf("config's binding names policy %v, but the policy is %s", got, kustPolicy.GetName())
+				}
 			}
 			chartPod, kustPod := podSpec(t, chart, chartNames), podSpec(t, kust, kustomizeNames)
 			if diff := cmp.Diff(chartPod, kustPod); diff != "" {
