@@ -276,22 +276,13 @@ func (m meters) apiRequests() (int, error) {
 	if m.cluster == nil {
 		return -1, nil
 	}
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, m.metrics, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
+	samples, err := localcluster.MetricSamples(context.Background(), m.metrics)
 	if err != nil {
 		return 0, err
 	}
 	total := 0.0
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+	for sample, v := range samples {
+		if strings.HasPrefix(sample, "rest_client_requests_total{") {
 			total += v
 		}
 	}
@@ -300,23 +291,8 @@ func (m meters) apiRequests() (int, error) {
 
 // gauge reads one series of the webhook's metrics (its name and labels as exposed).
 func (m meters) gauge(series string) (int, error) {
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, m.metrics, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
-		}
-	}
-	return 0, nil
+	samples, err := localcluster.MetricSamples(context.Background(), m.metrics)
+	return int(samples[series]), err
 }
 
 // lineMeter is the webhook's output: it keeps the longest line since reset and the last lines.
