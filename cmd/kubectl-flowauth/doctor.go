@@ -83,9 +83,12 @@ func newDoctorCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
   - replicas are ready;
   - the caBundle verifies the serving certificate (the Secret's, and the one a replica serves);
   - the namespace (-n) is opted in (the webhook's namespaceSelector matches it);
+  - its allow-lists are enforced (FAIL with --cluster-connection=false), and the webhook port is
+    guarded by client authentication or a NetworkPolicy naming its peers (warn if neither);
   - each name declared by the namespace's defaults or by its newest Jobs has its Secret and keys.
 
-With pod/NAME: was the pod sent to flowauth, what its flowauth.io/status says, and what it lacks.
+With pod/NAME: was the pod sent to flowauth, whether its flowauth.io/status is flowauth's (flowauth
+run on the stored pod changes nothing), and what it lacks.
 Exit code 1 when a check fails.`,
 		Example: `  kubectl flowauth doctor -n flows
   kubectl flowauth doctor -n flows pod/prefect-job-3c1b2a9f-x7k2p`,
