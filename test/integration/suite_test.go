@@ -119,10 +119,13 @@ func startWebhook(ctx context.Context, o envtest.WebhookInstallOptions) error {
 	registry = prometheus.NewRegistry()
 	// Registering through the manager's getter is what adds the server to its runnables.
 	server = mgr.GetWebhookServer()
+	metrics := fwadmission.NewMetrics(registry)
 	pods := &fwadmission.PodMutator{
 		Secrets:    secretmap.StaticStore(secretmap.Builtin()),
 		Namespaces: namespaces,
-		Metrics:    fwadmission.NewMetrics(registry),
+		Metrics:    metrics,
+		// As cmd/webhook records them: validated and paced.
+		Events: fwadmission.NewPacedEvents(mgr.GetEventRecorder("flowauth-webhook"), metrics),
 	}
 	server.Register(fwadmission.PodPath, fwadmission.NewPodWebhook(pods))
 	server.Register(fwadmission.JobPath, fwadmission.NewTemplateWebhook(&fwadmission.TemplateValidator{Pods: pods}))
