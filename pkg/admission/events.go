@@ -126,15 +126,15 @@ func NewPacedEvents(rec EventRecorder, m *Metrics) *PacedEvents {
 	}
 }
 
-// Eventf records the Event if its namespace's pace and the total allow it.
+// Eventf records the Event if its namespace's pace and the total allow it. What it regards was
+// validated by recordFindings, its only caller.
 func (p *PacedEvents) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
-	o, ok := regarding.(metav1.Object)
-	if !ok || !validReference(o) {
-		p.Metrics.event(eventInvalidReference)
-		return
+	namespace := ""
+	if o, ok := regarding.(metav1.Object); ok {
+		namespace = o.GetNamespace()
 	}
 	// The namespace's bucket first: a namespace past its pace must not spend the total.
-	if !p.Namespaces.allow(o.GetNamespace()) || !p.Total.Allow() {
+	if !p.Namespaces.allow(namespace) || !p.Total.Allow() {
 		p.Metrics.event(eventPaced)
 		return
 	}
