@@ -29,10 +29,10 @@ type KeyLookup interface {
 // ServiceAccount's Kubernetes rights, a node-joining token or registry credentials, none of them
 // a third-party service's credentials.
 var RestrictedSecretTypes = []string{
-	"kubernetes.io/service-account-token",
-	"bootstrap.kubernetes.io/token",
-	"kubernetes.io/dockerconfigjson",
-	"kubernetes.io/dockercfg",
+	string(corev1.SecretTypeServiceAccountToken),
+	string(corev1.SecretTypeBootstrapToken),
+	string(corev1.SecretTypeDockerConfigJson),
+	string(corev1.SecretTypeDockercfg),
 }
 
 // refuseRestrictedTypes refuses each plan whose Secret is of a restricted type, where the type
@@ -50,10 +50,10 @@ func refuseRestrictedTypes(in Input, list *allowList, namespace string, plans []
 }
 
 func restrictedWhat(t string) string {
-	switch t {
-	case "kubernetes.io/service-account-token":
+	switch corev1.SecretType(t) {
+	case corev1.SecretTypeServiceAccountToken:
 		return "that ServiceAccount's Kubernetes rights"
-	case "bootstrap.kubernetes.io/token":
+	case corev1.SecretTypeBootstrapToken:
 		return "a token that joins nodes to the cluster"
 	default:
 		return "the cluster's image registry credentials"

@@ -387,7 +387,7 @@ func (ix *Index) Collector() prometheus.Collector {
 		lists:      prometheus.NewDesc("flowauth_key_cache_lists_total", "Complete lists of Secrets and ConfigMaps stored: the first sync, then one per relist (a watch expired, the API server restarted).", nil, nil),
 		oversized:  prometheus.NewDesc("flowauth_key_cache_oversized_objects", "Secrets and ConfigMaps whose key names exceed 16 KiB: kept without them, and read from the API server when a pod names one.", []string{"kind"}, nil),
 		overBudget: prometheus.NewDesc("flowauth_key_cache_over_budget_objects", "Secrets and ConfigMaps kept without their key names because the cache's key names had reached their total bound (--key-cache-max-bytes): read from the API server when a pod names one.", []string{"kind"}, nil),
-		keyBytes:   prometheus.NewDesc("flowauth_key_cache_key_bytes", "Bytes of key names the cache holds, summed over objects, against its bound (--key-cache-max-bytes).", nil, nil),
+		keyBytes:   prometheus.NewDesc("flowauth_key_cache_key_bytes", "Bytes of key names the cache holds, each distinct set of key names counted once, against its bound (--key-cache-max-bytes).", nil, nil),
 	}
 }
 
