@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -349,6 +350,9 @@ func setMemoryLimit(ctx context.Context, lookupEnv func(string) (string, bool), 
 	return strconv.Itoa(defaultMemoryLimit>>20) + "MiB"
 }
 
+// followers are the followLiveHeap goroutines running (a test waits for its own to end).
+var followers sync.WaitGroup
+
 // followLiveHeap sets the soft memory limit to defaultMemoryLimit above the live heap (what the
 // last collection kept: mostly the key cache), now and every interval until ctx ends. The room
 // for requests is then the same whatever the cluster's size, not a share of it.
@@ -362,7 +366,9 @@ func followLiveHeap(ctx context.Context, interval time.Duration) {
 		}
 	}
 	set()
+	followers.Add(1)
 	go func() {
+		defer followers.Done()
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {

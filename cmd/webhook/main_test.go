@@ -134,7 +134,7 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("with key lookup the limit is %d, want the live heap plus %d", now, defaultMemoryLimit)
 	}
 	stopFollowing()
-	time.Sleep(50 * time.Millisecond) // the follower has seen its context end
+	followers.Wait()
 	debug.SetMemoryLimit(math.MaxInt64)
 	if got := setMemoryLimit(ctx, func(string) (string, bool) { return "64MiB", true }, "none"); got != "64MiB" {
 		t.Errorf("with GOMEMLIMIT=64MiB: %s", got)
