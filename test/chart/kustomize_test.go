@@ -43,15 +43,14 @@ func TestKustomizeConfigMatchesTheChart(t *testing.T) {
 			if diff := cmp.Diff(rbacRules(chart, chartNames), rbacRules(kust, kustomizeNames)); diff != "" {
 				t.Errorf("RBAC differs (-chart +config):\n%s", diff)
 			}
-			// Self-managed TLS ships the policy that keeps flowauth's own updates to the caBundle.
+			// Self-managed TLS ships the policy that keeps flowauth's own updates to the caBundle:
+			// the same policy but for the names each install gives its objects.
 			if tt.component == "selfcerts" {
+				checkCABundlePolicy(t, chart)
+				checkCABundlePolicy(t, kust)
 				chartPolicy, kustPolicy := find(t, chart, "ValidatingAdmissionPolicy"), find(t, kust, "ValidatingAdmissionPolicy")
-				// The same expressions, however each tool folds their lines.
-				words := func(o *unstructured.Unstructured) string {
-					return strings.Join(strings.Fields(fmt.Sprint(at(o.Object, "spec.validations"))), " ")
-				}
-				if diff := cmp.Diff(words(chartPolicy), words(kustPolicy)); diff != "" {
-					t.Errorf("the caBundle-only policy's validations differ (-chart +config):\n%s", diff)
+				if diff := cmp.Diff(policyWords(chartPolicy), policyWords(kustPolicy)); diff != "" {
+					t.Errorf("the caBundle-only policies differ beyond their names (-chart +config):\n%s", diff)
 				}
 				binding := find(t, kust, "ValidatingAdmissionPolicyBinding")
 				if got := at(binding.Object, "spec.policyName"); got != kustPolicy.GetName() {
@@ -146,4 +145,31 @@ func podSpec(t *testing.T, objs []*unstructured.Unstructured, names map[string]s
 
 func deepCopy(m map[string]any) map[string]any {
 	return (&unstructured.Unstructured{Object: m}).DeepCopy().Object
+}
+
+// checkCABundlePolicy: the policy guards the install's own webhook configurations, for the
+// install's own ServiceAccount.
+func checkCABundlePolicy(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	policy := find(t, objs, "ValidatingAdmissionPolicy")
+	names := stringsAt(policy.Object, "spec.matchConstraints.resourceRules.0.resourceNames")
+	if mwc := find(t, objs, "MutatingWebhookConfiguration").GetName(); !slices.Equal(names, []string{mwc}) {
+		t.Errorf("policy %s guards %v, want the webhook configuration %s", policy.GetName(), names, mwc)
+	}
+	deploy := find(t, objs, "Deployment")
+	sa, _ := at(deploy.Object, "spec.template.spec.serviceAccountName").(string)
+	user := fmt.Sprintf("request.userInfo.username == %q", "system:serviceaccount:"+deploy.GetNamespace()+":"+sa)
+	if got := at(policy.Object, "spec.matchConditions.0.expression"); got != user {
+		t.Errorf("policy %s matches %v, want %s", policy.GetName(), got, user)
+	}
+}
+
+// policyWords is a policy's spec as words, without the names checkCABundlePolicy checks: the
+// same rule, however each tool folds its lines.
+func policyWords(policy *unstructured.Unstructured) string {
+	spec := deepCopy(policy.Object["spec"].(map[string]any))
+	delete(spec, "matchConditions")
+	rules := at(spec, "matchConstraints.resourceRules.0").(map[string]any)
+	delete(rules, "resourceNames")
+	return strings.Join(strings.Fields(fmt.Sprint(spec)), " ")
 }
