@@ -405,7 +405,11 @@ func faultKeyCacheOverBudget() fault {
 				}
 			}
 			return func() {
+				// The runbook's mend: the objects removed, the replicas restarted (what was kept
+				// as not known is known again at the next list); then the suite's install back.
 				kubectl(t, "-n", ns, "delete", "configmaps", "--all")
+				kubectl(t, "-n", localcluster.FlowauthNamespace, "rollout", "restart", "deployment/flowauth")
+				kubectl(t, "-n", localcluster.FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")
 				upgrade(t, "secretLookup=none", "secretLookupMaxKeyBytes=2097152")
 			}
 		},
@@ -413,6 +417,9 @@ func faultKeyCacheOverBudget() fault {
 			// The runbook's command: every ConfigMap by its number of keys, no value printed.
 			out := kubectl(t, "get", "configmaps", "-A", "-o", `go-template={{range .items}}{{len .data}} {{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}`)
 			mustContain(t, "kubectl get configmaps -A by key count", out, "600 "+ns+"/many-keys-7")
+			// And the Secrets' command of the same section: counts only, never a value.
+			secrets := kubectl(t, "get", "secrets", "-A", "-o", `go-template={{range .items}}{{len .data}} {{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}`)
+			mustContain(t, "kubectl get secrets -A by key count", secrets, localcluster.FlowauthNamespace+"/")
 		},
 	}
 }
