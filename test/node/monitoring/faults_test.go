@@ -415,10 +415,10 @@ func faultKeyCacheOverBudget() fault {
 		},
 		runbook: func(t *testing.T) {
 			// The runbook's command: every ConfigMap by its number of keys, no value printed.
-			out := kubectl(t, "get", "configmaps", "-A", "-o", `go-template={{range .items}}{{len .data}} {{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}`)
+			out := kubectl(t, "get", "configmaps", "-A", "-o", `go-template={{range .items}}{{if .data}}{{len .data}}{{else}}0{{end}} {{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}`)
 			mustContain(t, "kubectl get configmaps -A by key count", out, "600 "+ns+"/many-keys-7")
 			// And the Secrets' command of the same section: counts only, never a value.
-			secrets := kubectl(t, "get", "secrets", "-A", "-o", `go-template={{range .items}}{{len .data}} {{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}`)
+			secrets := kubectl(t, "get", "secrets", "-A", "-o", `go-template={{range .items}}{{if .data}}{{len .data}}{{else}}0{{end}} {{.metadata.namespace}}/{{.metadata.name}}{{"\n"}}{{end}}`)
 			mustContain(t, "kubectl get secrets -A by key count", secrets, localcluster.FlowauthNamespace+"/")
 		},
 	}
