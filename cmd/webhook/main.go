@@ -360,7 +360,9 @@ func followLiveHeap(ctx context.Context, interval time.Duration) {
 	set := func() {
 		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
+		// 0 until the first collection ends: no limit yet rather than one that would make
+		// the collector run hard while the key cache first fills.
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > 0 {
 			live := min(sample[0].Value.Uint64(), math.MaxInt64-defaultMemoryLimit)
 			debug.SetMemoryLimit(int64(live) + defaultMemoryLimit) // #nosec G115 -- bounded above
 		}
