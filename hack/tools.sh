@@ -24,6 +24,10 @@
 #   hack/tools.sh monitoring      # bin/monitoring/: prometheus, operator, prometheus-config-reloader,
 #                                 # kube-state-metrics and the operator's CRDs (make cluster MONITORING=1,
 #                                 # the node suite's monitoring tests)
+#   hack/tools.sh prefect         # bin/prefect/: Prefect 3 (server, worker, prefect-aws, prefect-gcp) in a
+#                                 # venv from hack/tools/prefect/requirements.txt, and the same packages as
+#                                 # a layer for the flow-run image (Prefect's tests and make demo PREFECT=3)
+#   hack/tools.sh prefect-lock    # writes hack/tools/prefect/requirements.txt anew from requirements.in
 #   hack/tools.sh all             # everything but the node's parts (those need root)
 #
 # FLOWAUTH_TOOLS_DIR moves the cache (default: $XDG_CACHE_HOME/flowauth/tools, else
@@ -65,6 +69,11 @@ DISTRIBUTION_VERSION=v3.1.2
 # sources are the only mirror reachable).
 PROBE_SUITE=bookworm
 PROBE_PACKAGES=python3,python3-boto3,python3-google-auth,ca-certificates
+
+# Prefect 3's Python: 3.11, the minor of the flow-run image's Debian (bookworm), so that one set of
+# installed packages (compiled extensions included) serves the worker here and the flow run there.
+# Prefect 3.9 needs 3.11 or later. PREFECT_PYTHON names another interpreter of that minor.
+PREFECT_PYTHON_MINOR=3.11
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/bin"
@@ -274,6 +283,60 @@ probe_rootfs() {
   ln -sf .probe-rootfs/rootfs.tar.gz "$bin/probe-rootfs.tar.gz"
 }
 
+# prefect_python: an interpreter of PREFECT_PYTHON_MINOR from this machine.
+prefect_python() {
+  local py
+  for py in ${PREFECT_PYTHON:-} "python$PREFECT_PYTHON_MINOR" /usr/bin/python3; do
+    if command -v "$py" >/dev/null && [ "$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$PREFECT_PYTHON_MINOR" ]; then
+      echo "$py"
+      return
+    fi
+  done
+  say "Prefect's venv needs Python $PREFECT_PYTHON_MINOR (the flow-run image's; Debian: apt-get install python3 python3-venv), or PREFECT_PYTHON naming one"
+  return 1
+}
+
+# build_prefect: the venv the server and worker run from, and the flow-run image's layer: the
+# same site-packages under /opt/prefect, a venv whose interpreter is the image's /usr/bin/python3.
+# The venv's scripts name the folder it ends in ($final), not the one it is built in.
+build_prefect() {
+  local py=$1 final=$2 req="$root/hack/tools/prefect/requirements.txt"
+  say "installing Prefect 3 ($(grep -E '^prefect(-[a-z]+)?==' "$req" | tr '\n' ' ')) into a venv with $py; about a minute"
+  "$py" -m venv "$out/venv"
+  # --no-deps: exactly the locked set, then pip check proves it complete and consistent.
+  "$out/venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$req"
+  "$out/venv/bin/pip" check >/dev/null
+  grep -rlI -- "$out" "$out/venv/bin" | xargs -r sed -i "s|$out|$final|g"
+  local stage="$out/stage/opt/prefect" site
+  site=$(cd "$out/venv" && echo lib/python*/site-packages)
+  mkdir -p "$stage/bin" "$stage/$(dirname "$site")"
+  cp -al "$out/venv/$site" "$stage/$site"
+  printf 'home = /usr/bin\ninclude-system-site-packages = false\nversion = %s\n' "$PREFECT_PYTHON_MINOR" >"$stage/pyvenv.cfg"
+  ln -s /usr/bin/python3 "$stage/bin/python"
+  printf '#!/opt/prefect/bin/python\nimport sys\nfrom prefect.cli import app\nsys.exit(app())\n' >"$stage/bin/prefect"
+  chmod 755 "$stage/bin/prefect"
+  tar -C "$out/stage" --owner=0 --group=0 --numeric-owner --sort=name -czf "$out/flow-run-layer.tar.gz" opt
+  rm -rf "$out/stage"
+}
+
+prefect() {
+  local py key
+  py=$(prefect_python)
+  key="prefect-py$PREFECT_PYTHON_MINOR-$(sha256sum <"$root/hack/tools/prefect/requirements.txt" | cut -c1-12)"
+  cached "$key" prefect build_prefect "$py" "$tools/$key"
+}
+
+prefect_lock() {
+  local py tmp
+  py=$(prefect_python)
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  "$py" -m venv "$tmp/venv"
+  "$tmp/venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/hack/tools/prefect/requirements.in"
+  { echo "# Written by \`hack/tools.sh prefect-lock\` from requirements.in: every package of its venv, pinned."
+    "$tmp/venv/bin/pip" freeze; } >"$root/hack/tools/prefect/requirements.txt"
+}
+
 case "${1:-all}" in
 control-plane) control_plane ;;
 control-plane-matrix) shift; control_plane_matrix "$@" ;;
@@ -287,6 +350,8 @@ promtool) go_install promtool github.com/prometheus/prometheus/cmd/promtool "$PR
 cosign) go_install cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION" ;;
 vulndb) vulndb ;;
 monitoring) monitoring ;;
+prefect) prefect ;;
+prefect-lock) prefect_lock ;;
 all)
   control_plane
   helm
@@ -297,7 +362,7 @@ all)
   go_install cosign github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
   ;;
 *)
-  say "unknown tool '$1' (control-plane, control-plane-matrix, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, cosign, monitoring, all)"
+  say "unknown tool '$1' (control-plane, control-plane-matrix, node, probe-rootfs, helm, golangci-lint, govulncheck, vulndb, benchstat, promtool, cosign, monitoring, prefect, prefect-lock, all)"
   exit 2
   ;;
 esac

@@ -91,6 +91,8 @@ type Cluster struct {
 	// apiServerArgs is kube-apiserver's command line as envtest started it, for RestartAPIServer.
 	apiServerArgs []string
 	node          *node
+	// prefectImage is the Prefect 3 flow-run image once PrefectFlowRunImage has pushed it.
+	prefectImage string
 }
 
 // Start builds the webhook binary and starts everything; Stop undoes it, also after an error.

@@ -66,6 +66,7 @@ func runSuite(m *testing.M) int {
 		if code != 0 {
 			dumpOnFailure()
 		}
+		stopPrefect()
 		return code
 	}()
 	if code == 0 && leftovers() != "" {
