@@ -58,7 +58,7 @@ test: ## Everything CI runs, a line a step (their output in bin/logs/test/): for
 	  "end-to-end tests (webhook binary, Job controller, kubectl apply)=$(MAKE) -s --no-print-directory test-e2e" \
 	  "helm and promtool (built on the first run)=$(MAKE) -s --no-print-directory tools-helm tools-promtool" \
 	  "chart tests (lint, render, install, alerts)=$(MAKE) -s --no-print-directory test-chart" \
-	  "the node, cosign and monitoring: kubelet, containerd, registry, probe image, Prometheus and its operator, kube-state-metrics (built on the first run)=$(MAKE) -s --no-print-directory tools-node tools-cosign tools-monitoring" \
+	  "the node, cosign, monitoring and Prefect 3: kubelet, containerd, registry, probe image, Prometheus and its operator, kube-state-metrics, Prefect's pinned venv (built on the first run)=$(MAKE) -s --no-print-directory tools-node tools-cosign tools-monitoring tools-prefect" \
 	  "node tests (root: one node, three, then monitoring)=$(MAKE) -s --no-print-directory test-node"
 
 .PHONY: test-unit
@@ -78,7 +78,7 @@ test-chart: tools-control-plane tools-helm tools-promtool ## Helm chart and conf
 	go test -count=1 ./test/chart/...
 
 .PHONY: test-node
-test-node: tools-control-plane tools-helm tools-node tools-cosign tools-monitoring ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, restarts losing nothing.
+test-node: tools-control-plane tools-helm tools-node tools-cosign tools-monitoring tools-prefect ## On a real node (root): the chart's image serving in-cluster, example flow runs authenticating, Prefect 3's server, worker and flow runs, restarts losing nothing.
 	go test -count=1 -p 1 -timeout 30m ./test/node/...
 
 .PHONY: test-versions
@@ -183,6 +183,10 @@ tools-monitoring:
 tools-node:
 	@hack/tools.sh node
 	@hack/tools.sh probe-rootfs
+
+.PHONY: tools-prefect
+tools-prefect:
+	@hack/tools.sh prefect
 
 .PHONY: tools-lint
 tools-lint:

@@ -151,11 +151,9 @@ func TestInstalledChartServesWithItsOwnCertificate(t *testing.T) {
 		}
 		// Put the chart's clientConfig back for the upgrade (the URL is this test's doing: helm's
 		// three-way merge would add the service next to it), then point at the binary again.
-		kubectl(t, "patch", "mutatingwebhookconfiguration", "flowauth", "--type=json", "-p",
-			fmt.Sprintf(`[{"op":"remove","path":"/webhooks/0/clientConfig/url"},{"op":"add","path":"/webhooks/0/clientConfig/service","value":{"name":"flowauth","namespace":%q,"path":"/mutate-v1-pod","port":443}}]`, namespace))
+		clientConfigs(t, "")
 		mustHelm(t, "upgrade", "flowauth", "charts/flowauth", "--namespace", namespace, "--reuse-values", "--set", "webhook.timeoutSeconds=7")
-		kubectl(t, "patch", "mutatingwebhookconfiguration", "flowauth", "--type=json", "-p",
-			fmt.Sprintf(`[{"op":"remove","path":"/webhooks/0/clientConfig/service"},{"op":"add","path":"/webhooks/0/clientConfig/url","value":"https://localhost:%s/mutate-v1-pod"}]`, port))
+		clientConfigs(t, port)
 		var after admissionregistrationv1.MutatingWebhookConfiguration
 		if err := cluster.Client.Get(ctx, types.NamespacedName{Name: "flowauth"}, &after); err != nil {
 			t.Fatal(err)
@@ -219,8 +217,7 @@ func installAndRun(t *testing.T, helmArgs ...string) *chartWebhook {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	kubectl(t, "patch", "mutatingwebhookconfiguration", "flowauth", "--type=json", "-p",
-		fmt.Sprintf(`[{"op":"replace","path":"/webhooks/0/clientConfig","value":{"url":"https://localhost:%s/mutate-v1-pod"}}]`, port))
+	clientConfigs(t, port)
 	c := &chartWebhook{port: port}
 	if err := cluster.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "flowauth"}, &c.deploy); err != nil {
 		t.Fatal(err)
@@ -273,6 +270,29 @@ func localArgs(deployment []string, local map[string]string) []string {
 		out = append(out, f+"="+local[f])
 	}
 	return out
+}
+
+// clientConfigs points every webhook of the chart's two configurations at the binary on this
+// machine's port (a URL: no pod backs the Service here), or with port "" back at the chart's
+// Service (helm's three-way merge would otherwise add the Service next to the URL). The caBundle
+// is left as it is.
+func clientConfigs(t *testing.T, port string) {
+	t.Helper()
+	for _, c := range []struct {
+		kind, path string
+		webhooks   int
+	}{{"mutatingwebhookconfiguration", "/mutate-v1-pod", 1}, {"validatingwebhookconfiguration", "/validate-batch-v1-job", 3}} {
+		var ops []string
+		for i := range c.webhooks {
+			at := fmt.Sprintf("/webhooks/%d/clientConfig", i)
+			if port != "" {
+				ops = append(ops, fmt.Sprintf(`{"op":"remove","path":"%s/service"},{"op":"add","path":"%s/url","value":"https://localhost:%s%s"}`, at, at, port, c.path))
+			} else {
+				ops = append(ops, fmt.Sprintf(`{"op":"remove","path":"%s/url"},{"op":"add","path":"%s/service","value":{"name":"flowauth","namespace":%q,"path":%q,"port":443}}`, at, at, namespace, c.path))
+			}
+		}
+		kubectl(t, "patch", c.kind, "flowauth", "--type=json", "-p", "["+strings.Join(ops, ",")+"]")
+	}
 }
 
 // admissionRequests sums flowauth_admission_requests_total over its labels.

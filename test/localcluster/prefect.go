@@ -287,15 +287,17 @@ func (p *Prefect) Logs(ctx context.Context, id string) ([]string, error) {
 }
 
 // CreateFlowRun starts a deployment's run (`prefect deployment run`), with job variables as
-// `--job-variable KEY=JSON`, and returns its id.
-func (p *Prefect) CreateFlowRun(ctx context.Context, dir, deployment string, jobVariables map[string]any) (string, error) {
+// `--job-variable KEY=JSON` and the flow's parameters as `--param KEY=JSON`, and returns its id.
+func (p *Prefect) CreateFlowRun(ctx context.Context, dir, deployment string, jobVariables, params map[string]any) (string, error) {
 	args := []string{"deployment", "run", deployment}
-	for k, v := range jobVariables {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return "", err
+	for flag, values := range map[string]map[string]any{"--job-variable": jobVariables, "--param": params} {
+		for k, v := range values {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return "", err
+			}
+			args = append(args, flag, k+"="+string(b))
 		}
-		args = append(args, "--job-variable", k+"="+string(b))
 	}
 	out, err := p.Run(ctx, dir, args...)
 	if err != nil {
