@@ -303,4 +303,3 @@ func TestPrefect3FailuresShowInPrefect(t *testing.T) {
 		crashes(t, ns, nil, `failed calling webhook "jobs.flowauth.io"`)
 	})
 }
-
