@@ -359,3 +359,64 @@ func (c *Cluster) PrefectFlowRunImage(ctx context.Context) (string, error) {
 	c.prefectImage = ref
 	return ref, nil
 }
+
+// CreateWorkPool creates a work pool of type kubernetes from the worker's own default base job
+// template (`prefect work-pool get-default-base-job-template --type kubernetes`), changed only
+// where a platform team changes it: the flow-run image, and the namespace when one is given.
+// The template is kept in Dir as base-job-template.json.
+func (p *Prefect) CreateWorkPool(ctx context.Context, name, image, namespace string) error {
+	out, err := p.Run(ctx, p.Dir, "work-pool", "get-default-base-job-template", "--type", "kubernetes")
+	if err != nil {
+		return err
+	}
+	var template struct {
+		JobConfiguration map[string]any `json:"job_configuration"`
+		Variables        struct {
+			Properties map[string]map[string]any `json:"properties"`
+		} `json:"variables"`
+	}
+	var whole map[string]any
+	if err := json.Unmarshal([]byte(out), &whole); err != nil {
+		return fmt.Errorf("the default base job template: %w\n%s", err, out)
+	}
+	if err := json.Unmarshal([]byte(out), &template); err != nil {
+		return err
+	}
+	for variable, value := range map[string]string{"image": image, "namespace": namespace} {
+		if value == "" {
+			continue
+		}
+		prop, ok := template.Variables.Properties[variable]
+		if !ok {
+			return fmt.Errorf("the default base job template has no %q variable", variable)
+		}
+		prop["default"] = value
+	}
+	whole["variables"].(map[string]any)["properties"] = template.Variables.Properties
+	b, err := json.MarshalIndent(whole, "", "  ")
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(p.Dir, "base-job-template.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return err
+	}
+	_, err = p.Run(ctx, p.Dir, "work-pool", "create", name, "--type", "kubernetes", "--base-job-template", file)
+	return err
+}
+
+// Deploy copies examples/prefect3 into Dir/project, as a user's own project folder, and runs
+// `prefect --no-prompt deploy` there with args (none: --all); it returns the folder.
+func (p *Prefect) Deploy(ctx context.Context, repoRoot string, args ...string) (string, error) {
+	project := filepath.Join(p.Dir, "project")
+	if _, err := os.Stat(project); err != nil {
+		if out, err := exec.CommandContext(ctx, "cp", "-r", filepath.Join(repoRoot, "examples", "prefect3"), project).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("cp: %w: %s", err, out)
+		}
+	}
+	if len(args) == 0 {
+		args = []string{"--all"}
+	}
+	_, err := p.Run(ctx, project, append([]string{"--no-prompt", "deploy"}, args...)...)
+	return project, err
+}

@@ -2,11 +2,8 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -61,32 +58,10 @@ func setUpPrefect(ctx context.Context) error {
 	if prefect3.image, err = cluster.PrefectFlowRunImage(ctx); err != nil {
 		return err
 	}
-	// The worker's own default template, with the image a platform team gives its flow runs.
-	out, err := p.Run(ctx, dir, "work-pool", "get-default-base-job-template", "--type", "kubernetes")
-	if err != nil {
+	if err := p.CreateWorkPool(ctx, prefectPool, prefect3.image, ""); err != nil {
 		return err
 	}
-	var template map[string]any
-	if err := json.Unmarshal([]byte(out), &template); err != nil {
-		return err
-	}
-	template["variables"].(map[string]any)["properties"].(map[string]any)["image"].(map[string]any)["default"] = prefect3.image
-	b, err := json.Marshal(template)
-	if err != nil {
-		return err
-	}
-	file := filepath.Join(dir, "base-job-template.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		return err
-	}
-	if _, err := p.Run(ctx, dir, "work-pool", "create", prefectPool, "--type", "kubernetes", "--base-job-template", file); err != nil {
-		return err
-	}
-	prefect3.project = filepath.Join(dir, "project")
-	if out, err := exec.CommandContext(ctx, "cp", "-r", filepath.Join(root, "examples", "prefect3"), prefect3.project).CombinedOutput(); err != nil {
-		return fmt.Errorf("cp: %w: %s", err, out)
-	}
-	if _, err := p.Run(ctx, prefect3.project, "--no-prompt", "deploy", "--all"); err != nil {
+	if prefect3.project, err = p.Deploy(ctx, root); err != nil {
 		return err
 	}
 	if err := p.StartWorker(ctx, prefectWorker, prefectPool, cluster.Kubeconfig); err != nil {
@@ -173,11 +148,10 @@ func TestPrefect3Variants(t *testing.T) {
 		p := startPrefect(t)
 		ctx := context.Background()
 		pool := prefectPool + "-env-secret"
-		file := filepath.Join(p.Dir, "base-job-template.json")
-		if _, err := p.Run(ctx, p.Dir, "work-pool", "create", pool, "--type", "kubernetes", "--base-job-template", file); err != nil {
+		if err := p.CreateWorkPool(ctx, pool, prefect3.image, ""); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.Run(ctx, prefect3.project, "--no-prompt", "deploy", "credentials_flow.py:credentials", "--name", "env-secret", "--pool", pool); err != nil {
+		if _, err := p.Deploy(ctx, root, "credentials_flow.py:credentials", "--name", "env-secret", "--pool", pool); err != nil {
 			t.Fatal(err)
 		}
 		worker := prefectWorker + "-env-secret"
