@@ -137,7 +137,7 @@ demo: ## A flow run on a local node (root): flowauth installed by its chart, a P
 	  "the local control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built on the first run)=$(MAKE) -s --no-print-directory tools-control-plane" \
 	  "helm (built on the first run)=$(MAKE) -s --no-print-directory tools-helm" \
 	  "the node: kubelet, containerd, registry, probe image (built on the first run)=$(MAKE) -s --no-print-directory tools-node" \
-	  $(if $(filter 3,$(PREFECT)),"Prefect 3: its pinned venv (installed on the first run)=$(MAKE) -s --no-print-directory tools-prefect" \)
+	  $(if $(filter 3,$(PREFECT)),"Prefect 3: its pinned venv (installed on the first run)=$(MAKE) -s --no-print-directory tools-prefect") \
 	  "the demo's harness=go build -o bin/demo ./hack/demo" \
 	  "!the demo: flowauth installed by its chart, a Prefect $(PREFECT) flow run on the node=bin/demo -prefect $(PREFECT)"
 
