@@ -79,6 +79,7 @@ func TestPrefect1ReadsEveryDefaultName(t *testing.T) {
 				t.Fatal(err)
 			}
 			args = append(args, "--from-file="+e.Keys[0].Name+"="+file)
+			otherSecretValues = append(otherSecretValues, string(key))
 			if err := json.Unmarshal(key, &expect); err != nil {
 				t.Fatal(err)
 			}
@@ -86,12 +87,14 @@ func TestPrefect1ReadsEveryDefaultName(t *testing.T) {
 			dict := map[string]any{}
 			for _, k := range e.Keys {
 				v := "v" + randomHex(12)
+				otherSecretValues = append(otherSecretValues, v)
 				dict[k.Name] = v
 				args = append(args, "--from-literal="+k.Name+"="+v)
 			}
 			expect = dict
 		default:
 			v := "v" + randomHex(12)
+			otherSecretValues = append(otherSecretValues, v)
 			args = append(args, "--from-literal="+e.Keys[0].Name+"="+v)
 			expect = v
 		}

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,7 +11,9 @@ import (
 
 // TestNoSecretValueReachesAnyLog runs last (its file sorts last): every value this suite stored
 // in a Secret is looked for in the kubelet's and containerd's logs, every container's log (the
-// probes' and flowauth's own), and what the API server holds of pods, Jobs and Events.
+// probes', the Prefect flow runs' and flowauth's own), what the API server holds of pods, Jobs and
+// Events, and everything the Prefect server and workers wrote (their logs and the server's
+// database, which holds the flow runs' logs and states).
 func TestNoSecretValueReachesAnyLog(t *testing.T) {
 	needNode(t)
 	if len(allCredentials) == 0 {
@@ -23,6 +27,19 @@ func TestNoSecretValueReachesAnyLog(t *testing.T) {
 	logs, err := cluster.NodeLogs()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prefect3.p != nil {
+		err := filepath.WalkDir(prefect3.p.Dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			outputs[path] = string(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	containerLogs := 0
 	for _, path := range logs {
@@ -44,12 +61,17 @@ func TestNoSecretValueReachesAnyLog(t *testing.T) {
 		t.Errorf("only %d container logs to scan", containerLogs)
 	}
 	for what, out := range outputs {
+		values := slices.Clone(otherSecretValues)
 		for _, c := range allCredentials {
-			for _, value := range c.values() {
-				if strings.Contains(out, value) {
-					t.Errorf("a Secret value (%d characters) appears in %s", len(value), what)
-				}
+			values = append(values, c.values()...)
+		}
+		for _, value := range values {
+			if strings.Contains(out, value) {
+				t.Errorf("a Secret value (%d characters) appears in %s", len(value), what)
 			}
 		}
 	}
 }
+
+// otherSecretValues are values tests stored in Secrets outside credentials.
+var otherSecretValues []string
