@@ -48,6 +48,9 @@ for name in sys.argv[1:]:
 func TestPrefect1ReadsEveryDefaultName(t *testing.T) {
 	needNode(t)
 	setup := filepath.Join(root, "..", "shared", "prefect1", "setup.sh")
+	if _, err := os.Stat(setup); err != nil {
+		t.Fatalf("Prefect 1.4.1 comes from ../shared/prefect1 beside the project: %v", err)
+	}
 	dir := t.TempDir()
 	// setup.sh installs Prefect 1's dependencies from Debian on this machine (the node's host) when
 	// they are missing; the pod, whose Debian is the same release, reads them from here.
