@@ -56,7 +56,7 @@ the webhook's decisions, offline by default. doctor looks at a live cluster, rea
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	root.AddCommand(newRenderCommand(flags, streams), newCheckCommand(flags, streams),
-		newExplainCommand(streams), newDoctorCommand(flags, streams))
+		newExplainCommand(streams), newDoctorCommand(flags, streams), newPolicyCommand(streams))
 	return root
 }
 

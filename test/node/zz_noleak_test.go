@@ -29,12 +29,13 @@ func TestNoSecretValueReachesAnyLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	if prefect3.p != nil {
-		err := filepath.WalkDir(prefect3.p.Dir, func(path string, d fs.DirEntry, err error) error {
+		dir := os.DirFS(prefect3.p.Dir)
+		err := fs.WalkDir(dir, ".", func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
 			}
-			b, err := os.ReadFile(path)
-			outputs[path] = string(b)
+			b, err := fs.ReadFile(dir, path)
+			outputs[filepath.Join(prefect3.p.Dir, path)] = string(b)
 			return err
 		})
 		if err != nil {

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/flowauth/flowauth/pkg/policy"
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// newPolicyCommand is `kubectl flowauth policy`: flowauth compiled into admission policies that
+// the API server runs itself (Kubernetes 1.36+), printed for kubectl apply.
+func newPolicyCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	var secretMapFile, name string
+	var skip []string
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Print flowauth as MutatingAdmissionPolicies (Kubernetes 1.36+), for kubectl apply",
+		Long: `policy prints flowauth's injection compiled into a MutatingAdmissionPolicy and its binding
+(admissionregistration.k8s.io/v1, Kubernetes 1.36 or later), for the secret map in force: the API
+server then injects flow-run pods itself, with no webhook in their path. It matches the namespaces
+labelled flowauth.io/injection=enabled, as the chart does.
+
+Work in progress (docs/reference.md, "Policy mode"): refusals, allow-lists and key lookup are not
+compiled yet; use the webhook where you need them.`,
+		Example: `  kubectl flowauth policy | kubectl apply --server-side -f -
+  kubectl flowauth policy --secret-map secret-map.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m := secretmap.Builtin()
+			if secretMapFile != "" {
+				var err error
+				if m, err = secretmap.LoadFile(secretMapFile); err != nil {
+					return err
+				}
+			}
+			o := policy.Options{Name: name, SkipContainers: skip}
+			o.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"flowauth.io/injection": "enabled"}}
+			p, err := policy.Compile(m, o)
+			if err != nil {
+				return err
+			}
+			var docs []string
+			for _, obj := range p.Objects() {
+				b, err := yamlMarshal(obj)
+				if err != nil {
+					return err
+				}
+				docs = append(docs, string(b))
+			}
+			_, err = streams.Out.Write([]byte(strings.Join(docs, "---\n")))
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&secretMapFile, "secret-map", "", "a secret map file extending the built-in one (the chart's secretMap value)")
+	cmd.Flags().StringVar(&name, "name", "flowauth", "prefix of the objects' names (the chart's release name)")
+	cmd.Flags().StringSliceVar(&skip, "skip-containers", nil, "containers never injected unless a pod names them (default: the webhook's, the common mesh proxies)")
+	return cmd
+}

@@ -1,0 +1,190 @@
+package policy
+
+import (
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+
+	"github.com/flowauth/flowauth/pkg/secretmap"
+)
+
+// The CEL below reads a pod as pkg/mutate does; each variable names the function of pkg/mutate it
+// follows. CEL has no functions of its own, so the few repeated pieces are spliced in as text.
+
+// flowRunPods is the webhook's matchCondition: a pod that declares names, or carries a Prefect
+// flow-run label (a flow run only if its namespace has defaults: variables.flowRun).
+const flowRunPods = `(has(object.metadata.annotations) && 'flowauth.io/secrets' in object.metadata.annotations) ||
+(has(object.metadata.labels) && ('prefect.io/flow_run_id' in object.metadata.labels || 'prefect.io/flow-run-id' in object.metadata.labels))`
+
+// split is splitList: items separated by commas or white space, each kept once, in order.
+func split(s string) string {
+	return "(" + s + `).replace('\t', ' ').replace('\n', ' ').replace('\r', ' ').replace(',', ' ').split(' ').filter(s, s != '').distinct()`
+}
+
+// validName is secretmap.ValidateName.
+func validName(n string) string {
+	return "(" + n + ".size() <= 63 && " + n + ".matches('^[A-Z][A-Z0-9_]*$') && !" + n + ".contains('__') && !" + n + ".endsWith('_'))"
+}
+
+// dash is secretmap.DashName.
+func dash(n string) string { return n + ".lowerAscii().replace('_', '-')" }
+
+// container is a target's container, init or regular, as dyn: the two lists' element types differ.
+const container = `(t.init ? dyn(variables.inits[t.index]) : dyn(variables.containers[t.index]))`
+
+// sameEnv is pkg/mutate's sameEnv: what flowauth sets, compared.
+const sameEnv = `(e.file ? (h.?value.orValue('') == e.value && !has(h.valueFrom)) :
+  (h.?value.orValue('') == '' && h.?valueFrom.?secretKeyRef.?name.orValue('') == e.secret &&
+   h.?valueFrom.?secretKeyRef.?key.orValue('') == e.key && h.?valueFrom.?secretKeyRef.?optional.orValue(false) == e.optional))`
+
+// trimSlash is indexMount's comparison of mount paths (one trailing slash).
+func trimSlash(p string) string {
+	return "(" + p + ".endsWith('/') ? " + p + ".substring(0, " + p + ".size() - 1) : " + p + ")"
+}
+
+// someComma is pkg/mutate's someComma: at most ten names, then how many more.
+func someComma(list string) string {
+	strs := list + ".map(x, string(x))"
+	return "(" + list + ".size() <= 10 ? " + strs + ".join(',') : " + strs + ".slice(0, 10).join(',') + ',+' + string(" + list + ".size() - 10))"
+}
+
+func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
+	v := func(name, expr string) admissionregistrationv1.Variable {
+		return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
+	}
+	return []admissionregistrationv1.Variable{
+		v("ann", `object.metadata.?annotations.orValue({})`),
+		v("labels", `object.metadata.?labels.orValue({})`),
+		v("nsAnn", `namespaceObject.metadata.?annotations.orValue({})`),
+		v("nsDefaults", `variables.nsAnn[?'flowauth.io/secrets'].orValue('')`),
+		// IsFlowRun.
+		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
+  ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
+		v("inject", `variables.ann[?'flowauth.io/inject'].orValue('both').trim()`),
+		v("optedOut", `variables.inject == 'false'`),
+		// parseLayers.
+		v("layers", `variables.inject == 'true' ? 'both' : variables.inject`),
+		// parseNames, for the pod and the namespace.
+		v("podNames", split(`variables.ann[?'flowauth.io/secrets'].orValue('')`)),
+		v("nsAll", split(`variables.nsDefaults`)),
+		v("nsNames", `variables.nsAll.size() > 64 ? [] : variables.nsAll.filter(n, `+validName("n")+`)`),
+		// A pod whose own names are invalid, too many, or whose layers are unknown is refused by the
+		// webhook (and the validating policy): nothing to inject.
+		v("names", `variables.podNames.size() <= 64 && variables.podNames.all(n, `+validName("n")+`) &&
+  variables.layers in ['prefect', 'native', 'both'] ?
+  variables.podNames + variables.nsNames.filter(n, !(n in variables.podNames)) : []`),
+		v("map", mapLiteral(m)),
+		// planFor, with secretName's override.
+		v("plans", `variables.names.map(n, {
+  "name": dyn(n),
+  "secret": dyn(variables.ann[?('secret.flowauth.io/' + n)].orValue(n in variables.map ? string(variables.map[n].secret) : `+dash("n")+`)),
+  "volume": dyn('flowauth-' + `+dash("n")+`),
+  "dir": dyn('/var/run/secrets/flowauth/' + `+dash("n")+`),
+  "entry": n in variables.map ? variables.map[n] : dyn({"secret": dyn(`+dash("n")+`), "prefect": dyn([{"name": dyn('PREFECT__CONTEXT__SECRETS__' + n),
+    "key": dyn('value'), "optional": dyn(false), "value": dyn(''), "file": dyn(false)}]), "native": dyn([]), "files": dyn([]), "filesOptional": dyn(false)})
+})`),
+		v("envOf", `variables.plans.map(p, (((variables.layers != 'native') ? p.entry.prefect : []) + ((variables.layers != 'prefect') ? p.entry.native : []))
+  .map(e, {"name": e.name, "key": e.key, "optional": e.optional, "value": e.value, "file": e.file, "plan": p.name, "secret": p.secret})).flatten()`),
+		// claimEnv: each variable belongs to the first declared name that sets it.
+		v("claimed", `lists.range(variables.envOf.size()).filter(i, !variables.envOf.slice(0, i).exists(x, x.name == variables.envOf[i].name)).map(i, variables.envOf[i])`),
+		v("volumes", `object.spec.?volumes.orValue([])`),
+		// checkVolumes: a volume of flowauth's name that is not flowauth's blocks that name's files.
+		v("blocked", `variables.layers == 'prefect' ? [] : variables.plans.filter(p, p.entry.files.size() > 0 &&
+  variables.volumes.exists(v, v.name == p.volume && !(has(v.secret) && !has(v.projected) &&
+    v.secret.?secretName.orValue('') == p.secret &&
+    v.secret.?items.orValue([]).map(it, it.key + '=' + it.path) == p.entry.files.map(k, k + '=' + k) &&
+    v.secret.?optional.orValue(false) == p.entry.filesOptional))).map(p, p.name)`),
+		v("mountPlans", `variables.layers == 'prefect' ? [] : variables.plans.filter(p, p.entry.files.size() > 0 && !(p.name in variables.blocked))`),
+		v("containers", `object.spec.containers`),
+		v("inits", `object.spec.?initContainers.orValue([])`),
+		// selectContainers and flowContainer.
+		v("podSkip", split(`variables.ann[?'flowauth.io/skip-containers'].orValue('')`)),
+		v("named", `'flowauth.io/containers' in variables.ann`),
+		v("namedList", split(`variables.ann[?'flowauth.io/containers'].orValue('')`)),
+		v("recorded", `'flowauth.io/original-containers' in variables.ann`),
+		v("firstPass", split(`variables.ann[?'flowauth.io/original-containers'].orValue('')`)),
+		v("candidates", `lists.range(variables.containers.size()).filter(i, !(variables.containers[i].name in variables.podSkip) &&
+  !(variables.containers[i].name in `+celStrings(o.SkipContainers)+`) &&
+  (!variables.recorded || variables.containers[i].name in variables.firstPass))`),
+		v("flow", `variables.candidates.exists(i, variables.containers[i].name == 'prefect-job') ?
+  variables.candidates.filter(i, variables.containers[i].name == 'prefect-job')[0] :
+  (variables.candidates.size() > 0 ? variables.candidates[0] : -1)`),
+		v("targets", `variables.named ?
+  variables.namedList.filter(n, !(n in variables.podSkip)).map(n,
+    lists.range(variables.inits.size()).filter(i, variables.inits[i].name == n).map(i, {"init": dyn(true), "index": dyn(i), "name": dyn(n)}) +
+    lists.range(variables.containers.size()).filter(i, variables.containers[i].name == n).map(i, {"init": dyn(false), "index": dyn(i), "name": dyn(n)})).flatten() :
+  (variables.flow >= 0 ? [{"init": dyn(false), "index": dyn(variables.flow), "name": dyn(variables.containers[variables.flow].name)}] : [])`),
+		v("skipped", `variables.named ? variables.namedList.filter(n, n in variables.podSkip) :
+  lists.range(variables.containers.size()).filter(i, i != variables.flow).map(i, string(variables.containers[i].name))`),
+		// addToContainer, for each target: what it gets, what it has already, what its user set.
+		v("perTarget", `variables.targets.map(t, {
+  "path": dyn((t.init ? '/spec/initContainers/' : '/spec/containers/') + string(t.index)),
+  "hasEnv": dyn(`+container+`.?env.orValue([]).size() > 0),
+  "hasMounts": dyn(`+container+`.?volumeMounts.orValue([]).size() > 0),
+  "add": dyn(variables.claimed.filter(e, !(e.file && e.plan in variables.blocked) && !`+container+`.?env.orValue([]).exists(h, h.name == e.name))),
+  "same": dyn(variables.claimed.filter(e, !(e.file && e.plan in variables.blocked) && `+container+`.?env.orValue([]).exists(h, h.name == e.name && `+sameEnv+`))),
+  "kept": dyn(variables.claimed.filter(e, !(e.file && e.plan in variables.blocked) && `+container+`.?env.orValue([]).exists(h, h.name == e.name && !`+sameEnv+`)).map(e, e.name)),
+  "mAdd": dyn(variables.mountPlans.filter(p, !`+container+`.?volumeMounts.orValue([]).exists(m, `+trimSlash("m.mountPath")+` == p.dir))),
+  "mSame": dyn(variables.mountPlans.filter(p, `+container+`.?volumeMounts.orValue([]).exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name == p.volume))),
+  "mKept": dyn(variables.mountPlans.filter(p, `+container+`.?volumeMounts.orValue([]).exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name != p.volume)).map(p, p.dir))
+})`),
+		v("injected", `variables.names.map(n, string(n)).filter(n, variables.perTarget.exists(t, t.add.exists(e, e.plan == n) || t.same.exists(e, e.plan == n) ||
+  t.mAdd.exists(p, p.name == n) || t.mSame.exists(p, p.name == n)))`),
+		// addUsedVolumes.
+		v("newVolumes", `variables.mountPlans.filter(p, variables.perTarget.exists(t, t.mAdd.exists(x, x.name == p.name) || t.mSame.exists(x, x.name == p.name)) &&
+  !variables.volumes.exists(v, v.name == p.volume))`),
+		// status.
+		v("keptEnv", `variables.perTarget.map(t, t.kept).flatten().map(x, string(x)).distinct().sort()`),
+		v("keptMounts", `variables.perTarget.map(t, t.mKept).flatten().map(x, string(x)).distinct().sort()`),
+		v("targetNames", `variables.targets.map(t, string(t.name))`),
+		v("status", `'injected=' + variables.injected.join(',') +
+  ((variables.named || variables.skipped.size() > 0) ? '; containers=' + `+someComma("variables.targetNames")+` : '') +
+  (variables.skipped.size() > 0 ? '; skipped-containers=' + `+someComma("variables.skipped")+` : '') +
+  (variables.layers != 'both' ? '; layers=' + variables.layers : '') +
+  (variables.keptEnv.size() > 0 ? '; kept-user-env=' + variables.keptEnv.join(',') : '') +
+  (variables.keptMounts.size() > 0 ? '; kept-user-mount=' + variables.keptMounts.join(',') : '') +
+  (variables.blocked.size() > 0 ? '; kept-user-volume=' + variables.blocked.map(n, 'flowauth-' + `+dash("string(n)")+`).sort().join(',') : '')`),
+		v("doInject", `variables.flowRun && !variables.optedOut && variables.names.size() > 0`),
+	}
+}
+
+// envObject is a typed env var of a target container (the JSON is the same for init containers).
+const envObject = `Object.spec.containers.env{name: e.name,
+  ?value: e.file ? optional.of(e.value) : optional.none(),
+  ?valueFrom: e.file ? optional.none() : optional.of(Object.spec.containers.env.valueFrom{
+    secretKeyRef: Object.spec.containers.env.valueFrom.secretKeyRef{name: e.secret, key: e.key,
+      ?optional: e.optional ? optional.of(true) : optional.none()}})}`
+
+const mountObject = `Object.spec.containers.volumeMounts{name: p.volume, mountPath: p.dir, readOnly: true}`
+
+const volumeObject = `Object.spec.volumes{name: p.volume, secret: Object.spec.volumes.secret{secretName: p.secret,
+  items: p.entry.files.map(k, Object.spec.volumes.secret.items{key: k, path: k}),
+  ?optional: p.entry.filesOptional ? optional.of(true) : optional.none()}}`
+
+func mutations() []admissionregistrationv1.Mutation {
+	patch := func(expr string) admissionregistrationv1.Mutation {
+		return admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch,
+			JSONPatch: &admissionregistrationv1.JSONPatch{Expression: strings.TrimSpace(expr)}}
+	}
+	return []admissionregistrationv1.Mutation{
+		// optOut: the status says so, nothing else changes.
+		patch(`variables.flowRun && variables.optedOut && variables.ann[?'flowauth.io/status'].orValue('') != 'opted-out=flowauth.io/inject=false' ?
+  [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1status', value: 'opted-out=flowauth.io/inject=false'}] : []`),
+		// addToContainer's env vars, then its mounts, per target; an absent list is added whole.
+		patch(`!variables.doInject ? [] : variables.perTarget.map(t, t.add.size() == 0 ? [] :
+  (t.hasEnv ? t.add.map(e, JSONPatch{op: 'add', path: t.path + '/env/-', value: ` + envObject + `}) :
+   [JSONPatch{op: 'add', path: t.path + '/env', value: t.add.map(e, ` + envObject + `)}])).flatten() +
+  variables.perTarget.map(t, t.mAdd.size() == 0 ? [] :
+  (t.hasMounts ? t.mAdd.map(p, JSONPatch{op: 'add', path: t.path + '/volumeMounts/-', value: ` + mountObject + `}) :
+   [JSONPatch{op: 'add', path: t.path + '/volumeMounts', value: t.mAdd.map(p, ` + mountObject + `)}])).flatten()`),
+		// addUsedVolumes.
+		patch(`!variables.doInject || variables.newVolumes.size() == 0 ? [] :
+  (variables.volumes.size() > 0 ? variables.newVolumes.map(p, JSONPatch{op: 'add', path: '/spec/volumes/-', value: ` + volumeObject + `}) :
+   [JSONPatch{op: 'add', path: '/spec/volumes', value: variables.newVolumes.map(p, ` + volumeObject + `)}])`),
+		// The status, and the containers of the first pass.
+		patch(`!variables.doInject ? [] : (has(object.metadata.annotations) ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}]) +
+  [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1status', value: variables.status}] +
+  (variables.recorded ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1original-containers',
+    value: variables.containers.map(c, c.name).join(',')}])`),
+	}
+}
