@@ -54,12 +54,31 @@ func (o Options) withDefaults() Options {
 
 // Policies are the objects of a webhookless install.
 type Policies struct {
-	Mutating        *admissionregistrationv1.MutatingAdmissionPolicy
-	MutatingBinding *admissionregistrationv1.MutatingAdmissionPolicyBinding
+	Mutating          *admissionregistrationv1.MutatingAdmissionPolicy
+	MutatingBinding   *admissionregistrationv1.MutatingAdmissionPolicyBinding
+	Validating        *admissionregistrationv1.ValidatingAdmissionPolicy
+	ValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
 // Objects are the policies in the order they are applied.
-func (p Policies) Objects() []any { return []any{p.Mutating, p.MutatingBinding} }
+func (p Policies) Objects() []any {
+	return []any{p.Mutating, p.MutatingBinding, p.Validating, p.ValidatingBinding}
+}
+
+// podCreates matches pod creations, as the pod webhook's rules do.
+func podCreates() *admissionregistrationv1.MatchResources {
+	return &admissionregistrationv1.MatchResources{
+		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+			RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
+					Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+				},
+			},
+		}},
+	}
+}
 
 // Compile builds the policies for map m.
 func Compile(m *secretmap.Map, o Options) (Policies, error) {
@@ -72,17 +91,7 @@ func Compile(m *secretmap.Map, o Options) (Policies, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name + "-inject", Labels: map[string]string{"app.kubernetes.io/name": "flowauth"}},
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-						Rule: admissionregistrationv1.Rule{
-							APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"},
-							Scope: ptr.To(admissionregistrationv1.NamespacedScope),
-						},
-					},
-				}},
-			},
+			MatchConstraints: podCreates(),
 			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "flow-run-pods-only", Expression: flowRunPods}},
 			FailurePolicy:   ptr.To(admissionregistrationv1.Fail),
 			// Another webhook may add a container after this policy ran: run again, as the
@@ -100,7 +109,8 @@ func Compile(m *secretmap.Map, o Options) (Policies, error) {
 			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: selector},
 		},
 	}
-	return Policies{Mutating: inject, MutatingBinding: binding}, nil
+	refuse, refuseBinding := refusePolicy(o, selector)
+	return Policies{Mutating: inject, MutatingBinding: binding, Validating: refuse, ValidatingBinding: refuseBinding}, nil
 }
 
 // celString is s as a CEL string literal (Go's quoting is valid CEL for the ASCII the map holds).

@@ -28,12 +28,6 @@ const policyLabel = "flowauth.io/policy-test"
 // notYetInPolicyMode are the golden cases whose webhook result the policies do not give yet,
 // each with why. The test fails when one of them starts to match: the list only shrinks.
 var notYetInPolicyMode = map[string]string{
-	// Refusals: the ValidatingAdmissionPolicy that refuses what the webhook refuses is not
-	// written yet, so these pods are stored.
-	"container-not-found-denied":           "refusal (validating policy not yet written)",
-	"invalid-annotations-denied":           "refusal (validating policy not yet written)",
-	"invalid-names-denied":                 "refusal (validating policy not yet written)",
-	"too-many-containers-denied":           "refusal (validating policy not yet written)",
 	"allow-list-override-refused":          "allow-lists (not yet compiled)",
 	"allow-list-required":                  "allow-lists (not yet compiled)",
 	"allow-list-serviceaccount":            "allow-lists (not yet compiled)",
@@ -72,8 +66,12 @@ func TestPoliciesInjectAsTheWebhookDoes(t *testing.T) {
 			var diff string
 			switch {
 			case strings.Contains("\n"+findings, "\ndeny "):
-				if err == nil {
+				want := "flowauth: " + strings.Join(denials(findings), "; ")
+				switch {
+				case err == nil:
 					diff = "the webhook refuses this pod; the policies let it through"
+				case !strings.Contains(err.Error(), want):
+					diff = fmt.Sprintf("the policies refuse with\n  %s\nthe webhook with\n  %s", err, want)
 				}
 			case err != nil:
 				diff = "the policies refused the pod: " + err.Error()
@@ -95,6 +93,18 @@ func TestPoliciesInjectAsTheWebhookDoes(t *testing.T) {
 		})
 	}
 	t.Logf("%d golden cases give the webhook's result through the policies; %d are not yet in policy mode", same, known)
+}
+
+// denials are the messages of a golden case's findings.txt refusals, in order.
+func denials(findings string) []string {
+	var out []string
+	for line := range strings.Lines(findings) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "deny "); ok {
+			_, msg, _ := strings.Cut(rest, ": ")
+			out = append(out, msg)
+		}
+	}
+	return out
 }
 
 // injected is what flowauth writes into a pod: flowauth's annotations, each container's env and

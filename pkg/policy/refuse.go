@@ -1,0 +1,137 @@
+package policy
+
+import (
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// The ValidatingAdmissionPolicy refuses what pkg/mutate.Pod refuses, with its messages, in its
+// order: the pod's size first (each alone), then its names, layers, container lists and
+// overrides, all of them. It sees the pod after the mutating policy, as the API server stores it.
+
+// The validators' messages of k8s.io/apimachinery/pkg/util/validation, as pkg/mutate prints them.
+const (
+	labelRegexMessage     = `a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`
+	subdomainRegexMessage = `a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`
+)
+
+// quote is pkg/mutate's quote: at most 80 characters, then "...".
+func quote(s string) string {
+	return "(" + s + ".size() > 80 ? strings.quote(" + s + ".substring(0, 80)) + '...' : strings.quote(" + s + "))"
+}
+
+// some is pkg/mutate's some: at most ten, then how many more.
+func some(list string) string {
+	strs := list + ".map(x, string(x))"
+	return "(" + list + ".size() <= 10 ? " + strs + ".join(', ') : " + strs + ".slice(0, 10).join(', ') + ' and ' + string(" + list + ".size() - 10) + ' more')"
+}
+
+// nameProblem is secretmap.ValidateName's message for an invalid n.
+func nameProblem(n string) string {
+	return "(" + n + ".size() > 63 ? 'is ' + string(" + n + ".size()) + ' characters long; at most 63 are allowed' : !" + n + ".matches('^[A-Z][A-Z0-9_]*$') ? " +
+		celString("must match [A-Z][A-Z0-9_]* (upper-case letters, digits and '_', starting with a letter)") + " : " + n + ".contains('__') ? " +
+		celString(`must not contain "__" (Prefect splits PREFECT__CONTEXT__SECRETS__ variables on "__")`) + " : " +
+		celString(`must not end with "_" (it would run into the "__" that Prefect splits on)`) + ")"
+}
+
+func validLabel(n string) string {
+	return "(" + n + ".size() <= 63 && " + n + ".matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))"
+}
+
+func labelProblem(n string) string {
+	return "(" + n + ".size() > 63 ? 'must be no more than 63 characters' : " + celString(labelRegexMessage) + ")"
+}
+
+func validSubdomain(n string) string {
+	return "(" + n + `.size() <= 253 && ` + n + `.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))`
+}
+
+func subdomainProblem(n string) string {
+	return "(" + n + ".size() > 253 ? 'must be no more than 253 characters' : " + celString(subdomainRegexMessage) + ")"
+}
+
+// containerListDenials is containerList's refusals for annotation key (absence: what leaving it
+// out means).
+func containerListDenials(key, variable, absence string) string {
+	all := split(`variables.ann[?'` + key + `'].orValue('')`)
+	return `!('` + key + `' in variables.ann) ? [] : ` + all + `.size() > 64 ? ['annotation ` + key + ` lists more than 64 containers, which is the most allowed'] :
+  (` + all + `.size() == 0 ? [` + celString("annotation "+key+" lists no container; remove it to "+absence) + `] : []) +
+  (` + all + `.exists(n, !` + validLabel("n") + `) ? ['annotation ` + key + `: entry ' + ` + quote(all+`.filter(n, !`+validLabel("n")+`)[0]`) +
+		` + ' is not a valid container name: ' + ` + labelProblem(all+`.filter(n, !`+validLabel("n")+`)[0]`) + `] : []) +
+  (` + all + `.filter(n, !` + validLabel("n") + `).size() > 1 ? ['annotation ` + key + `: ' + string(` + all + `.filter(n, !` + validLabel("n") + `).size() - 1) + ' more entries are not valid container names'] : [])`
+}
+
+func refuseVariables(o Options) []admissionregistrationv1.Variable {
+	v := func(name, expr string) admissionregistrationv1.Variable {
+		return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
+	}
+	containersOf := `(object.spec.?initContainers.orValue([]) + object.spec.containers)`
+	return []admissionregistrationv1.Variable{
+		v("ann", `object.metadata.?annotations.orValue({})`),
+		v("labels", `object.metadata.?labels.orValue({})`),
+		v("nsDefaults", `namespaceObject.metadata.?annotations.orValue({})[?'flowauth.io/secrets'].orValue('')`),
+		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
+  ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
+		v("optedOut", `variables.ann[?'flowauth.io/inject'].orValue('').trim() == 'false'`),
+		v("names", split(`variables.ann[?'flowauth.io/secrets'].orValue('')`)),
+		v("inject", `variables.ann[?'flowauth.io/inject'].orValue('both').trim()`),
+		v("containerNames", `object.spec.?initContainers.orValue([]).map(c, c.name + ' (init)') + object.spec.containers.map(c, c.name)`),
+		v("podSkip", split(`variables.ann[?'flowauth.io/skip-containers'].orValue('')`)+`.filter(n, `+validLabel("n")+`)`),
+		v("namedList", split(`variables.ann[?'flowauth.io/containers'].orValue('')`)+`.filter(n, `+validLabel("n")+`)`),
+		// The pod's size, each checked alone and first, as Pod does.
+		v("sizeDenials", `(object.spec.?initContainers.orValue([]).size() + object.spec.containers.size() > 64) ?
+  ['the pod has more than 64 containers (init containers included), which is the most flowauth serves in a flow-run pod'] :
+  object.spec.?volumes.orValue([]).size() > 256 ? ['the pod has more than 256 volumes, which is the most flowauth serves in a flow-run pod'] :
+  `+containersOf+`.exists(c, c.?env.orValue([]).size() > 1024 || c.?envFrom.orValue([]).size() > 256 || c.?volumeMounts.orValue([]).size() > 256) ?
+  [`+containersOf+`.filter(c, c.?env.orValue([]).size() > 1024 || c.?envFrom.orValue([]).size() > 256 || c.?volumeMounts.orValue([]).size() > 256).map(c,
+    'container ' + strings.quote(c.name) + ' has more than ' + (c.?env.orValue([]).size() > 1024 ? '1024 env vars' : c.?envFrom.orValue([]).size() > 256 ? '256 envFrom sources' : '256 volume mounts') +
+    ', which is the most flowauth serves in a flow-run pod')[0]] : []`),
+		v("nameDenials", `variables.names.size() > 64 ? ['annotation flowauth.io/secrets declares more than 64 names, which is the most allowed'] :
+  variables.names.filter(n, !`+validName("n")+`).map(n, 'annotation flowauth.io/secrets: entry ' + `+quote("n")+` + ' is not a valid secret name: it ' + `+nameProblem("n")+`)`),
+		v("injectDenials", `variables.inject in ['prefect', 'native', 'both', 'true'] ? [] :
+  ['annotation flowauth.io/inject: value ' + `+quote(`variables.ann['flowauth.io/inject']`)+` + ' is not one of prefect, native, both, true, false']`),
+		v("skipDenials", containerListDenials("flowauth.io/skip-containers", "podSkip", "skip none")),
+		v("containersDenials", containerListDenials("flowauth.io/containers", "namedList", "inject into the flow's container only")),
+		v("notFound", `!('flowauth.io/containers' in variables.ann) || variables.namedList.size() == 0 || variables.containersDenials.size() > 0 ? [] :
+  variables.namedList.filter(n, !(n in variables.podSkip) && `+containersOf+`.exists(c, c.name == n)).size() > 0 ? [] :
+  ['annotation flowauth.io/containers: none of the named containers (' + `+some("variables.namedList")+` + ') is in the pod (it has: ' +
+   (variables.containerNames.size() == 0 ? 'no containers' : `+some("variables.containerNames")+`) + ')' +
+   (variables.podSkip.size() > 0 ? ' or left after flowauth.io/skip-containers' : '') + '; the declared secrets would reach no container']`),
+		v("overrideDenials", `variables.ann.filter(k, k.startsWith('secret.flowauth.io/') && k.substring(19) in variables.names).sort()
+  .filter(k, !`+validSubdomain("variables.ann[k]")+`)
+  .map(k, 'annotation ' + k + ': value ' + `+quote("variables.ann[k]")+` + ' is not a valid Secret name: ' + `+subdomainProblem("variables.ann[k]")+`)`),
+		v("denials", `!variables.flowRun || variables.optedOut ? [] : variables.sizeDenials.size() > 0 ? variables.sizeDenials :
+  variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials`),
+	}
+}
+
+func refusePolicy(o Options, selector *metav1.LabelSelector) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	p := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name + "-refuse", Labels: map[string]string{"app.kubernetes.io/name": "flowauth"}},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: podCreates(),
+			MatchConditions:  []admissionregistrationv1.MatchCondition{{Name: "flow-run-pods-only", Expression: flowRunPods}},
+			FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
+			Variables:        refuseVariables(o),
+			Validations: []admissionregistrationv1.Validation{{
+				Expression:        `variables.denials.size() == 0`,
+				MessageExpression: `'flowauth: ' + variables.denials.join('; ')`,
+				Reason:            ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Labels: p.Labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        p.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: selector},
+		},
+	}
+	return p, b
+}
