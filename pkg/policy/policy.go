@@ -92,8 +92,8 @@ func Compile(m *secretmap.Map, o Options) (Policies, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name + "-inject", Labels: map[string]string{"app.kubernetes.io/name": "flowauth"}},
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
 			MatchConstraints: podCreates(),
-			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "flow-run-pods-only", Expression: flowRunPods}},
-			FailurePolicy:   ptr.To(admissionregistrationv1.Fail),
+			MatchConditions:  []admissionregistrationv1.MatchCondition{{Name: "flow-run-pods-only", Expression: flowRunPods}},
+			FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
 			// Another webhook may add a container after this policy ran: run again, as the
 			// webhook does (reinvocationPolicy IfNeeded); every mutation is idempotent.
 			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,

@@ -37,9 +37,8 @@ func nameProblem(n string) string {
 		celString(`must not end with "_" (it would run into the "__" that Prefect splits on)`) + ")"
 }
 
-func validLabel(n string) string {
-	return "(" + n + ".size() <= 63 && " + n + ".matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))"
-}
+// validLabelN says whether n is a DNS label (a container name).
+const validLabelN = "(n.size() <= 63 && n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))"
 
 func labelProblem(n string) string {
 	return "(" + n + ".size() > 63 ? 'must be no more than 63 characters' : " + celString(labelRegexMessage) + ")"
@@ -55,16 +54,16 @@ func subdomainProblem(n string) string {
 
 // containerListDenials is containerList's refusals for annotation key (absence: what leaving it
 // out means).
-func containerListDenials(key, variable, absence string) string {
+func containerListDenials(key, absence string) string {
 	all := split(`variables.ann[?'` + key + `'].orValue('')`)
 	return `!('` + key + `' in variables.ann) ? [] : ` + all + `.size() > 64 ? ['annotation ` + key + ` lists more than 64 containers, which is the most allowed'] :
   (` + all + `.size() == 0 ? [` + celString("annotation "+key+" lists no container; remove it to "+absence) + `] : []) +
-  (` + all + `.exists(n, !` + validLabel("n") + `) ? ['annotation ` + key + `: entry ' + ` + quote(all+`.filter(n, !`+validLabel("n")+`)[0]`) +
-		` + ' is not a valid container name: ' + ` + labelProblem(all+`.filter(n, !`+validLabel("n")+`)[0]`) + `] : []) +
-  (` + all + `.filter(n, !` + validLabel("n") + `).size() > 1 ? ['annotation ` + key + `: ' + string(` + all + `.filter(n, !` + validLabel("n") + `).size() - 1) + ' more entries are not valid container names'] : [])`
+  (` + all + `.exists(n, !` + validLabelN + `) ? ['annotation ` + key + `: entry ' + ` + quote(all+`.filter(n, !`+validLabelN+`)[0]`) +
+		` + ' is not a valid container name: ' + ` + labelProblem(all+`.filter(n, !`+validLabelN+`)[0]`) + `] : []) +
+  (` + all + `.filter(n, !` + validLabelN + `).size() > 1 ? ['annotation ` + key + `: ' + string(` + all + `.filter(n, !` + validLabelN + `).size() - 1) + ' more entries are not valid container names'] : [])`
 }
 
-func refuseVariables(o Options) []admissionregistrationv1.Variable {
+func refuseVariables() []admissionregistrationv1.Variable {
 	v := func(name, expr string) admissionregistrationv1.Variable {
 		return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
 	}
@@ -79,8 +78,8 @@ func refuseVariables(o Options) []admissionregistrationv1.Variable {
 		v("names", split(`variables.ann[?'flowauth.io/secrets'].orValue('')`)),
 		v("inject", `variables.ann[?'flowauth.io/inject'].orValue('both').trim()`),
 		v("containerNames", `object.spec.?initContainers.orValue([]).map(c, c.name + ' (init)') + object.spec.containers.map(c, c.name)`),
-		v("podSkip", split(`variables.ann[?'flowauth.io/skip-containers'].orValue('')`)+`.filter(n, `+validLabel("n")+`)`),
-		v("namedList", split(`variables.ann[?'flowauth.io/containers'].orValue('')`)+`.filter(n, `+validLabel("n")+`)`),
+		v("podSkip", split(`variables.ann[?'flowauth.io/skip-containers'].orValue('')`)+`.filter(n, `+validLabelN+`)`),
+		v("namedList", split(`variables.ann[?'flowauth.io/containers'].orValue('')`)+`.filter(n, `+validLabelN+`)`),
 		// The pod's size, each checked alone and first, as Pod does.
 		v("sizeDenials", `(object.spec.?initContainers.orValue([]).size() + object.spec.containers.size() > 64) ?
   ['the pod has more than 64 containers (init containers included), which is the most flowauth serves in a flow-run pod'] :
@@ -93,8 +92,8 @@ func refuseVariables(o Options) []admissionregistrationv1.Variable {
   variables.names.filter(n, !`+validName("n")+`).map(n, 'annotation flowauth.io/secrets: entry ' + `+quote("n")+` + ' is not a valid secret name: it ' + `+nameProblem("n")+`)`),
 		v("injectDenials", `variables.inject in ['prefect', 'native', 'both', 'true'] ? [] :
   ['annotation flowauth.io/inject: value ' + `+quote(`variables.ann['flowauth.io/inject']`)+` + ' is not one of prefect, native, both, true, false']`),
-		v("skipDenials", containerListDenials("flowauth.io/skip-containers", "podSkip", "skip none")),
-		v("containersDenials", containerListDenials("flowauth.io/containers", "namedList", "inject into the flow's container only")),
+		v("skipDenials", containerListDenials("flowauth.io/skip-containers", "skip none")),
+		v("containersDenials", containerListDenials("flowauth.io/containers", "inject into the flow's container only")),
 		v("notFound", `!('flowauth.io/containers' in variables.ann) || variables.namedList.size() == 0 || variables.containersDenials.size() > 0 ? [] :
   variables.namedList.filter(n, !(n in variables.podSkip) && `+containersOf+`.exists(c, c.name == n)).size() > 0 ? [] :
   ['annotation flowauth.io/containers: none of the named containers (' + `+some("variables.namedList")+` + ') is in the pod (it has: ' +
@@ -116,7 +115,7 @@ func refusePolicy(o Options, selector *metav1.LabelSelector) (*admissionregistra
 			MatchConstraints: podCreates(),
 			MatchConditions:  []admissionregistrationv1.MatchCondition{{Name: "flow-run-pods-only", Expression: flowRunPods}},
 			FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
-			Variables:        refuseVariables(o),
+			Variables:        refuseVariables(),
 			Validations: []admissionregistrationv1.Validation{{
 				Expression:        `variables.denials.size() == 0`,
 				MessageExpression: `'flowauth: ' + variables.denials.join('; ')`,
