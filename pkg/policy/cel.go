@@ -52,11 +52,15 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 	v := func(name, expr string) admissionregistrationv1.Variable {
 		return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
 	}
-	return []admissionregistrationv1.Variable{
+	vars := []admissionregistrationv1.Variable{
 		v("ann", `object.metadata.?annotations.orValue({})`),
 		v("labels", `object.metadata.?labels.orValue({})`),
 		v("nsAnn", `namespaceObject.metadata.?annotations.orValue({})`),
 		v("nsDefaults", `variables.nsAnn[?'flowauth.io/secrets'].orValue('')`),
+		v("map", mapLiteral(m)),
+	}
+	vars = append(vars, allowListVariables(o)...)
+	vars = append(vars, []admissionregistrationv1.Variable{
 		// IsFlowRun.
 		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
   ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
@@ -72,8 +76,7 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		// webhook (and the validating policy): nothing to inject.
 		v("names", `variables.podNames.size() <= 64 && variables.podNames.all(n, `+validName("n")+`) &&
   variables.layers in ['prefect', 'native', 'both'] ?
-  variables.podNames + variables.nsNames.filter(n, !(n in variables.podNames)) : []`),
-		v("map", mapLiteral(m)),
+  (variables.podNames + variables.nsNames.filter(n, !(n in variables.podNames))).filter(n, `+allowed("n")+`) : []`),
 		// planFor, with secretName's override.
 		v("plans", `variables.names.map(n, {
   "name": dyn(n),
@@ -145,7 +148,8 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
   (variables.keptMounts.size() > 0 ? '; kept-user-mount=' + variables.keptMounts.join(',') : '') +
   (variables.blocked.size() > 0 ? '; kept-user-volume=' + variables.blocked.map(n, 'flowauth-' + `+dash("string(n)")+`).sort().join(',') : '')`),
 		v("doInject", `variables.flowRun && !variables.optedOut && variables.names.size() > 0`),
-	}
+	}...)
+	return vars
 }
 
 // envObject is a typed env var of a target container (the JSON is the same for init containers).

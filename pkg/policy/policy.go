@@ -34,6 +34,9 @@ type Options struct {
 	// ExcludedNamespaces are never served (the release namespace and kube-system).
 	NamespaceSelector  *metav1.LabelSelector
 	ExcludedNamespaces []string
+	// RequireAllowList: nothing is injected in a namespace without an allow-list (the chart's
+	// policy.requireAllowList, the webhook's --require-allow-list).
+	RequireAllowList bool
 }
 
 func (o Options) withDefaults() Options {
@@ -109,7 +112,7 @@ func Compile(m *secretmap.Map, o Options) (Policies, error) {
 			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: selector},
 		},
 	}
-	refuse, refuseBinding := refusePolicy(o, selector)
+	refuse, refuseBinding := refusePolicy(m, o, selector)
 	return Policies{Mutating: inject, MutatingBinding: binding, Validating: refuse, ValidatingBinding: refuseBinding}, nil
 }
 

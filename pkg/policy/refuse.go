@@ -6,6 +6,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
 // The ValidatingAdmissionPolicy refuses what pkg/mutate.Pod refuses, with its messages, in its
@@ -63,15 +65,20 @@ func containerListDenials(key, absence string) string {
   (` + all + `.filter(n, !` + validLabelN + `).size() > 1 ? ['annotation ` + key + `: ' + string(` + all + `.filter(n, !` + validLabelN + `).size() - 1) + ' more entries are not valid container names'] : [])`
 }
 
-func refuseVariables() []admissionregistrationv1.Variable {
+func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 	v := func(name, expr string) admissionregistrationv1.Variable {
 		return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
 	}
 	containersOf := `(object.spec.?initContainers.orValue([]) + object.spec.containers)`
-	return []admissionregistrationv1.Variable{
+	vars := []admissionregistrationv1.Variable{
 		v("ann", `object.metadata.?annotations.orValue({})`),
 		v("labels", `object.metadata.?labels.orValue({})`),
-		v("nsDefaults", `namespaceObject.metadata.?annotations.orValue({})[?'flowauth.io/secrets'].orValue('')`),
+		v("nsAnn", `namespaceObject.metadata.?annotations.orValue({})`),
+		v("nsDefaults", `variables.nsAnn[?'flowauth.io/secrets'].orValue('')`),
+		v("map", mapLiteral(m)),
+	}
+	vars = append(vars, allowListVariables(o)...)
+	return append(vars, []admissionregistrationv1.Variable{
 		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
   ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
 		v("optedOut", `variables.ann[?'flowauth.io/inject'].orValue('').trim() == 'false'`),
@@ -102,12 +109,27 @@ func refuseVariables() []admissionregistrationv1.Variable {
 		v("overrideDenials", `variables.ann.filter(k, k.startsWith('secret.flowauth.io/') && k.substring(19) in variables.names).sort()
   .filter(k, !`+validSubdomain("variables.ann[k]")+`)
   .map(k, 'annotation ' + k + ': value ' + `+quote("variables.ann[k]")+` + ' is not a valid Secret name: ' + `+subdomainProblem("variables.ann[k]")+`)`),
+		// enforceAllowList, once nothing else refused the pod: each name the pod asks for (declared
+		// or overridden) that the list does not allow; with no list where one is required, the first.
+		v("nsNames", `(`+split(`variables.nsDefaults`)+`).size() > 64 ? [] : (`+split(`variables.nsDefaults`)+`).filter(n, `+validName("n")+`)`),
+		v("allNames", `variables.names + variables.nsNames.filter(n, !(n in variables.names))`),
+		v("fromPod", `variables.allNames.filter(n, n in variables.names || ('secret.flowauth.io/' + n) in variables.ann)`),
+		v("nsName", `namespaceObject.metadata.name`),
+		v("allowDenials", `variables.listKey == '' ? (variables.requireList && variables.fromPod.size() > 0 ?
+  ['namespace ' + strings.quote(variables.nsName) + ' has no flowauth.io/allowed-secrets annotation, and this cluster\'s flowauth requires one (--require-allow-list): nothing may be injected there until a namespace administrator sets it, e.g. kubectl annotate namespace ' +
+   variables.nsName + ' flowauth.io/allowed-secrets=' + variables.fromPod[0]] : []) :
+  variables.fromPod.filter(n, !`+allowed("n")+`).map(n, 'namespace ' + strings.quote(variables.nsName) + ' does not allow ' + n + ' ' +
+    (('secret.flowauth.io/' + n) in variables.ann ? 'from Secret ' + strings.quote(`+secretOf("n")+`) + ' (annotation secret.flowauth.io/' + n + ')' :
+     'from its default Secret ' + strings.quote(`+secretOf("n")+`)) +
+    ': its annotation ' + variables.listKey + ' allows ' + variables.listDescribed + '. A namespace administrator decides what flow runs there may receive')`),
 		v("denials", `!variables.flowRun || variables.optedOut ? [] : variables.sizeDenials.size() > 0 ? variables.sizeDenials :
-  variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials`),
-	}
+  (variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials).size() > 0 ?
+  variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials :
+  variables.allowDenials`),
+	}...)
 }
 
-func refusePolicy(o Options, selector *metav1.LabelSelector) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+func refusePolicy(m *secretmap.Map, o Options, selector *metav1.LabelSelector) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
 	p := &admissionregistrationv1.ValidatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name + "-refuse", Labels: map[string]string{"app.kubernetes.io/name": "flowauth"}},
@@ -115,7 +137,7 @@ func refusePolicy(o Options, selector *metav1.LabelSelector) (*admissionregistra
 			MatchConstraints: podCreates(),
 			MatchConditions:  []admissionregistrationv1.MatchCondition{{Name: "flow-run-pods-only", Expression: flowRunPods}},
 			FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
-			Variables:        refuseVariables(),
+			Variables:        refuseVariables(m, o),
 			Validations: []admissionregistrationv1.Validation{{
 				Expression:        `variables.denials.size() == 0`,
 				MessageExpression: `'flowauth: ' + variables.denials.join('; ')`,

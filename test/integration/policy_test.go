@@ -28,17 +28,14 @@ const policyLabel = "flowauth.io/policy-test"
 // notYetInPolicyMode are the golden cases whose webhook result the policies do not give yet,
 // each with why. The test fails when one of them starts to match: the list only shrinks.
 var notYetInPolicyMode = map[string]string{
-	"allow-list-override-refused":          "allow-lists (not yet compiled)",
-	"allow-list-required":                  "allow-lists (not yet compiled)",
-	"allow-list-serviceaccount":            "allow-lists (not yet compiled)",
-	"allow-list-envfrom-not-looked-up":     "allow-lists (not yet compiled)",
-	"allow-list-namespace-default-skipped": "allow-lists (not yet compiled)",
-	"restricted-type-refused":              "key lookup (a policy cannot read Secrets)",
-	"keys-all-present":                     "key lookup (a policy cannot read Secrets)",
-	"keys-envfrom-counts-as-user-set":      "key lookup (a policy cannot read Secrets)",
-	"keys-missing-ignored":                 "key lookup (a policy cannot read Secrets)",
-	"keys-secret-missing":                  "key lookup (a policy cannot read Secrets)",
-	"keys-secret-missing-denied":           "key lookup (a policy cannot read Secrets)",
+	// envFrom ConfigMaps' keys are read by the webhook only.
+	"allow-list-envfrom-not-looked-up": "key lookup (a policy cannot read a ConfigMap's keys)",
+	"restricted-type-refused":          "key lookup (a policy cannot read Secrets)",
+	"keys-all-present":                 "key lookup (a policy cannot read Secrets)",
+	"keys-envfrom-counts-as-user-set":  "key lookup (a policy cannot read Secrets)",
+	"keys-missing-ignored":             "key lookup (a policy cannot read Secrets)",
+	"keys-secret-missing":              "key lookup (a policy cannot read Secrets)",
+	"keys-secret-missing-denied":       "key lookup (a policy cannot read Secrets)",
 }
 
 // TestPoliciesInjectAsTheWebhookDoes (issue 31): every golden case of pkg/mutate is created
@@ -57,7 +54,16 @@ func TestPoliciesInjectAsTheWebhookDoes(t *testing.T) {
 		dir := filepath.Dir(in)
 		name := filepath.Base(dir)
 		t.Run(name, func(t *testing.T) {
-			ns := policyNamespace(t, readOptional(t, filepath.Join(dir, "namespace-defaults.txt")))
+			var nsConfig struct {
+				Annotations      map[string]string `json:"annotations"`
+				RequireAllowList bool              `json:"requireAllowList"`
+			}
+			if b := readOptional(t, filepath.Join(dir, "namespace.yaml")); b != "" {
+				if err := yaml.UnmarshalStrict([]byte(b), &nsConfig); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ns := policyNamespace(t, readOptional(t, filepath.Join(dir, "namespace-defaults.txt")), nsConfig.Annotations, nsConfig.RequireAllowList)
 			pod := readPodFile(t, in)
 			want := readPodFile(t, filepath.Join(dir, "out.yaml"))
 			findings := readOptional(t, filepath.Join(dir, "findings.txt"))
@@ -66,7 +72,9 @@ func TestPoliciesInjectAsTheWebhookDoes(t *testing.T) {
 			var diff string
 			switch {
 			case strings.Contains("\n"+findings, "\ndeny "):
-				want := "flowauth: " + strings.Join(denials(findings), "; ")
+				// The golden cases' namespace is "flows"; each case here has its own.
+				want := strings.NewReplacer(`namespace "flows"`, `namespace "`+ns+`"`, "annotate namespace flows ", "annotate namespace "+ns+" ").
+					Replace("flowauth: " + strings.Join(denials(findings), "; "))
 				switch {
 				case err == nil:
 					diff = "the webhook refuses this pod; the policies let it through"
@@ -132,25 +140,28 @@ func injected(p *corev1.Pod) map[string]any {
 	return out
 }
 
-// applyPolicies compiles the built-in map's policies, bound to policyLabel's namespaces, applies
-// them, and waits until the API server runs them (it loads policies a moment after they exist).
+// applyPolicies compiles the built-in map's policies twice, bound to policyLabel's namespaces:
+// "enabled" as the defaults, "required" with an allow-list required. It applies them and waits
+// until the API server runs them (it loads policies a moment after they exist).
 func applyPolicies(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	p, err := policy.Compile(secretmap.Builtin(), policy.Options{
-		Name:              "flowauth-test",
-		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{policyLabel: "enabled"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range p.Objects() {
-		obj := o.(client.Object)
-		if err := k8s.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatalf("creating %s: %v", obj.GetName(), err)
+	for _, o := range []policy.Options{
+		{Name: "flowauth-test", NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{policyLabel: "enabled"}}},
+		{Name: "flowauth-test-required", NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{policyLabel: "required"}}, RequireAllowList: true},
+	} {
+		p, err := policy.Compile(secretmap.Builtin(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range p.Objects() {
+			obj := o.(client.Object)
+			if err := k8s.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatalf("creating %s: %v", obj.GetName(), err)
+			}
 		}
 	}
-	ns := policyNamespace(t, "")
+	ns := policyNamespace(t, "", nil, false)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		probe := flowRunPod(ns, map[string]string{mutate.AnnotationSecrets: "GITHUB_ACCESS_TOKEN"})
@@ -167,12 +178,20 @@ func applyPolicies(t *testing.T) {
 	}
 }
 
-// policyNamespace creates a namespace served by the policies only, with namespace defaults.
-func policyNamespace(t *testing.T, defaults string) string {
+// policyNamespace creates a namespace served by the policies only, with namespace defaults and
+// annotations (an allow-list), by the policies that require an allow-list if requireList.
+func policyNamespace(t *testing.T, defaults string, annotations map[string]string, requireList bool) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "policy-", Labels: map[string]string{policyLabel: "enabled"}}}
+	label := "enabled"
+	if requireList {
+		label = "required"
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "policy-", Labels: map[string]string{policyLabel: label}, Annotations: annotations}}
 	if defaults != "" {
-		ns.Annotations = map[string]string{mutate.AnnotationSecrets: defaults}
+		if ns.Annotations == nil {
+			ns.Annotations = map[string]string{}
+		}
+		ns.Annotations[mutate.AnnotationSecrets] = defaults
 	}
 	if err := k8s.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
