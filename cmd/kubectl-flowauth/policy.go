@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,18 +15,20 @@ import (
 // newPolicyCommand is `kubectl flowauth policy`: flowauth compiled into admission policies that
 // the API server runs itself (Kubernetes 1.36+), printed for kubectl apply.
 func newPolicyCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	var secretMapFile, name string
+	var secretMapFile, name, selector string
+	var requireList bool
 	var skip []string
 	cmd := &cobra.Command{
 		Use:   "policy",
-		Short: "Print flowauth as MutatingAdmissionPolicies (Kubernetes 1.36+), for kubectl apply",
+		Short: "Print flowauth as admission policies the API server runs itself (Kubernetes 1.36+), for kubectl apply",
 		Long: `policy prints flowauth's injection compiled into a MutatingAdmissionPolicy and its binding
 (admissionregistration.k8s.io/v1, Kubernetes 1.36 or later), for the secret map in force: the API
-server then injects flow-run pods itself, with no webhook in their path. It matches the namespaces
-labelled flowauth.io/injection=enabled, as the chart does.
+server then injects flow-run pods itself, with no webhook in their path, and a
+ValidatingAdmissionPolicy refuses what the webhook refuses (with its messages), allow-lists
+included. It serves the namespaces labelled flowauth.io/injection=enabled, as the chart does.
 
-Work in progress (docs/reference.md, "Policy mode"): refusals, allow-lists and key lookup are not
-compiled yet; use the webhook where you need them.`,
+A preview (docs/reference.md, "Policy mode"): key lookup (a missing Secret told at apply time) and
+warnings need the webhook.`,
 		Example: `  kubectl flowauth policy | kubectl apply --server-side -f -
   kubectl flowauth policy --secret-map secret-map.yaml`,
 		Args: cobra.NoArgs,
@@ -37,8 +40,11 @@ compiled yet; use the webhook where you need them.`,
 					return err
 				}
 			}
-			o := policy.Options{Name: name, SkipContainers: skip}
-			o.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"flowauth.io/injection": "enabled"}}
+			sel, err := metav1.ParseToLabelSelector(selector)
+			if err != nil {
+				return fmt.Errorf("--namespace-selector %q: %w", selector, err)
+			}
+			o := policy.Options{Name: name, SkipContainers: skip, NamespaceSelector: sel, RequireAllowList: requireList}
 			p, err := policy.Compile(m, o)
 			if err != nil {
 				return err
@@ -57,6 +63,8 @@ compiled yet; use the webhook where you need them.`,
 	}
 	cmd.Flags().StringVar(&secretMapFile, "secret-map", "", "a secret map file extending the built-in one (the chart's secretMap value)")
 	cmd.Flags().StringVar(&name, "name", "flowauth", "prefix of the objects' names (the chart's release name)")
+	cmd.Flags().StringVar(&selector, "namespace-selector", "flowauth.io/injection=enabled", "label selector of the namespaces served (the chart's webhook.namespaceSelector); flowauth-system and kube-system never are")
+	cmd.Flags().BoolVar(&requireList, "require-allow-list", false, "inject nothing in a namespace without flowauth.io/allowed-secrets (the chart's policy.requireAllowList)")
 	cmd.Flags().StringSliceVar(&skip, "skip-containers", nil, "containers never injected unless a pod names them (default: the webhook's, the common mesh proxies)")
 	return cmd
 }
