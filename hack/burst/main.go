@@ -8,7 +8,9 @@
 // for flowauth how many pods were stored injected, then flowauth's ratios to the floor-registered
 // way: what calling a webhook costs the API server (floor against none), what applying and storing
 // flowauth's mutation costs it (patched limit against floor), and what flowauth's own work costs
-// (flowauth against patched limit).
+// (flowauth against patched limit). Two more ways run no webhook: a trivial MutatingAdmissionPolicy
+// (one annotation added: the machinery's own cost), and flowauth compiled into admission policies
+// (policy mode, pkg/policy), compared with both.
 package main
 
 import (
@@ -33,12 +35,15 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/flowauth/flowauth/pkg/policy"
+	"github.com/flowauth/flowauth/pkg/secretmap"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -51,7 +56,15 @@ const (
 	// the webhook next to none.
 	patchedLimit = "patched limit registered"
 	flowauth     = "flowauth"
+	// trivialPolicy is a MutatingAdmissionPolicy that only adds an annotation to the same pods:
+	// what the API server's policy machinery costs by itself. policyMode is flowauth compiled into
+	// admission policies (pkg/policy): no webhook registered.
+	trivialPolicy = "trivial policy"
+	policyMode    = "flowauth policies"
 )
+
+// wayLabel marks a burst's namespace for the policy ways' bindings.
+const wayLabel = "flowauth.io/burst-way"
 
 // outcome is one burst's figures.
 type outcome struct {
@@ -132,6 +145,10 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 		return err
 	}
 
+	policies, err := burstPolicies()
+	if err != nil {
+		return err
+	}
 	var standIn *exec.Cmd // the floor or the limit, serving in flowauth's place
 	stopStandIn := func() {
 		if standIn != nil {
@@ -143,9 +160,21 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 	defer stopStandIn()
 	// setUp makes the API server call what way says, on the same address with the same certificate.
 	setUp := func(way string) error {
+		// Only the way's own policies exist while it runs.
+		for w, objects := range policies {
+			for _, o := range objects {
+				if w == way {
+					if err := c.Client.Create(ctx, o.DeepCopyObject().(client.Object)); err != nil && !apierrors.IsAlreadyExists(err) {
+						return err
+					}
+				} else if err := c.Client.Delete(ctx, o.DeepCopyObject().(client.Object)); err != nil && !apierrors.IsNotFound(err) {
+					return err
+				}
+			}
+		}
 		var mwc admissionregistrationv1.MutatingWebhookConfiguration
 		present := c.Client.Get(ctx, client.ObjectKey{Name: registered.Name}, &mwc) == nil
-		if way == none {
+		if way == none || policies[way] != nil {
 			if present {
 				return c.Client.Delete(ctx, &mwc)
 			}
@@ -176,7 +205,7 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 		return c.WaitServing(ctx)
 	}
 
-	ways := []string{none, floor, patchedLimit, flowauth}
+	ways := []string{none, floor, patchedLimit, flowauth, trivialPolicy, policyMode}
 	results := map[string][]outcome{}
 	fmt.Printf("burst: %d flow-run pods by %d concurrent clients, %d alternating rounds per way, medians; machine: 2 cores shared by the API server, etcd, the webhook and the clients\n\n", n, workers, rounds)
 	for r := range rounds {
@@ -187,8 +216,17 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 			// The API server sees a configuration change through its informer: let it settle.
 			time.Sleep(2 * time.Second)
 			ns := fmt.Sprintf("burst-%d-%d", r, slices.Index(ways, way))
-			if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"flowauth.io/injection": "enabled"}}}); err != nil {
+			labels := map[string]string{"flowauth.io/injection": "enabled"}
+			if policies[way] != nil {
+				labels = map[string]string{wayLabel: strings.ReplaceAll(way, " ", "-")}
+			}
+			if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}); err != nil {
 				return err
+			}
+			if policies[way] != nil {
+				if err := waitForPolicies(ctx, c.Client, ns); err != nil {
+					return fmt.Errorf("%s: %w", way, err)
+				}
 			}
 			pids := map[string]int{"kube-apiserver": controlPlane["kube-apiserver"], "etcd": controlPlane["etcd"], "clients": os.Getpid()}
 			switch {
@@ -212,7 +250,7 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 			results[way] = append(results[way], o)
 			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f pods/s, p50 %s, p99 %s, %d failed, %d injected\n", r+1, way, o.podsPerSecond, o.p50, o.p99, o.failed, o.injected)
 			_ = c.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-			if (way == flowauth || way == patchedLimit) && (o.failed > 0 || o.injected != int64(n)) {
+			if (way == flowauth || way == patchedLimit || way == policyMode) && (o.failed > 0 || o.injected != int64(n)) {
 				return fmt.Errorf("flowauth: %d failed, %d of %d injected; first error: %s", o.failed, o.injected, n, o.firstErr)
 			}
 			if o.failed > 0 {
@@ -226,7 +264,7 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 		m := median(results[way])
 		med[way] = m
 		injected := "-"
-		if way == flowauth || way == patchedLimit {
+		if way == flowauth || way == patchedLimit || way == policyMode {
 			injected = fmt.Sprintf("%d of %d", m.injected, n)
 		}
 		fmt.Printf("| %s | %.0f | %s | %s | %d | %s |\n", way, m.podsPerSecond, m.p50.Round(100*time.Microsecond), m.p99.Round(100*time.Microsecond), m.failed, injected)
@@ -249,7 +287,57 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 		med[flowauth].podsPerSecond/med[patchedLimit].podsPerSecond, float64(med[flowauth].p99)/float64(med[patchedLimit].p99))
 	fmt.Printf("flowauth against the floor registered: throughput %.2f (target >= 0.95), p99 %.2f (target <= 1.10)\n",
 		med[flowauth].podsPerSecond/med[floor].podsPerSecond, float64(med[flowauth].p99)/float64(med[floor].p99))
+	fmt.Printf("the policy machinery (trivial policy / no webhook): throughput %.2f, p99 %.2f\n",
+		med[trivialPolicy].podsPerSecond/med[none].podsPerSecond, float64(med[trivialPolicy].p99)/float64(med[none].p99))
+	fmt.Printf("flowauth's policies against the trivial policy: throughput %.2f (target >= 0.90), p99 %.2f\n",
+		med[policyMode].podsPerSecond/med[trivialPolicy].podsPerSecond, float64(med[policyMode].p99)/float64(med[trivialPolicy].p99))
+	fmt.Printf("policy mode against the webhook (flowauth policies / flowauth): throughput %.2f (target >= 1.00), p99 %.2f\n",
+		med[policyMode].podsPerSecond/med[flowauth].podsPerSecond, float64(med[policyMode].p99)/float64(med[flowauth].p99))
 	return nil
+}
+
+// burstPolicies are the policy ways' objects: a trivial MutatingAdmissionPolicy that adds one
+// annotation to flow-run pods, and flowauth's compiled policies, each bound to its namespaces.
+func burstPolicies() (map[string][]runtime.Object, error) {
+	selector := func(way string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{wayLabel: strings.ReplaceAll(way, " ", "-")}}
+	}
+	p, err := policy.Compile(secretmap.Builtin(), policy.Options{Name: "burst", NamespaceSelector: selector(policyMode)})
+	if err != nil {
+		return nil, err
+	}
+	var compiled []runtime.Object
+	for _, o := range p.Objects() {
+		compiled = append(compiled, o.(runtime.Object))
+	}
+	trivial := p.Mutating.DeepCopy()
+	trivial.Name = "burst-trivial"
+	trivial.Spec.Variables = nil
+	trivial.Spec.Mutations = []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch,
+		JSONPatch: &admissionregistrationv1.JSONPatch{Expression: `[JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1burst', value: 'trivial'}]`}}}
+	binding := p.MutatingBinding.DeepCopy()
+	binding.Name, binding.Spec.PolicyName = trivial.Name, trivial.Name
+	binding.Spec.MatchResources.NamespaceSelector = selector(trivialPolicy)
+	return map[string][]runtime.Object{trivialPolicy: {trivial, binding}, policyMode: compiled}, nil
+}
+
+// waitForPolicies waits until the API server runs the way's policies in ns (it loads them a
+// moment after they exist): a dry-run burst pod comes back changed.
+func waitForPolicies(ctx context.Context, c client.Client, ns string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pod := burstPod(ns, 0)
+		if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
+			return err
+		}
+		if len(pod.Annotations) > len(burstPod(ns, 0).Annotations) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the API server did not run the policies within 30 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // burstPod is the i-th pod of a burst in ns.
@@ -268,6 +356,12 @@ func burstPod(ns string, i int) *corev1.Pod {
 // as the API server asks it (nil if it answers none).
 func flowauthPatch(ctx context.Context, c *localcluster.Cluster) []byte {
 	pod := burstPod("burst-patch", 0)
+	// flowauth serves only namespaces that exist and are opted in (a review naming another is
+	// let through untouched).
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: pod.Namespace, Labels: map[string]string{"flowauth.io/injection": "enabled"}}}
+	if err := c.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil
+	}
 	raw, _ := json.Marshal(pod)
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
