@@ -28,9 +28,6 @@ func allowed(n string) string {
 }
 
 func allowListVariables(o Options) []admissionregistrationv1.Variable {
-	v := func(name, expr string) admissionregistrationv1.Variable {
-		return admissionregistrationv1.Variable{Name: name, Expression: expr}
-	}
 	return []admissionregistrationv1.Variable{
 		v("requireList", strconv.FormatBool(o.RequireAllowList)),
 		v("saName", `object.spec.?serviceAccountName.orValue('') != '' ? object.spec.serviceAccountName :

@@ -48,22 +48,29 @@ func someComma(list string) string {
 	return "(" + list + ".size() <= 10 ? " + strs + ".join(',') : " + strs + ".slice(0, 10).join(',') + ',+' + string(" + list + ".size() - 10))"
 }
 
-func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
-	v := func(name, expr string) admissionregistrationv1.Variable {
-		return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
-	}
+// v is a policy variable.
+func v(name, expr string) admissionregistrationv1.Variable {
+	return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
+}
+
+// prelude are the variables both policies start with: the pod's and namespace's annotations and
+// labels, whether the pod is a flow run (IsFlowRun), the secret map, and the allow-list.
+func prelude(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 	vars := []admissionregistrationv1.Variable{
 		v("ann", `object.metadata.?annotations.orValue({})`),
 		v("labels", `object.metadata.?labels.orValue({})`),
 		v("nsAnn", `namespaceObject.metadata.?annotations.orValue({})`),
 		v("nsDefaults", `variables.nsAnn[?'flowauth.io/secrets'].orValue('')`),
-		v("map", mapLiteral(m)),
-	}
-	vars = append(vars, allowListVariables(o)...)
-	vars = append(vars, []admissionregistrationv1.Variable{
-		// IsFlowRun.
 		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
   ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
+		v("map", mapLiteral(m)),
+	}
+	return append(vars, allowListVariables(o)...)
+}
+
+func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
+	vars := prelude(m, o)
+	vars = append(vars, []admissionregistrationv1.Variable{
 		v("inject", `variables.ann[?'flowauth.io/inject'].orValue('both').trim()`),
 		v("optedOut", `variables.inject == 'false'`),
 		// parseLayers.

@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"strings"
-
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -66,21 +64,8 @@ func containerListDenials(key, absence string) string {
 }
 
 func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
-	v := func(name, expr string) admissionregistrationv1.Variable {
-		return admissionregistrationv1.Variable{Name: name, Expression: strings.TrimSpace(expr)}
-	}
 	containersOf := `(object.spec.?initContainers.orValue([]) + object.spec.containers)`
-	vars := []admissionregistrationv1.Variable{
-		v("ann", `object.metadata.?annotations.orValue({})`),
-		v("labels", `object.metadata.?labels.orValue({})`),
-		v("nsAnn", `namespaceObject.metadata.?annotations.orValue({})`),
-		v("nsDefaults", `variables.nsAnn[?'flowauth.io/secrets'].orValue('')`),
-		v("map", mapLiteral(m)),
-	}
-	vars = append(vars, allowListVariables(o)...)
-	return append(vars, []admissionregistrationv1.Variable{
-		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
-  ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
+	return append(prelude(m, o), []admissionregistrationv1.Variable{
 		v("optedOut", `variables.ann[?'flowauth.io/inject'].orValue('').trim() == 'false'`),
 		v("names", split(`variables.ann[?'flowauth.io/secrets'].orValue('')`)),
 		v("inject", `variables.ann[?'flowauth.io/inject'].orValue('both').trim()`),

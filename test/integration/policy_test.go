@@ -161,16 +161,24 @@ func applyPolicies(t *testing.T) {
 			}
 		}
 	}
-	ns := policyNamespace(t, "", nil, false)
+	// Ready when each binding is in force: the mutating policy injects, the validating one
+	// refuses a bad name, and the one that requires a list refuses a pod where there is none.
+	enabled, required := policyNamespace(t, "", nil, false), policyNamespace(t, "", nil, true)
+	ready := func() bool {
+		probe := flowRunPod(enabled, map[string]string{mutate.AnnotationSecrets: "GITHUB_ACCESS_TOKEN"})
+		if err := k8s.Create(ctx, probe, client.DryRunAll); err != nil || probe.Annotations[mutate.AnnotationStatus] == "" {
+			return false
+		}
+		bad := flowRunPod(enabled, map[string]string{mutate.AnnotationSecrets: "not-a-name"})
+		if err := k8s.Create(ctx, bad, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "flowauth: ") {
+			return false
+		}
+		unlisted := flowRunPod(required, map[string]string{mutate.AnnotationSecrets: "GITHUB_ACCESS_TOKEN"})
+		err := k8s.Create(ctx, unlisted, client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), "flowauth: ")
+	}
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		probe := flowRunPod(ns, map[string]string{mutate.AnnotationSecrets: "GITHUB_ACCESS_TOKEN"})
-		if err := k8s.Create(ctx, probe, client.DryRunAll); err != nil {
-			t.Fatal(err)
-		}
-		if probe.Annotations[mutate.AnnotationStatus] != "" {
-			return
-		}
+	for !ready() {
 		if time.Now().After(deadline) {
 			t.Fatal("the API server did not run the policies within 30 s")
 		}
