@@ -136,6 +136,12 @@ func (p *Prefect) start(ctx context.Context, name string, env []string, args ...
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(p.bin, "prefect"), args...)
 	cmd.Env, cmd.Dir = p.env(env...), p.Dir
+	if args[0] == "worker" {
+		// A worker copies the Prefect settings it runs with into every flow-run pod: only the API's
+		// address, and its home through HOME (~/.prefect), not PREFECT_HOME, a path of this machine.
+		cmd.Env = append([]string{"PATH=" + p.bin + ":/usr/local/bin:/usr/bin:/bin", "HOME=" + filepath.Join(p.Dir, "home"),
+			"PREFECT_API_URL=" + p.URL, "DO_NOT_TRACK=1"}, env...)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

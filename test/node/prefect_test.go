@@ -118,6 +118,10 @@ func TestPrefect3FlowRunCompletes(t *testing.T) {
 	createSecrets(t, ns, creds)
 	run, logs, took := runFlow(t, ns, 4*time.Minute, nil)
 	t.Logf("deployment run to %s in %s", run.State.Name, took.Round(time.Millisecond))
+	// The worker copies its own Prefect settings into the pod: none of this machine's paths.
+	if env := kubectl(t, "-n", ns, "get", "jobs", "-l", "prefect.io/flow-run-id="+run.ID, "-o", "jsonpath={.items[0].spec.template.spec.containers[0].env}"); strings.Contains(env, "PREFECT_HOME") || !strings.Contains(env, "PREFECT_API_URL") {
+		t.Errorf("the flow run's env, as the worker wrote it: %s", env)
+	}
 	requireCompleted(t, run, logs,
 		"AWS_CREDENTIALS found by prefect_aws.AwsCredentials(): boto3 credentials from env, access key "+digest(creds.AWSAccessKey)+", secret key "+digest(creds.AWSSecretKey),
 		"GCP_CREDENTIALS found by prefect_gcp.GcpCredentials(): Credentials, client_email "+digest(creds.GCPClientEmail)+", project "+digest(creds.GCPProject),
