@@ -35,7 +35,7 @@ func allowListVariables(o Options) []admissionregistrationv1.Variable {
 		v("listKey", `('allowed-secrets.flowauth.io/' + variables.saName) in variables.nsAnn ? 'allowed-secrets.flowauth.io/' + variables.saName :
   ('flowauth.io/allowed-secrets' in variables.nsAnn ? 'flowauth.io/allowed-secrets' : '')`),
 		v("listAllItems", `variables.listKey == '' ? [] : `+split(`variables.nsAnn[variables.listKey]`)),
-		v("listItems", `variables.listAllItems.size() > 64 ? variables.listAllItems.slice(0, 64) : variables.listAllItems`),
+		v("listItems", `variables.listAllItems.size() > `+maxNames+` ? variables.listAllItems.slice(0, `+maxNames+`) : variables.listAllItems`),
 		v("listAll", `'*' in variables.listItems`),
 		v("listEntries", `variables.listItems.filter(i, i != '*').map(i, {"name": i.split('=')[0],
   "secret": i.contains('=') ? i.substring(i.indexOf('=') + 1) : ''}).filter(e, `+validName("e.name")+` &&

@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"strconv"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
+	"github.com/flowauth/flowauth/pkg/mutate"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
@@ -23,7 +25,7 @@ func split(s string) string {
 
 // validName is secretmap.ValidateName.
 func validName(n string) string {
-	return "(" + n + ".size() <= 63 && " + n + ".matches('^[A-Z][A-Z0-9_]*$') && !" + n + ".contains('__') && !" + n + ".endsWith('_'))"
+	return "(" + n + ".size() <= " + maxName + " && " + n + ".matches('^[A-Z][A-Z0-9_]*$') && !" + n + ".contains('__') && !" + n + ".endsWith('_'))"
 }
 
 // dash is secretmap.DashName.
@@ -78,10 +80,10 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		// parseNames, for the pod and the namespace.
 		v("podNames", split(`variables.ann[?'flowauth.io/secrets'].orValue('')`)),
 		v("nsAll", split(`variables.nsDefaults`)),
-		v("nsNames", `variables.nsAll.size() > 64 ? [] : variables.nsAll.filter(n, `+validName("n")+`)`),
+		v("nsNames", `variables.nsAll.size() > `+maxNames+` ? [] : variables.nsAll.filter(n, `+validName("n")+`)`),
 		// A pod whose own names are invalid, too many, or whose layers are unknown is refused by the
 		// webhook (and the validating policy): nothing to inject.
-		v("names", `variables.podNames.size() <= 64 && variables.podNames.all(n, `+validName("n")+`) &&
+		v("names", `variables.podNames.size() <= `+maxNames+` && variables.podNames.all(n, `+validName("n")+`) &&
   variables.layers in ['prefect', 'native', 'both'] ?
   (variables.podNames + variables.nsNames.filter(n, !(n in variables.podNames))).filter(n, `+allowed("n")+`) : []`),
 		// planFor, with secretName's override.
@@ -199,3 +201,15 @@ func mutations() []admissionregistrationv1.Mutation {
     value: variables.containers.map(c, c.name).join(',')}])`),
 	}
 }
+
+// The bounds of pkg/mutate and secretmap, as CEL literals.
+var (
+	maxName         = strconv.Itoa(secretmap.MaxNameLength)
+	maxNames        = strconv.Itoa(mutate.MaxDeclaredNames)
+	maxListed       = strconv.Itoa(mutate.MaxListedContainers)
+	maxContainers   = strconv.Itoa(mutate.MaxContainers)
+	maxVolumes      = strconv.Itoa(mutate.MaxVolumes)
+	maxEnv          = strconv.Itoa(mutate.MaxEnv)
+	maxEnvFrom      = strconv.Itoa(mutate.MaxEnvFrom)
+	maxVolumeMounts = strconv.Itoa(mutate.MaxVolumeMounts)
+)

@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"strconv"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/flowauth/flowauth/pkg/secretmap"
@@ -12,10 +15,14 @@ import (
 // order: the pod's size first (each alone), then its names, layers, container lists and
 // overrides, all of them. It sees the pod after the mutating policy, as the API server stores it.
 
-// The validators' messages of k8s.io/apimachinery/pkg/util/validation, as pkg/mutate prints them.
-const (
-	labelRegexMessage     = `a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`
-	subdomainRegexMessage = `a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`
+// The validators' messages, taken from the validators themselves (pkg/mutate prints them): a
+// label's and a subdomain's from k8s.io/apimachinery, a secret name's from secretmap.ValidateName.
+var (
+	labelRegexMessage     = validation.IsDNS1123Label("-")[0]
+	subdomainRegexMessage = validation.IsDNS1123Subdomain("-")[0]
+	nameShapeMessage      = secretmap.ValidateName("a").Error()
+	nameDoubleMessage     = secretmap.ValidateName("A__B").Error()
+	nameTrailingMessage   = secretmap.ValidateName("A_").Error()
 )
 
 // quote is pkg/mutate's quote: at most 80 characters, then "...".
@@ -31,32 +38,30 @@ func some(list string) string {
 
 // nameProblem is secretmap.ValidateName's message for an invalid n.
 func nameProblem(n string) string {
-	return "(" + n + ".size() > 63 ? 'is ' + string(" + n + ".size()) + ' characters long; at most 63 are allowed' : !" + n + ".matches('^[A-Z][A-Z0-9_]*$') ? " +
-		celString("must match [A-Z][A-Z0-9_]* (upper-case letters, digits and '_', starting with a letter)") + " : " + n + ".contains('__') ? " +
-		celString(`must not contain "__" (Prefect splits PREFECT__CONTEXT__SECRETS__ variables on "__")`) + " : " +
-		celString(`must not end with "_" (it would run into the "__" that Prefect splits on)`) + ")"
+	return "(" + n + ".size() > " + maxName + " ? 'is ' + string(" + n + ".size()) + ' characters long; at most " + maxName + " are allowed' : !" + n + ".matches('^[A-Z][A-Z0-9_]*$') ? " +
+		celString(nameShapeMessage) + " : " + n + ".contains('__') ? " + celString(nameDoubleMessage) + " : " + celString(nameTrailingMessage) + ")"
 }
 
 // validLabelN says whether n is a DNS label (a container name).
-const validLabelN = "(n.size() <= 63 && n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))"
+var validLabelN = "(n.size() <= " + strconv.Itoa(validation.DNS1123LabelMaxLength) + " && n.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))"
 
 func labelProblem(n string) string {
-	return "(" + n + ".size() > 63 ? 'must be no more than 63 characters' : " + celString(labelRegexMessage) + ")"
+	return "(" + n + ".size() > " + strconv.Itoa(validation.DNS1123LabelMaxLength) + " ? 'must be no more than " + strconv.Itoa(validation.DNS1123LabelMaxLength) + " characters' : " + celString(labelRegexMessage) + ")"
 }
 
 func validSubdomain(n string) string {
-	return "(" + n + `.size() <= 253 && ` + n + `.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))`
+	return "(" + n + `.size() <= ` + strconv.Itoa(validation.DNS1123SubdomainMaxLength) + ` && ` + n + `.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))`
 }
 
 func subdomainProblem(n string) string {
-	return "(" + n + ".size() > 253 ? 'must be no more than 253 characters' : " + celString(subdomainRegexMessage) + ")"
+	return "(" + n + ".size() > " + strconv.Itoa(validation.DNS1123SubdomainMaxLength) + " ? 'must be no more than " + strconv.Itoa(validation.DNS1123SubdomainMaxLength) + " characters' : " + celString(subdomainRegexMessage) + ")"
 }
 
 // containerListDenials is containerList's refusals for annotation key (absence: what leaving it
 // out means).
 func containerListDenials(key, absence string) string {
 	all := split(`variables.ann[?'` + key + `'].orValue('')`)
-	return `!('` + key + `' in variables.ann) ? [] : ` + all + `.size() > 64 ? ['annotation ` + key + ` lists more than 64 containers, which is the most allowed'] :
+	return `!('` + key + `' in variables.ann) ? [] : ` + all + `.size() > ` + maxListed + ` ? ['annotation ` + key + ` lists more than ` + maxListed + ` containers, which is the most allowed'] :
   (` + all + `.size() == 0 ? [` + celString("annotation "+key+" lists no container; remove it to "+absence) + `] : []) +
   (` + all + `.exists(n, !` + validLabelN + `) ? ['annotation ` + key + `: entry ' + ` + quote(all+`.filter(n, !`+validLabelN+`)[0]`) +
 		` + ' is not a valid container name: ' + ` + labelProblem(all+`.filter(n, !`+validLabelN+`)[0]`) + `] : []) +
@@ -73,14 +78,14 @@ func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Vari
 		v("podSkip", split(`variables.ann[?'flowauth.io/skip-containers'].orValue('')`)+`.filter(n, `+validLabelN+`)`),
 		v("namedList", split(`variables.ann[?'flowauth.io/containers'].orValue('')`)+`.filter(n, `+validLabelN+`)`),
 		// The pod's size, each checked alone and first, as Pod does.
-		v("sizeDenials", `(object.spec.?initContainers.orValue([]).size() + object.spec.containers.size() > 64) ?
-  ['the pod has more than 64 containers (init containers included), which is the most flowauth serves in a flow-run pod'] :
-  object.spec.?volumes.orValue([]).size() > 256 ? ['the pod has more than 256 volumes, which is the most flowauth serves in a flow-run pod'] :
-  `+containersOf+`.exists(c, c.?env.orValue([]).size() > 1024 || c.?envFrom.orValue([]).size() > 256 || c.?volumeMounts.orValue([]).size() > 256) ?
-  [`+containersOf+`.filter(c, c.?env.orValue([]).size() > 1024 || c.?envFrom.orValue([]).size() > 256 || c.?volumeMounts.orValue([]).size() > 256).map(c,
-    'container ' + strings.quote(c.name) + ' has more than ' + (c.?env.orValue([]).size() > 1024 ? '1024 env vars' : c.?envFrom.orValue([]).size() > 256 ? '256 envFrom sources' : '256 volume mounts') +
+		v("sizeDenials", `(object.spec.?initContainers.orValue([]).size() + object.spec.containers.size() > `+maxContainers+`) ?
+  ['the pod has more than `+maxContainers+` containers (init containers included), which is the most flowauth serves in a flow-run pod'] :
+  object.spec.?volumes.orValue([]).size() > `+maxVolumes+` ? ['the pod has more than `+maxVolumes+` volumes, which is the most flowauth serves in a flow-run pod'] :
+  `+containersOf+`.exists(c, c.?env.orValue([]).size() > `+maxEnv+` || c.?envFrom.orValue([]).size() > `+maxEnvFrom+` || c.?volumeMounts.orValue([]).size() > `+maxVolumeMounts+`) ?
+  [`+containersOf+`.filter(c, c.?env.orValue([]).size() > `+maxEnv+` || c.?envFrom.orValue([]).size() > `+maxEnvFrom+` || c.?volumeMounts.orValue([]).size() > `+maxVolumeMounts+`).map(c,
+    'container ' + strings.quote(c.name) + ' has more than ' + (c.?env.orValue([]).size() > `+maxEnv+` ? '`+maxEnv+` env vars' : c.?envFrom.orValue([]).size() > `+maxEnvFrom+` ? '`+maxEnvFrom+` envFrom sources' : '`+maxVolumeMounts+` volume mounts') +
     ', which is the most flowauth serves in a flow-run pod')[0]] : []`),
-		v("nameDenials", `variables.names.size() > 64 ? ['annotation flowauth.io/secrets declares more than 64 names, which is the most allowed'] :
+		v("nameDenials", `variables.names.size() > `+maxNames+` ? ['annotation flowauth.io/secrets declares more than `+maxNames+` names, which is the most allowed'] :
   variables.names.filter(n, !`+validName("n")+`).map(n, 'annotation flowauth.io/secrets: entry ' + `+quote("n")+` + ' is not a valid secret name: it ' + `+nameProblem("n")+`)`),
 		v("injectDenials", `variables.inject in ['prefect', 'native', 'both', 'true'] ? [] :
   ['annotation flowauth.io/inject: value ' + `+quote(`variables.ann['flowauth.io/inject']`)+` + ' is not one of prefect, native, both, true, false']`),
@@ -96,7 +101,7 @@ func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Vari
   .map(k, 'annotation ' + k + ': value ' + `+quote("variables.ann[k]")+` + ' is not a valid Secret name: ' + `+subdomainProblem("variables.ann[k]")+`)`),
 		// enforceAllowList, once nothing else refused the pod: each name the pod asks for (declared
 		// or overridden) that the list does not allow; with no list where one is required, the first.
-		v("nsNames", `(`+split(`variables.nsDefaults`)+`).size() > 64 ? [] : (`+split(`variables.nsDefaults`)+`).filter(n, `+validName("n")+`)`),
+		v("nsNames", `(`+split(`variables.nsDefaults`)+`).size() > `+maxNames+` ? [] : (`+split(`variables.nsDefaults`)+`).filter(n, `+validName("n")+`)`),
 		v("allNames", `variables.names + variables.nsNames.filter(n, !(n in variables.names))`),
 		v("fromPod", `variables.allNames.filter(n, n in variables.names || ('secret.flowauth.io/' + n) in variables.ann)`),
 		v("nsName", `namespaceObject.metadata.name`),
