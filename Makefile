@@ -98,6 +98,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s); a crash is saved under
 .PHONY: update-golden
 update-golden: tools-helm ## Rewrite the golden files (pkg/mutate, rendered chart) after an intended change.
 	go test ./pkg/mutate -update
+	go test ./pkg/policy -update
 	go test ./test/chart -run TestRenderedChartMatchesGolden -update
 
 ##@ Performance

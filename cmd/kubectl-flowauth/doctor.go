@@ -134,15 +134,34 @@ Exit code 1 when a check fails.`,
 
 // cluster runs every check of the installation and the namespace.
 func (d *doctor) cluster(ctx context.Context) error {
-	mwc := d.webhookConfigurations(ctx)
-	d.replicas(ctx)
-	if mwc != nil {
-		d.caBundle(ctx, mwc)
+	policies := d.findPolicies(ctx)
+	var webhook bool
+	if policies != nil {
+		// admission.mode policy, or both while switching: the webhook is checked too if it is there.
+		var mwc admissionregistrationv1.MutatingWebhookConfiguration
+		webhook = d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc) == nil
+		if webhook {
+			d.report(warn, fmt.Sprintf("both flowauth's admission policies and its webhook %s are installed (admission.mode both): right while switching modes, not to keep", d.release),
+				fmt.Sprintf("finish the switch: helm upgrade %s charts/flowauth -n %s --reuse-values --set admission.mode=policy (or webhook)", d.release, d.relNS))
+		}
+		if sel := d.policies(ctx, policies); sel != nil {
+			d.namespaceOptedIn(ctx, sel, "the policies' binding")
+		}
+		d.policyAllowList(ctx, policies)
 	}
-	if d.namespaceOptedIn(ctx, mwc) {
-		d.reachable(ctx)
+	if policies == nil || webhook {
+		mwc := d.webhookConfigurations(ctx)
+		d.replicas(ctx)
+		var sel *metav1.LabelSelector
+		if mwc != nil {
+			d.caBundle(ctx, mwc)
+			sel = mwc.NamespaceSelector
+		}
+		if d.namespaceOptedIn(ctx, sel, "the webhook's namespaceSelector") {
+			d.reachable(ctx)
+		}
+		d.namespacePolicy(ctx)
 	}
-	d.namespacePolicy(ctx)
 	if err := d.declaredNames(ctx); err != nil {
 		return err
 	}
@@ -466,17 +485,17 @@ func (d *doctor) servedCertificate(ctx context.Context) ([]byte, string, error) 
 }
 
 // namespaceOptedIn reports whether the webhook serves the namespace, and says so.
-func (d *doctor) namespaceOptedIn(ctx context.Context, w *admissionregistrationv1.MutatingWebhook) bool {
+func (d *doctor) namespaceOptedIn(ctx context.Context, selector *metav1.LabelSelector, whose string) bool {
 	var ns corev1.Namespace
 	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {
 		d.report(fail, fmt.Sprintf("namespace %s: %v", d.namespace, orMissing(err)), "kubectl create namespace "+d.namespace)
 		return false
 	}
-	if w == nil {
+	if selector == nil {
 		return false
 	}
-	if ok, err := selects(w.NamespaceSelector, ns.Labels); err != nil || !ok {
-		d.report(fail, fmt.Sprintf("namespace %s is not opted in: the webhook's namespaceSelector does not match its labels, so flowauth never sees its pods", d.namespace),
+	if ok, err := selects(selector, ns.Labels); err != nil || !ok {
+		d.report(fail, fmt.Sprintf("namespace %s is not opted in: %s does not match its labels, so flowauth never sees its pods", d.namespace, whose),
 			fmt.Sprintf("kubectl label namespace %s flowauth.io/injection=enabled", d.namespace))
 		return false
 	}
@@ -673,10 +692,19 @@ func (d *doctor) pod(ctx context.Context, name string) error {
 	}
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
 	sent := true
-	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc); err != nil || len(mwc.Webhooks) == 0 {
-		d.report(fail, fmt.Sprintf("no MutatingWebhookConfiguration %s: the pod was not sent to flowauth", d.release), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
+	var selector *metav1.LabelSelector
+	if p := d.findPolicies(ctx); p != nil && p.binding != nil && p.binding.Spec.MatchResources != nil {
+		// Policy mode: the API server ran flowauth's policies on the pod if their binding selects
+		// the namespace. What they write is what the webhook writes, so the checks below hold.
+		selector = p.binding.Spec.MatchResources.NamespaceSelector
+		d.emulated.RequireAllowList, d.emulated.SkipContainers = p.requireAllowList(), p.skipContainers()
+	} else if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc); err == nil && len(mwc.Webhooks) > 0 {
+		selector = mwc.Webhooks[0].NamespaceSelector
+	}
+	if selector == nil {
+		d.report(fail, fmt.Sprintf("no MutatingWebhookConfiguration %s nor admission policy %s-inject: the pod was not sent to flowauth", d.release, d.release), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
 		sent = false
-	} else if ok, _ := selects(mwc.Webhooks[0].NamespaceSelector, ns.Labels); !ok {
+	} else if ok, _ := selects(selector, ns.Labels); !ok {
 		d.report(fail, fmt.Sprintf("namespace %s is not opted in: pod %s was not sent to flowauth", d.namespace, name), fmt.Sprintf("kubectl label namespace %s flowauth.io/injection=enabled, then recreate the pod (delete it; its Job makes a new one)", d.namespace))
 		sent = false
 	}

@@ -16,8 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/flowauth/flowauth/pkg/policy"
 	"github.com/flowauth/flowauth/pkg/render"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
@@ -167,6 +169,58 @@ func TestDoctorChecksTheStatusAgainstItsOwnRender(t *testing.T) {
 			}
 			if !strings.Contains(out.String(), tt.want) {
 				t.Errorf("doctor said:\n%s\nwant a line starting %q", out.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestDoctorUnderstandsPolicyMode (issue 31): with flowauth's admission policies installed and
+// no webhook, doctor checks the policies and their bindings (not a Deployment), the namespace
+// against the binding's selector, and the allow-list the policies require; with both installed
+// it says the switch is unfinished.
+func TestDoctorUnderstandsPolicyMode(t *testing.T) {
+	compiled := func(o policy.Options) []client.Object {
+		p, err := policy.Compile(secretmap.Builtin(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []client.Object{p.Mutating, p.MutatingBinding, p.Validating, p.ValidatingBinding}
+	}
+	optedIn := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows", Labels: map[string]string{"flowauth.io/injection": "enabled"}}}
+	plain := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows"}}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "flowauth"}}
+	for _, tt := range []struct {
+		name    string
+		objs    []client.Object
+		want    []string
+		failed  int
+		without string
+	}{
+		{"policy mode", append(compiled(policy.Options{}), optedIn), []string{
+			"ok    admission policies flowauth-inject (bound, failurePolicy Fail) and flowauth-refuse (Deny)",
+			"ok    namespace flows is opted in"}, 0, "Deployment"},
+		{"not opted in", append(compiled(policy.Options{}), plain), []string{
+			"FAIL  namespace flows is not opted in: the policies' binding does not match its labels"}, 1, "Deployment"},
+		{"no binding", append(compiled(policy.Options{})[:1], optedIn), []string{
+			"FAIL  MutatingAdmissionPolicy flowauth-inject has no MutatingAdmissionPolicyBinding flowauth-inject",
+			"FAIL  no ValidatingAdmissionPolicy flowauth-refuse"}, 2, "Deployment"},
+		{"allow-list required", append(compiled(policy.Options{RequireAllowList: true}), optedIn), []string{
+			"FAIL  namespace flows has no flowauth.io/allowed-secrets annotation and the policies require one"}, 1, ""},
+		{"both while switching", append(compiled(policy.Options{}), optedIn, mwc), []string{
+			"warn  both flowauth's admission policies and its webhook flowauth are installed (admission.mode both)",
+			"FAIL  Deployment flowauth-system/flowauth"}, 2, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			d := &doctor{out: &out, c: fake.NewClientBuilder().WithObjects(tt.objs...).Build(), namespace: "flows", release: "flowauth", relNS: "flowauth-system", emulated: &emulated{}}
+			_ = d.cluster(context.Background())
+			for _, w := range tt.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("doctor said:\n%s\nwant a line starting %q", out.String(), w)
+				}
+			}
+			if d.failed != tt.failed || (tt.without != "" && strings.Contains(out.String(), tt.without)) {
+				t.Errorf("doctor said (failed %d, want %d; nothing of %q):\n%s", d.failed, tt.failed, tt.without, out.String())
 			}
 		})
 	}

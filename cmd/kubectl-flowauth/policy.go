@@ -16,7 +16,7 @@ import (
 // the API server runs itself (Kubernetes 1.36+), printed for kubectl apply.
 func newPolicyCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	var secretMapFile, name, selector string
-	var requireList bool
+	var requireList, nsDefaults bool
 	var skip []string
 	cmd := &cobra.Command{
 		Use:   "policy",
@@ -44,7 +44,7 @@ warnings need the webhook.`,
 			if err != nil {
 				return fmt.Errorf("--namespace-selector %q: %w", selector, err)
 			}
-			o := policy.Options{Name: name, SkipContainers: skip, NamespaceSelector: sel, RequireAllowList: requireList}
+			o := policy.Options{Name: name, SkipContainers: skip, NamespaceSelector: sel, RequireAllowList: requireList, IgnoreNamespaceDefaults: !nsDefaults}
 			p, err := policy.Compile(m, o)
 			if err != nil {
 				return err
@@ -65,6 +65,7 @@ warnings need the webhook.`,
 	cmd.Flags().StringVar(&name, "name", "flowauth", "prefix of the objects' names (the chart's release name)")
 	cmd.Flags().StringVar(&selector, "namespace-selector", "flowauth.io/injection=enabled", "label selector of the namespaces served (the chart's webhook.namespaceSelector); flowauth-system and kube-system never are")
 	cmd.Flags().BoolVar(&requireList, "require-allow-list", false, "inject nothing in a namespace without flowauth.io/allowed-secrets (the chart's policy.requireAllowList)")
+	cmd.Flags().BoolVar(&nsDefaults, "namespace-defaults", true, "read a Namespace's flowauth.io/secrets defaults (the chart's namespaceDefaults)")
 	cmd.Flags().StringSliceVar(&skip, "skip-containers", nil, "containers never injected unless a pod names them (default: the webhook's, the common mesh proxies)")
 	return cmd
 }

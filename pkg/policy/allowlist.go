@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"strconv"
-
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 )
 
@@ -27,9 +25,8 @@ func allowed(n string) string {
 		" && (e.secret == '*' || e.secret == " + secretOf(n) + " || (e.secret == '' && " + secretOf(n) + " == " + defaultSecret(n) + ")))))"
 }
 
-func allowListVariables(o Options) []admissionregistrationv1.Variable {
+func allowListVariables() []admissionregistrationv1.Variable {
 	return []admissionregistrationv1.Variable{
-		v("requireList", strconv.FormatBool(o.RequireAllowList)),
 		v("saName", `object.spec.?serviceAccountName.orValue('') != '' ? object.spec.serviceAccountName :
   (object.spec.?serviceAccount.orValue('') != '' ? object.spec.serviceAccount : 'default')`),
 		v("listKey", `('allowed-secrets.flowauth.io/' + variables.saName) in variables.nsAnn ? 'allowed-secrets.flowauth.io/' + variables.saName :

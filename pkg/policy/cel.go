@@ -62,13 +62,25 @@ func prelude(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		v("ann", `object.metadata.?annotations.orValue({})`),
 		v("labels", `object.metadata.?labels.orValue({})`),
 		v("nsAnn", `namespaceObject.metadata.?annotations.orValue({})`),
-		v("nsDefaults", `variables.nsAnn[?'flowauth.io/secrets'].orValue('')`),
+		// The settings: each is one variable, so the chart can write it from its values.
+		v(SettingNamespaceDefaults, strconv.FormatBool(!o.IgnoreNamespaceDefaults)),
+		v(SettingSkipContainers, celStrings(o.SkipContainers)),
+		v(SettingRequireAllowList, strconv.FormatBool(o.RequireAllowList)),
+		v("nsDefaults", `variables.`+SettingNamespaceDefaults+` ? variables.nsAnn[?'flowauth.io/secrets'].orValue('') : ''`),
 		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
   ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
-		v("map", mapLiteral(m)),
+		v(MapVariable, mapLiteral(m)),
 	}
-	return append(vars, allowListVariables(o)...)
+	return append(vars, allowListVariables()...)
 }
+
+// The variables that hold Options' settings (each a CEL literal), and the secret map.
+const (
+	MapVariable              = "map"
+	SettingNamespaceDefaults = "readNamespaceDefaults"
+	SettingSkipContainers    = "skipContainers"
+	SettingRequireAllowList  = "requireList"
+)
 
 func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 	vars := prelude(m, o)
@@ -116,7 +128,7 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		v("recorded", `'flowauth.io/original-containers' in variables.ann`),
 		v("firstPass", split(`variables.ann[?'flowauth.io/original-containers'].orValue('')`)),
 		v("candidates", `lists.range(variables.containers.size()).filter(i, !(variables.containers[i].name in variables.podSkip) &&
-  !(variables.containers[i].name in `+celStrings(o.SkipContainers)+`) &&
+  !(variables.containers[i].name in variables.`+SettingSkipContainers+`) &&
   (!variables.recorded || variables.containers[i].name in variables.firstPass))`),
 		v("flow", `variables.candidates.exists(i, variables.containers[i].name == 'prefect-job') ?
   variables.candidates.filter(i, variables.containers[i].name == 'prefect-job')[0] :

@@ -37,6 +37,9 @@ type Options struct {
 	// RequireAllowList: nothing is injected in a namespace without an allow-list (the chart's
 	// policy.requireAllowList, the webhook's --require-allow-list).
 	RequireAllowList bool
+	// IgnoreNamespaceDefaults: a Namespace's flowauth.io/secrets is not read (the chart's
+	// namespaceDefaults: false, the webhook's --namespace-defaults=false).
+	IgnoreNamespaceDefaults bool
 }
 
 func (o Options) withDefaults() Options {
@@ -124,7 +127,7 @@ func celStrings(list []string) string {
 	for i, s := range list {
 		q[i] = celString(s)
 	}
-	return "[" + strings.Join(q, ", ") + "]"
+	return "[" + strings.Join(q, ",") + "]"
 }
 
 // mapLiteral writes the secret map as CEL: for each name, its Secret and what each layer adds,

@@ -325,6 +325,10 @@ func TestBadValuesFailAtInstallWithAClearMessage(t *testing.T) {
 		{[]string{"--set", "hostNetwork.enabled=true", "--set", "profiling.enabled=true"}, "profiling.enabled with hostNetwork.enabled would serve Go's profiles, unauthenticated, on the node's loopback"},
 		{[]string{"--set", "securityContext.privileged=true"}, "at '/securityContext/privileged'"},
 		{[]string{"--set", "podSecurityContext.runAsUser=0"}, "at '/podSecurityContext/runAsUser': minimum: got 0, want 1"},
+		{[]string{"--set", "admission.mode=policies"}, "at '/admission/mode': value must be one of 'webhook', 'policy', 'auto', 'both'"},
+		{[]string{"--set", "admission.mode=policy"}, "admission.mode=policy needs MutatingAdmissionPolicy in admissionregistration.k8s.io/v1, which Kubernetes serves from 1.36; this cluster is v"},
+		{[]string{"--set", "admission.mode=policy", "--set", "secretMap=x", "--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"}, "admission.mode=policy with a secretMap: the policies hold the map in their CEL, which Helm cannot compile; apply `kubectl flowauth policy --secret-map FILE` instead"},
+		{[]string{"--set", "admission.mode=policy", "--set", "secretLookup=keys", "--api-versions", "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"}, "admission.mode=policy with secretLookup=keys: a policy cannot read Secrets"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.set, " "), func(t *testing.T) {

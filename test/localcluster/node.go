@@ -609,6 +609,10 @@ func (c *Cluster) UpgradeFlowauth(ctx context.Context, set ...string) error {
 	if _, err := c.Helm(ctx, append(args, setValues(set)...)...); err != nil {
 		return err
 	}
+	// In admission.mode policy there is no Deployment to wait for.
+	if out, _, err := c.Kubectl(ctx, "-n", FlowauthNamespace, "get", "deployment", "flowauth", "--ignore-not-found", "-o", "name"); err != nil || out == "" {
+		return err
+	}
 	_, _, err := c.Kubectl(ctx, "-n", FlowauthNamespace, "rollout", "status", "deployment/flowauth", "--timeout=3m")
 	return err
 }

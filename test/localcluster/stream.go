@@ -46,6 +46,13 @@ func (c *Cluster) CreateFlowRun(ctx context.Context, ns, name string) (*corev1.P
 	if status := pod.Annotations["flowauth.io/status"]; !strings.HasPrefix(status, "injected=GITHUB_ACCESS_TOKEN") || len(pod.Spec.Containers[0].Env) == 0 {
 		return pod, fmt.Errorf("pod %s stored without its injection: status %q", pod.Name, status)
 	}
+	seen := map[string]bool{}
+	for _, e := range pod.Spec.Containers[0].Env {
+		if seen[e.Name] {
+			return pod, fmt.Errorf("pod %s stored with %s twice: injected twice", pod.Name, e.Name)
+		}
+		seen[e.Name] = true
+	}
 	return pod, nil
 }
 

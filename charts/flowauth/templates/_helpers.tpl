@@ -157,3 +157,53 @@ allow-lists and records Events): unless clusterConnection is false, an explicit 
       for: {{ . }}
 {{- end }}
 {{- end }}
+
+{{/* flowauth.admissionMode: how flowauth is in the pod's path, from admission.mode: "webhook",
+"policy" (admission policies the API server runs, no webhook), or "both" (the policies inject, the
+webhook stays as a second pass that recognises their work, failurePolicy Ignore: the step between
+the two when switching, so no flow run is refused or goes uninjected). auto is policy where the
+API server serves MutatingAdmissionPolicy in admissionregistration.k8s.io/v1 (Kubernetes 1.36+). */}}
+{{- define "flowauth.admissionMode" -}}
+{{- $mode := .Values.admission.mode }}
+{{- $served := .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy" }}
+{{- if eq $mode "auto" }}{{ $mode = ternary "policy" "webhook" $served }}{{ end }}
+{{- if ne $mode "webhook" }}
+{{- if not $served }}
+{{- fail (printf "admission.mode=%s needs MutatingAdmissionPolicy in admissionregistration.k8s.io/v1, which Kubernetes serves from 1.36; this cluster is %s: use admission.mode=webhook, or auto, which picks the webhook where policies are not served" $mode .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- if .Values.secretMap }}
+{{- fail (printf "admission.mode=%s with a secretMap: the policies hold the map in their CEL, which Helm cannot compile; apply `kubectl flowauth policy --secret-map FILE` instead, or use admission.mode=webhook" $mode) }}
+{{- end }}
+{{- if and (eq $mode "policy") (eq .Values.secretLookup "keys") }}
+{{- fail "admission.mode=policy with secretLookup=keys: a policy cannot read Secrets, so a missing one is not told at apply time; set secretLookup=none, or keep admission.mode=webhook" }}
+{{- end }}
+{{- end }}
+{{- $mode }}
+{{- end }}
+
+{{/* flowauth.runsWebhook: "true" unless admission.mode is policy. */}}
+{{- define "flowauth.runsWebhook" -}}
+{{- if ne (include "flowauth.admissionMode" .) "policy" }}true{{- end }}
+{{- end }}
+
+{{/* flowauth.namespaceSelector: the namespaces served, whatever webhook.namespaceSelector says
+never the release namespace (flowauth could not start its own pods) nor kube-system. */}}
+{{- define "flowauth.namespaceSelector" -}}
+{{- with .Values.webhook.namespaceSelector.matchLabels -}}
+matchLabels:
+  {{- toYaml . | nindent 2 }}
+{{ end -}}
+matchExpressions:
+{{- with .Values.webhook.namespaceSelector.matchExpressions }}
+{{- toYaml . | nindent 0 }}
+{{- end }}
+- key: kubernetes.io/metadata.name
+  operator: NotIn
+  values: [{{ .Release.Namespace }}, kube-system]
+{{- end }}
+
+{{/* flowauth.failurePolicy: webhook.failurePolicy, but Ignore in admission.mode both: the policies
+inject meanwhile, and the webhook's pods may be starting (switching from policy) or stopping. */}}
+{{- define "flowauth.failurePolicy" -}}
+{{- if eq (include "flowauth.admissionMode" .) "both" }}Ignore{{ else }}{{ .Values.webhook.failurePolicy }}{{ end }}
+{{- end }}
