@@ -131,16 +131,17 @@ soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails
 ##@ Demo
 
 PREFECT ?= 3
+MODE ?= webhook
 
 .PHONY: demo
-demo: ## A flow run on a local node (root): flowauth installed by its chart, a Prefect 3 server, work pool, deployment and worker, the run completing, what prefect-aws and prefect-gcp found (PREFECT=1: a Prefect 1 flow-run Job applied with kubectl). Without root: the injected pod as stored.
+demo: ## A flow run on a local node (root): flowauth installed by its chart, a Prefect 3 server, work pool, deployment and worker, the run completing, what prefect-aws and prefect-gcp found (PREFECT=1: a Prefect 1 flow-run Job applied with kubectl; MODE=policy: admission policies, no flowauth pod). Without root: the injected pod as stored.
 	@hack/steps.sh demo \
 	  "the local control plane: etcd, kube-apiserver, kube-controller-manager, kubectl (built on the first run)=$(MAKE) -s --no-print-directory tools-control-plane" \
 	  "helm (built on the first run)=$(MAKE) -s --no-print-directory tools-helm" \
 	  "the node: kubelet, containerd, registry, probe image (built on the first run)=$(MAKE) -s --no-print-directory tools-node" \
 	  $(if $(filter 3,$(PREFECT)),"Prefect 3: its pinned venv (installed on the first run)=$(MAKE) -s --no-print-directory tools-prefect") \
 	  "the demo's harness=go build -o bin/demo ./hack/demo" \
-	  "!the demo: flowauth installed by its chart, a Prefect $(PREFECT) flow run on the node=bin/demo -prefect $(PREFECT)"
+	  "!the demo: flowauth installed by its chart ($(MODE) mode), a Prefect $(PREFECT) flow run on the node=bin/demo -prefect $(PREFECT) -mode $(MODE)"
 
 ##@ kubectl plugin
 

@@ -48,16 +48,20 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	prefect := flag.String("prefect", "3", "which Prefect runs the flow: 3 (server, worker, deployment) or 1 (a flow-run Job applied with kubectl)")
+	mode := flag.String("mode", "webhook", "how flowauth is installed: webhook, or policy (admission policies the API server runs itself, no flowauth pod)")
 	flag.Parse()
 	if *prefect != "3" && *prefect != "1" {
 		return fmt.Errorf("-prefect %q: want 3 or 1", *prefect)
+	}
+	if *mode != "webhook" && *mode != "policy" {
+		return fmt.Errorf("-mode %q: want webhook or policy", *mode)
 	}
 	root, err := os.Getwd()
 	if err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {
-		return onNode(ctx, root, *prefect)
+		return onNode(ctx, root, *prefect, *mode)
 	}
 	step("not root: %v. Showing what the API server stores instead (run `sudo make demo` to see the flow run run)", localcluster.ErrNotRoot)
 	work := filepath.Join(root, "bin", "demo")
@@ -99,7 +103,7 @@ func run() error {
 }
 
 // onNode is the demo on a real node: the flow run runs, and its libraries read the credentials.
-func onNode(ctx context.Context, root, prefect string) error {
+func onNode(ctx context.Context, root, prefect, mode string) error {
 	work, err := os.MkdirTemp("", "flowauth-demo-")
 	if err != nil {
 		return err
@@ -119,12 +123,16 @@ func onNode(ctx context.Context, root, prefect string) error {
 	}()
 	fmt.Printf("up in %s; kubeconfig: %s\n", time.Since(start).Round(time.Millisecond), c.Kubeconfig)
 
-	step("helm install flowauth charts/flowauth -n %s --set image.repository=%s --wait", localcluster.FlowauthNamespace, strings.TrimSuffix(c.Images.Webhook, ":"+localcluster.ImageTag))
+	step("helm install flowauth charts/flowauth -n %s --set image.repository=%s --set admission.mode=%s --wait", localcluster.FlowauthNamespace, strings.TrimSuffix(c.Images.Webhook, ":"+localcluster.ImageTag), mode)
 	start = time.Now()
-	if err := c.InstallFlowauth(ctx); err != nil {
+	if err := c.InstallFlowauth(ctx, "admission.mode="+mode); err != nil {
 		return err
 	}
 	out, _, _ := c.Kubectl(ctx, "-n", localcluster.FlowauthNamespace, "get", "pods", "-o", "wide")
+	if mode == "policy" {
+		// No pod at all: the API server runs the policies.
+		out, _, _ = c.Kubectl(ctx, "get", "mutatingadmissionpolicies,validatingadmissionpolicies,deployments", "-A", "-l", "app.kubernetes.io/name=flowauth")
+	}
 	fmt.Printf("ready in %s\n%s", time.Since(start).Round(time.Millisecond), out)
 
 	// The examples' GCP Secret is a placeholder google-auth would refuse: make a real key file.
@@ -146,6 +154,12 @@ func onNode(ctx context.Context, root, prefect string) error {
 		out, errOut, err := c.Kubectl(ctx, args...)
 		fmt.Print(out, errOut)
 		if err != nil {
+			return err
+		}
+	}
+	if mode == "policy" {
+		step("waiting until the API server has loaded the policies (a dry-run flow-run pod in flows is injected)")
+		if err := c.WaitPoliciesInForce(ctx, "flows"); err != nil {
 			return err
 		}
 	}

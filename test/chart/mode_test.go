@@ -208,3 +208,30 @@ func TestPolicyModeInstallServesWithNoWebhook(t *testing.T) {
 		t.Errorf("helm uninstall left:\n%s", got)
 	}
 }
+
+// TestDirectSwitchIsRefused: helm upgrade straight from the webhook to the policies, or back,
+// is refused with the way through admission.mode both (test/node/multinode measures what a
+// direct switch loses); through both, each step is accepted.
+func TestDirectSwitchIsRefused(t *testing.T) {
+	release := []string{"switch", "charts/flowauth", "--namespace", "flowauth-switch"}
+	mustHelm(t, append([]string{"install", "--create-namespace"}, release...)...)
+	t.Cleanup(func() { _, _, _ = helm("uninstall", "switch", "--namespace", "flowauth-switch") })
+	for _, step := range []struct {
+		mode, refusal string
+	}{
+		{"policy", "admission.mode=policy straight from the webhook: flow runs created while the API server loads the policies would start without their credentials. Upgrade to admission.mode=both first"},
+		{"both", ""},
+		{"policy", ""},
+		{"webhook", "admission.mode=webhook straight from the policies: flow runs created while the webhook's pods start would be refused. Upgrade to admission.mode=both first"},
+		{"both", ""},
+		{"webhook", ""},
+	} {
+		_, stderr, err := helm(append(append([]string{"upgrade"}, release...), "--reuse-values", "--set", "admission.mode="+step.mode)...)
+		switch {
+		case step.refusal == "" && err != nil:
+			t.Fatalf("upgrade to %s: %v\n%s", step.mode, err, stderr)
+		case step.refusal != "" && (err == nil || !strings.Contains(stderr, step.refusal)):
+			t.Fatalf("upgrade straight to %s: %v\n%s\nwant it refused: %q", step.mode, err, stderr, step.refusal)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // FlowsNamespace creates an opted-in namespace with the Secret CreateFlowRun's pods declare
@@ -143,4 +144,28 @@ func Failures(all []Creation) (failed int, span time.Duration, first error) {
 		span = to.Sub(from)
 	}
 	return failed, span, first
+}
+
+// WaitPoliciesInForce waits until flowauth's admission policies inject a flow-run pod in namespace
+// ns (a dry-run creation): the API server loads a policy a moment after it is created.
+func (c *Cluster) WaitPoliciesInForce(ctx context.Context, ns string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "policy-probe-", Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: c.Images.Pause}}},
+		}
+		err := c.Client.Create(ctx, pod, client.DryRunAll)
+		if err == nil && len(pod.Spec.Containers[0].Env) > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("flowauth's policies did not inject a dry-run flow-run pod in %s within 60 s (last error: %v)", ns, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package multinode
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -104,7 +105,7 @@ func TestModeSwitchAndLostNodeInPolicyMode(t *testing.T) {
 func TestDirectModeSwitch(t *testing.T) {
 	needNodes(t)
 	ns := cluster.FlowsNamespace(t, "direct")
-	t.Cleanup(func() { helmUpgrade(t, "admission.mode=webhook") })
+	t.Cleanup(func() { helmUpgrade(t, "admission.mode=webhook", "admission.switchDirectly=false") })
 	stream := cluster.StartFlowRunStream(ns, 100*time.Millisecond)
 	var phases []phase
 	step := func(name string, do func()) {
@@ -113,7 +114,11 @@ func TestDirectModeSwitch(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	}
 	step("webhook", func() {})
-	step("upgrade to policy directly", func() { helmUpgrade(t, "admission.mode=policy") })
+	// The chart refuses a direct switch unless told it may lose flow runs.
+	if err := cluster.UpgradeFlowauth(context.Background(), "admission.mode=policy"); err == nil || !strings.Contains(err.Error(), "Upgrade to admission.mode=both first") {
+		t.Errorf("a direct upgrade from webhook to policy: %v; want the chart to refuse it", err)
+	}
+	step("upgrade to policy directly", func() { helmUpgrade(t, "admission.mode=policy", "admission.switchDirectly=true") })
 	step("upgrade to webhook directly", func() { helmUpgrade(t, "admission.mode=webhook") })
 	step("webhook again", func() {})
 	all := stream.Stop()
