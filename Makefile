@@ -82,7 +82,7 @@ test-node: tools-control-plane tools-helm tools-node tools-cosign tools-monitori
 	go test -count=1 -p 1 -timeout 30m ./test/node/...
 
 .PHONY: test-versions
-test-versions: ## Integration, e2e and the chart's install against each Kubernetes minor of the matrix (1.30, 1.33, 1.35, 1.37; control planes built from Go modules, cached); VERSIONS="v1.30" for some.
+test-versions: ## Integration, e2e and the chart's install against each Kubernetes minor of the matrix (1.30, 1.33, 1.35, 1.36, 1.37; control planes built from Go modules, cached); VERSIONS="v1.30" for some.
 	VERSIONS="$(VERSIONS)" hack/test-versions.sh
 
 FUZZTIME ?= 30s

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make test-versions: the integration and end-to-end suites and the chart's install, each against
+# make test-versions: the integration and end-to-end suites and the chart's install (both admission
+# modes: policy where 1.36+ serves it, refused with the version below), each against
 # the control plane of every Kubernetes minor of the matrix (hack/tools.sh: K8S_MATRIX_VERSIONS
 # and K8S_VERSION), built from Go modules and cached by version. Prints a table of each version's
 # result and time; fails if any version fails. VERSIONS="v1.30 v1.37" runs some of them.
@@ -38,7 +39,7 @@ for minor in $versions; do
     status=FAIL
   fi
   if ! KUBEBUILDER_ASSETS="$assets" FLOWAUTH_KUBERNETES_VERSION="$server" go test -count=1 -timeout 20m \
-    -run 'TestEveryExampleInstallsAndUninstalls|TestKustomizeConfigApplies|TestInstalledChartServesWithItsOwnCertificate' ./test/chart >>"$logs/$minor.log" 2>&1; then
+    -run 'TestEveryExampleInstallsAndUninstalls|TestKustomizeConfigApplies|TestInstalledChartServesWithItsOwnCertificate|TestAdmissionModeOnThisServer|TestPolicyModeInstallServesWithNoWebhook' ./test/chart >>"$logs/$minor.log" 2>&1; then
     status=FAIL
   fi
   took=$(($(date +%s) - start))

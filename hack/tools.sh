@@ -39,7 +39,7 @@ K8S_VERSION=v1.37.2
 # module in hack/tools/k8s-matrix/vMAJOR.MINOR, written by hack/tools/k8s-matrix/gen.sh. They build
 # with this machine's Go: Go keeps compiling old modules by the language version their go.mod
 # names, so no older toolchain is needed (see docs/install.md, "Kubernetes versions").
-K8S_MATRIX_VERSIONS="v1.30.14 v1.33.13 v1.35.4"
+K8S_MATRIX_VERSIONS="v1.30.14 v1.33.13 v1.35.4 v1.36.3"
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.22.0
 GOLANGCI_LINT_VERSION=v2.15.0

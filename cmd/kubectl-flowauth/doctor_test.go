@@ -184,7 +184,7 @@ func TestDoctorUnderstandsPolicyMode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return []client.Object{p.Mutating, p.MutatingBinding, p.Validating, p.ValidatingBinding}
+		return []client.Object{p.Mutating, p.MutatingBinding, p.Validating, p.ValidatingBinding, p.ValidatingJobs, p.ValidatingJobsBinding}
 	}
 	optedIn := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows", Labels: map[string]string{"flowauth.io/injection": "enabled"}}}
 	plain := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows"}}

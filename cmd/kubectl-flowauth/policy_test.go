@@ -10,8 +10,8 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// TestPolicyPrintsTheInstall: `kubectl flowauth policy` prints a MutatingAdmissionPolicy, a
-// ValidatingAdmissionPolicy and their bindings, for the namespaces the chart serves, with a --secret-map's own names compiled in.
+// TestPolicyPrintsTheInstall: `kubectl flowauth policy` prints a MutatingAdmissionPolicy, two
+// ValidatingAdmissionPolicies (pods, Jobs' pod templates) and their bindings, for the namespaces the chart serves, with a --secret-map's own names compiled in.
 // (test/integration's TestPoliciesInjectAsTheWebhookDoes runs the same objects in an API server.)
 func TestPolicyPrintsTheInstall(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "map.yaml")
@@ -23,8 +23,8 @@ func TestPolicyPrintsTheInstall(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	docs := strings.Split(out, "---\n")
-	if len(docs) != 4 {
-		t.Fatalf("%d documents, want the two policies and their bindings:\n%s", len(docs), out)
+	if len(docs) != 6 {
+		t.Fatalf("%d documents, want the three policies (inject, refuse pods, refuse Jobs) and their bindings:\n%s", len(docs), out)
 	}
 	var p admissionregistrationv1.MutatingAdmissionPolicy
 	var b admissionregistrationv1.MutatingAdmissionPolicyBinding

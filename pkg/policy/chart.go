@@ -44,7 +44,7 @@ func ChartTemplate() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, vars := range [][]admissionregistrationv1.Variable{p.Mutating.Spec.Variables, p.Validating.Spec.Variables} {
+	for _, vars := range [][]admissionregistrationv1.Variable{p.Mutating.Spec.Variables, p.Validating.Spec.Variables, p.ValidatingJobs.Spec.Variables} {
 		for i := range vars {
 			if _, ok := settingTemplates[vars[i].Name]; ok {
 				vars[i].Expression = "flowauth-setting-" + vars[i].Name
@@ -53,7 +53,7 @@ func ChartTemplate() ([]byte, error) {
 	}
 	// The bindings' selector is the chart's (flowauth.namespaceSelector: the values' selector,
 	// never the release namespace nor kube-system).
-	for _, b := range []*admissionregistrationv1.MatchResources{p.MutatingBinding.Spec.MatchResources, p.ValidatingBinding.Spec.MatchResources} {
+	for _, b := range []*admissionregistrationv1.MatchResources{p.MutatingBinding.Spec.MatchResources, p.ValidatingBinding.Spec.MatchResources, p.ValidatingJobsBinding.Spec.MatchResources} {
 		b.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{selectorSentinel: "x"}}
 	}
 	var out bytes.Buffer

@@ -64,11 +64,14 @@ type Policies struct {
 	MutatingBinding   *admissionregistrationv1.MutatingAdmissionPolicyBinding
 	Validating        *admissionregistrationv1.ValidatingAdmissionPolicy
 	ValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	// ValidatingJobs refuses a Job whose pods Validating would refuse.
+	ValidatingJobs        *admissionregistrationv1.ValidatingAdmissionPolicy
+	ValidatingJobsBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
 // Objects are the policies in the order they are applied.
 func (p Policies) Objects() []any {
-	return []any{p.Mutating, p.MutatingBinding, p.Validating, p.ValidatingBinding}
+	return []any{p.Mutating, p.MutatingBinding, p.Validating, p.ValidatingBinding, p.ValidatingJobs, p.ValidatingJobsBinding}
 }
 
 // podCreates matches pod creations, as the pod webhook's rules do.
@@ -116,7 +119,9 @@ func Compile(m *secretmap.Map, o Options) (Policies, error) {
 		},
 	}
 	refuse, refuseBinding := refusePolicy(m, o, selector)
-	return Policies{Mutating: inject, MutatingBinding: binding, Validating: refuse, ValidatingBinding: refuseBinding}, nil
+	jobs, jobsBinding := refuseJobsPolicy(refuse, selector)
+	return Policies{Mutating: inject, MutatingBinding: binding, Validating: refuse, ValidatingBinding: refuseBinding,
+		ValidatingJobs: jobs, ValidatingJobsBinding: jobsBinding}, nil
 }
 
 // celString is s as a CEL string literal (Go's quoting is valid CEL for the ASCII the map holds).

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strconv"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,6 +135,46 @@ func refusePolicy(m *secretmap.Map, o Options, selector *metav1.LabelSelector) (
 				Reason:            ptr.To(metav1.StatusReasonForbidden),
 			}},
 		},
+	}
+	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Labels: p.Labels},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        p.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: selector},
+		},
+	}
+	return p, b
+}
+
+// jobTemplate is where a Job keeps the pod it will create.
+const jobTemplate = "object.spec.template"
+
+// refuseJobsPolicy refuses a Job whose pod template the pod policy would refuse, with the same
+// message, as the webhook's jobs.flowauth.io does: a Prefect worker then ends the flow run
+// Crashed with the message at once, instead of waiting on a Job whose pods are never created (it
+// reads no Job Events). The pod policy's CEL is read from the template: a Job's template has the
+// pod's metadata and spec.
+func refuseJobsPolicy(pods *admissionregistrationv1.ValidatingAdmissionPolicy, selector *metav1.LabelSelector) (*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+	fromTemplate := func(expr string) string { return strings.ReplaceAll(expr, "object.", jobTemplate+".") }
+	p := pods.DeepCopy()
+	p.Name = pods.Name + "-jobs"
+	p.Spec.MatchConstraints = &admissionregistrationv1.MatchResources{
+		ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+			RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{"batch"}, APIVersions: []string{"v1"}, Resources: []string{"jobs"},
+					Scope: ptr.To(admissionregistrationv1.NamespacedScope),
+				},
+			},
+		}},
+	}
+	p.Spec.MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "flow-run-templates-only",
+		Expression: "has(" + jobTemplate + ".metadata) && (" + fromTemplate(flowRunPods) + ")"}}
+	for i := range p.Spec.Variables {
+		p.Spec.Variables[i].Expression = fromTemplate(p.Spec.Variables[i].Expression)
 	}
 	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},

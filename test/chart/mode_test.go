@@ -101,20 +101,8 @@ func TestBothModeKeepsTheWebhookAsASecondPass(t *testing.T) {
 // test-versions), auto picks policy exactly where MutatingAdmissionPolicy v1 is served, and policy
 // is refused elsewhere with a message that names the cluster's version.
 func TestAdmissionModeOnThisServer(t *testing.T) {
-	dc, err := discovery.NewDiscoveryClientForConfig(cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	version, err := dc.ServerVersion()
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := false
-	if list, err := dc.ServerResourcesForGroupVersion("admissionregistration.k8s.io/v1"); err == nil {
-		for _, r := range list.APIResources {
-			served = served || r.Kind == "MutatingAdmissionPolicy"
-		}
-	}
+	gitVersion, served := servedHere(t)
+	version := struct{ GitVersion string }{gitVersion}
 	// helm template --validate asks the API server for its capabilities, as helm install does.
 	render := func(mode string) (string, string, error) {
 		return helm("template", "flowauth", "charts/flowauth", "--namespace", "flowauth-system", "--validate", "--set", "admission.mode="+mode)
@@ -145,6 +133,14 @@ func TestAdmissionModeOnThisServer(t *testing.T) {
 // message, and helm uninstall takes it all away.
 func TestPolicyModeInstallServesWithNoWebhook(t *testing.T) {
 	ctx := context.Background()
+	if version, served := servedHere(t); !served {
+		// make test-versions' older minors: refused, naming the version.
+		_, stderr, err := helm("install", "flowauth", "charts/flowauth", "--namespace", "flowauth-policy", "--create-namespace", "--set", "admission.mode=policy")
+		if err == nil || !strings.Contains(stderr, "which Kubernetes serves from 1.36; this cluster is "+version) {
+			t.Fatalf("helm install in policy mode on %s: %v\n%s\nwant it refused, naming the version", version, err, stderr)
+		}
+		return
+	}
 	out := mustHelm(t, "install", "flowauth", "charts/flowauth", "--namespace", "flowauth-policy", "--create-namespace", "--set", "admission.mode=policy")
 	uninstalled := false
 	t.Cleanup(func() {
@@ -234,4 +230,24 @@ func TestDirectSwitchIsRefused(t *testing.T) {
 			t.Fatalf("upgrade straight to %s: %v\n%s\nwant it refused: %q", step.mode, err, stderr, step.refusal)
 		}
 	}
+}
+
+// servedHere is the API server's version and whether it serves MutatingAdmissionPolicy v1.
+func servedHere(t *testing.T) (string, bool) {
+	t.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	version, err := dc.ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := false
+	if list, err := dc.ServerResourcesForGroupVersion("admissionregistration.k8s.io/v1"); err == nil {
+		for _, r := range list.APIResources {
+			served = served || r.Kind == "MutatingAdmissionPolicy"
+		}
+	}
+	return version.GitVersion, served
 }

@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/utils/ptr"
 
 	"github.com/flowauth/flowauth/test/localcluster"
 )
@@ -82,4 +85,37 @@ func TestPolicyModeRunsAFlowWithNoFlowauthPod(t *testing.T) {
 		"AWS_CREDENTIALS found by prefect_aws.AwsCredentials(): boto3 credentials from env, access key "+digest(creds.AWSAccessKey),
 		"GCP_CREDENTIALS found by prefect_gcp.GcpCredentials(): Credentials, client_email "+digest(creds.GCPClientEmail),
 		"GITHUB_ACCESS_TOKEN found by env GITHUB_ACCESS_TOKEN "+digest(creds.GitHubToken))
+
+	// What a user sees of a refusal. A Job the policies would refuse the pods of is refused
+	// itself (ValidatingAdmissionPolicy flowauth-policy-mode-refuse-jobs): Prefect shows the run
+	// Crashed with flowauth's message, as in webhook mode.
+	refusing := newNamespace(t, "policy-refusals")
+	kubectl(t, "label", "namespace", refusing, "flowauth.io/injection-", "flowauth.io/policy-mode=enabled")
+	createSecrets(t, refusing, creds)
+	kubectl(t, "annotate", "namespace", refusing, "flowauth.io/allowed-secrets=GITHUB_ACCESS_TOKEN")
+	requireCrashed(t, refusing, nil, "flowauth: namespace \""+refusing+"\" does not allow AWS_CREDENTIALS", "flowauth.io/allowed-secrets")
+
+	// A pod refused when its Job was not (the allow-list came after the Job, which waited
+	// suspended, as under Kueue): the Job controller's FailedCreate Event on the Job carries the
+	// policy's message.
+	held := exampleJob(t, "prefect1-flow-run-job.yaml", "AWS_CREDENTIALS", "GCP_CREDENTIALS")
+	held.Name = "held-flow-run"
+	held.Spec.Suspend = ptr.To(true)
+	free := newNamespace(t, "policy-failedcreate")
+	kubectl(t, "label", "namespace", free, "flowauth.io/injection-", "flowauth.io/policy-mode=enabled")
+	apply(t, free, held)
+	kubectl(t, "annotate", "namespace", free, "flowauth.io/allowed-secrets=GITHUB_ACCESS_TOKEN")
+	kubectl(t, "-n", free, "patch", "job", held.Name, "--type=merge", "-p", `{"spec":{"suspend":false}}`)
+	var message string
+	localcluster.Eventually(t, time.Minute, "a FailedCreate Event on the Job", func() (bool, string) {
+		message = kubectl(t, "-n", free, "get", "events", "--field-selector", "involvedObject.kind=Job,involvedObject.name="+held.Name+",reason=FailedCreate",
+			"-o", "jsonpath={.items[0].message}")
+		return message != "", "no FailedCreate yet"
+	})
+	t.Logf("kubectl get events -n %s: FailedCreate: %s", free, message)
+	for _, want := range []string{"flowauth-policy-mode-refuse", "flowauth: namespace \""+free+"\" does not allow AWS_CREDENTIALS from its default Secret \"aws-credentials\""} {
+		if !strings.Contains(message, want) {
+			t.Errorf("the Job's FailedCreate says %q; want %q", message, want)
+		}
+	}
 }

@@ -223,25 +223,29 @@ func flowRunLogs(t *testing.T, p *localcluster.Prefect, id string, run localclus
 // Prefect user sees it where they look, in Prefect: the run ends Crashed within a minute with
 // flowauth's message (or, unreachable, the API server's naming flowauth's webhook) in its state,
 // never Pending for ever. The worker's Job is refused at creation, before any pod exists.
+// requireCrashed runs the deployment in ns and requires Prefect to show it Crashed within a
+// minute, its message holding each of want, and no pod left behind.
+func requireCrashed(t *testing.T, ns string, jobVariables map[string]any, want ...string) {
+	t.Helper()
+	run, logs, took := runFlow(t, ns, time.Minute, jobVariables)
+	t.Logf("Prefect shows %s (%s) %s after the run was created: %q", run.State.Name, run.State.Type, took.Round(100*time.Millisecond), run.State.Message)
+	if run.State.Type != "CRASHED" {
+		t.Fatalf("the run is %s (%s) after %s, want Crashed: %q\n%s", run.State.Name, run.State.Type, took.Round(time.Second), run.State.Message, strings.Join(logs, "\n"))
+	}
+	for _, w := range want {
+		if !strings.Contains(run.State.Message, w) {
+			t.Errorf("the Crashed state's message lacks %q: %q", w, run.State.Message)
+		}
+	}
+	if out := kubectl(t, "-n", ns, "get", "pods", "-o", "name"); out != "" {
+		t.Errorf("a refused run left pods: %s", out)
+	}
+}
+
 func TestPrefect3FailuresShowInPrefect(t *testing.T) {
 	startPrefect(t)
 	creds := newCredentials(t)
-	crashes := func(t *testing.T, ns string, jobVariables map[string]any, want ...string) {
-		t.Helper()
-		run, logs, took := runFlow(t, ns, time.Minute, jobVariables)
-		t.Logf("Prefect shows %s (%s) %s after the run was created: %q", run.State.Name, run.State.Type, took.Round(100*time.Millisecond), run.State.Message)
-		if run.State.Type != "CRASHED" {
-			t.Fatalf("the run is %s (%s) after %s, want Crashed: %q\n%s", run.State.Name, run.State.Type, took.Round(time.Second), run.State.Message, strings.Join(logs, "\n"))
-		}
-		for _, w := range want {
-			if !strings.Contains(run.State.Message, w) {
-				t.Errorf("the Crashed state's message lacks %q: %q", w, run.State.Message)
-			}
-		}
-		if out := kubectl(t, "-n", ns, "get", "pods", "-o", "name"); out != "" {
-			t.Errorf("a refused run left pods: %s", out)
-		}
-	}
+	crashes := requireCrashed
 
 	t.Run("a Secret missing (key lookup, missingSecret=deny)", func(t *testing.T) {
 		helmUpgrade(t, []string{"secretLookup=" + orDefault(helmValue(t, "secretLookup"), "none"), "missingSecret=" + orDefault(helmValue(t, "missingSecret"), "warn")},
