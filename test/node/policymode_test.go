@@ -113,7 +113,7 @@ func TestPolicyModeRunsAFlowWithNoFlowauthPod(t *testing.T) {
 		return message != "", "no FailedCreate yet"
 	})
 	t.Logf("kubectl get events -n %s: FailedCreate: %s", free, message)
-	for _, want := range []string{"flowauth-policy-mode-refuse", "flowauth: namespace \""+free+"\" does not allow AWS_CREDENTIALS from its default Secret \"aws-credentials\""} {
+	for _, want := range []string{"flowauth-policy-mode-refuse", "flowauth: namespace \"" + free + "\" does not allow AWS_CREDENTIALS from its default Secret \"aws-credentials\""} {
 		if !strings.Contains(message, want) {
 			t.Errorf("the Job's FailedCreate says %q; want %q", message, want)
 		}
