@@ -8,6 +8,8 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/flowauth/flowauth/pkg/policy"
 )
 
 // TestPolicyPrintsTheInstall: `kubectl flowauth policy` prints a MutatingAdmissionPolicy, two
@@ -42,8 +44,8 @@ func TestPolicyPrintsTheInstall(t *testing.T) {
 	}
 	found := false
 	for _, v := range p.Spec.Variables {
-		if v.Name == "map" {
-			found = strings.Contains(v.Expression, `"DBT_CLOUD_TOKEN": {"secret": dyn("dbt-cloud-token")`) && strings.Contains(v.Expression, `"AWS_CREDENTIALS"`)
+		if v.Name == policy.MapVariable {
+			found = strings.Contains(v.Expression, `n == "DBT_CLOUD_TOKEN" ? {"secret": dyn("dbt-cloud-token")`) && strings.Contains(v.Expression, `n == "AWS_CREDENTIALS" ?`)
 		}
 	}
 	if !found {

@@ -31,6 +31,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/sync/errgroup"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -74,6 +77,52 @@ type outcome struct {
 	firstErr         string
 	// cpu is each process's CPU time per pod during the burst, in µs, by the names of processes.
 	cpu map[string]float64
+	// policies is what the API server's admission-policy metrics counted during the burst, per
+	// pod: evaluations (a mutating policy's are one per mutation) and their time in µs.
+	policies policyCost
+}
+
+// policyCost is the admission-policy metrics' evaluations and time, per pod.
+type policyCost struct{ mutating, mutatingMicros, validating, validatingMicros float64 }
+
+// readPolicyCost sums the API server's admission-policy check counters and durations.
+func readPolicyCost(ctx context.Context, apiserver *http.Client, host string) (policyCost, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(host, "/")+"/metrics", nil)
+	if err != nil {
+		return policyCost{}, err
+	}
+	resp, err := apiserver.Do(req)
+	if err != nil {
+		return policyCost{}, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return policyCost{}, err
+	}
+	sum := func(name string, of func(*dto.Metric) float64) float64 {
+		total := 0.0
+		if f := families[name]; f != nil {
+			for _, m := range f.Metric {
+				total += of(m)
+			}
+		}
+		return total
+	}
+	count := func(m *dto.Metric) float64 { return m.GetCounter().GetValue() }
+	seconds := func(m *dto.Metric) float64 { return m.GetHistogram().GetSampleSum() * 1e6 }
+	return policyCost{
+		mutating:         sum("apiserver_mutating_admission_policy_check_total", count),
+		mutatingMicros:   sum("apiserver_mutating_admission_policy_check_duration_seconds", seconds),
+		validating:       sum("apiserver_validating_admission_policy_check_total", count),
+		validatingMicros: sum("apiserver_validating_admission_policy_check_duration_seconds", seconds),
+	}, nil
+}
+
+func (p policyCost) minus(q policyCost, n int) policyCost {
+	f := float64(n)
+	return policyCost{(p.mutating - q.mutating) / f, (p.mutatingMicros - q.mutatingMicros) / f, (p.validating - q.validating) / f, (p.validatingMicros - q.validatingMicros) / f}
 }
 
 // The processes whose CPU a burst measures: the webhook is whatever serves at the registered
@@ -86,19 +135,33 @@ func main() {
 	rounds := flag.Int("rounds", 3, "alternating rounds (medians are reported)")
 	bench := flag.String("bench", "../shared/bench/admload", "the admload module, for the floor (read-only is fine)")
 	profileDir := flag.String("profile", "", "folder to write CPU profiles of the last round to: the API server's for every way (apiserver-WAY.pprof), flowauth's for its own (webhook-flowauth.pprof)")
+	only := flag.String("ways", "", "comma-separated ways to run (default all): "+strings.Join(allWays, ", "))
 	profileFor := flag.Duration("profile-for", 2*time.Second, "length of each profile, from the start of the burst (whole seconds; keep it below the burst's length)")
 	flag.Parse()
 	logf.SetLogger(logr.Discard())
 	// Output piped into a reader that quits (make burst | head) must not kill this process before
 	// it stops the control plane it started: a write to the closed pipe then just fails.
 	signal.Ignore(syscall.SIGPIPE)
-	if err := run(*n, *workers, *rounds, *bench, *profileDir, *profileFor); err != nil {
+	ways := allWays
+	if *only != "" {
+		ways = strings.Split(*only, ",")
+		for _, w := range ways {
+			if !slices.Contains(allWays, w) {
+				fmt.Fprintf(os.Stderr, "burst: -ways: no way %q (%s)\n", w, strings.Join(allWays, ", "))
+				os.Exit(2)
+			}
+		}
+	}
+	if err := run(ways, *n, *workers, *rounds, *bench, *profileDir, *profileFor); err != nil {
 		fmt.Fprintln(os.Stderr, "burst:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, workers, rounds int, bench, profileDir string, profileFor time.Duration) error {
+// allWays are every way, in the order each round runs them.
+var allWays = []string{none, floor, patchedLimit, flowauth, trivialPolicy, policyMode}
+
+func run(ways []string, n, workers, rounds int, bench, profileDir string, profileFor time.Duration) error {
 	root, _ := filepath.Abs(".")
 	work, err := os.MkdirTemp("", "flowauth-burst-")
 	if err != nil {
@@ -205,7 +268,6 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 		return c.WaitServing(ctx)
 	}
 
-	ways := []string{none, floor, patchedLimit, flowauth, trivialPolicy, policyMode}
 	results := map[string][]outcome{}
 	fmt.Printf("burst: %d flow-run pods by %d concurrent clients, %d alternating rounds per way, medians; machine: 2 cores shared by the API server, etcd, the webhook and the clients\n\n", n, workers, rounds)
 	for r := range rounds {
@@ -215,7 +277,7 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 			}
 			// The API server sees a configuration change through its informer: let it settle.
 			time.Sleep(2 * time.Second)
-			ns := fmt.Sprintf("burst-%d-%d", r, slices.Index(ways, way))
+			ns := fmt.Sprintf("burst-%d-%d", r, slices.Index(allWays, way))
 			labels := map[string]string{"flowauth.io/injection": "enabled"}
 			if policies[way] != nil {
 				labels = map[string]string{wayLabel: strings.ReplaceAll(way, " ", "-")}
@@ -243,10 +305,19 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 					profiles = append(profiles, profile{http.DefaultClient, "http://" + pprofAddr + "/debug/pprof/profile", filepath.Join(profileDir, "webhook-flowauth.pprof")})
 				}
 			}
+			costBefore, err := readPolicyCost(ctx, apiserver, c.Config.Host)
+			if err != nil {
+				return err
+			}
 			o, err := measuredBurst(ctx, c.Client, ns, n, workers, pids, profiles, profileFor)
 			if err != nil {
 				return err
 			}
+			costAfter, err := readPolicyCost(ctx, apiserver, c.Config.Host)
+			if err != nil {
+				return err
+			}
+			o.policies = costAfter.minus(costBefore, n)
 			results[way] = append(results[way], o)
 			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f pods/s, p50 %s, p99 %s, %d failed, %d injected\n", r+1, way, o.podsPerSecond, o.p50, o.p99, o.failed, o.injected)
 			_ = c.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
@@ -278,6 +349,14 @@ func run(n, workers, rounds int, bench, profileDir string, profileFor time.Durat
 			total += m.cpu[p]
 		}
 		fmt.Printf(" %.0f |\n", total)
+	}
+	fmt.Printf("\nThe API server's admission-policy metrics per pod (medians; a mutating policy counts one check per mutation):\n\n| way | mutating checks | their µs | validating checks | their µs |\n|---|---|---|---|---|\n")
+	for _, way := range ways {
+		if policies[way] == nil {
+			continue
+		}
+		p := med[way].policies
+		fmt.Printf("| %s | %.2f | %.0f | %.2f | %.0f |\n", way, p.mutating, p.mutatingMicros, p.validating, p.validatingMicros)
 	}
 	fmt.Printf("\ncalling a webhook (floor registered / no webhook): throughput %.2f, p99 %.2f\n",
 		med[floor].podsPerSecond/med[none].podsPerSecond, float64(med[floor].p99)/float64(med[none].p99))
@@ -462,5 +541,11 @@ func median(rounds []outcome) outcome {
 		p99:           time.Duration(pick(func(o outcome) float64 { return float64(o.p99) })),
 		injected:      int64(pick(func(o outcome) float64 { return float64(o.injected) })),
 		failed:        failed,
+		policies: policyCost{
+			mutating:         pick(func(o outcome) float64 { return o.policies.mutating }),
+			mutatingMicros:   pick(func(o outcome) float64 { return o.policies.mutatingMicros }),
+			validating:       pick(func(o outcome) float64 { return o.policies.validating }),
+			validatingMicros: pick(func(o outcome) float64 { return o.policies.validatingMicros }),
+		},
 	}
 }

@@ -12,7 +12,7 @@ import (
 // defaultSecret is the Secret a name comes from without an override (the map's, or a custom
 // name's DashName); secretOf is the one it comes from.
 func defaultSecret(n string) string {
-	return "(" + n + " in variables.map ? string(variables.map[" + n + "].secret) : " + dash(n) + ")"
+	return "(" + n + " in variables.secrets ? variables.secrets[" + n + "] : " + dash(n) + ")"
 }
 
 func secretOf(n string) string {

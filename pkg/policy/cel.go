@@ -18,6 +18,16 @@ import (
 const flowRunPods = `(has(object.metadata.annotations) && 'flowauth.io/secrets' in object.metadata.annotations) ||
 (has(object.metadata.labels) && ('prefect.io/flow_run_id' in object.metadata.labels || 'prefect.io/flow-run-id' in object.metadata.labels))`
 
+// notInjectedWithTheseContainers skips a pass that can change nothing. The API server runs a
+// policy again after its own change (not only after a later webhook's, as it does a webhook), and
+// that second pass would cost as much as the first (measured with make burst: two evaluations per
+// pod). A pass can only serve something new if the pod has containers the first pass did not see
+// (flowauth.io/original-containers records them) or names containers (flowauth.io/containers,
+// which may name one a later webhook adds); otherwise flowauth's output, run again, is unchanged.
+const notInjectedWithTheseContainers = `!has(object.metadata.annotations) || !('flowauth.io/status' in object.metadata.annotations) ||
+'flowauth.io/containers' in object.metadata.annotations || !('flowauth.io/original-containers' in object.metadata.annotations) ||
+object.metadata.annotations['flowauth.io/original-containers'] != object.spec.containers.map(c, c.name).join(',')`
+
 // split is splitList: items separated by commas or white space, each kept once, in order.
 func split(s string) string {
 	return "(" + s + `).replace('\t', ' ').replace('\n', ' ').replace('\r', ' ').replace(',', ' ').split(' ').filter(s, s != '').distinct()`
@@ -69,14 +79,15 @@ func prelude(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		v("nsDefaults", `variables.`+SettingNamespaceDefaults+` ? variables.nsAnn[?'flowauth.io/secrets'].orValue('') : ''`),
 		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
   ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
-		v(MapVariable, mapLiteral(m)),
+		v("secrets", secretsLiteral(m)),
 	}
 	return append(vars, allowListVariables()...)
 }
 
 // The variables that hold Options' settings (each a CEL literal), and the secret map.
 const (
-	MapVariable              = "map"
+	// MapVariable holds the secret map's entries (those of the names a pod declares).
+	MapVariable              = "plans"
 	SettingNamespaceDefaults = "readNamespaceDefaults"
 	SettingSkipContainers    = "skipContainers"
 	SettingRequireAllowList  = "requireList"
@@ -101,11 +112,10 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		// planFor, with secretName's override.
 		v("plans", `variables.names.map(n, {
   "name": dyn(n),
-  "secret": dyn(variables.ann[?('secret.flowauth.io/' + n)].orValue(n in variables.map ? string(variables.map[n].secret) : `+dash("n")+`)),
+  "secret": dyn(variables.ann[?('secret.flowauth.io/' + n)].orValue(`+defaultSecret("n")+`)),
   "volume": dyn('flowauth-' + `+dash("n")+`),
   "dir": dyn('/var/run/secrets/flowauth/' + `+dash("n")+`),
-  "entry": n in variables.map ? variables.map[n] : dyn({"secret": dyn(`+dash("n")+`), "prefect": dyn([{"name": dyn('PREFECT__CONTEXT__SECRETS__' + n),
-    "key": dyn('value'), "optional": dyn(false), "value": dyn(''), "file": dyn(false)}]), "native": dyn([]), "files": dyn([]), "filesOptional": dyn(false)})
+  "entry": dyn(`+entryOf(m, "n")+`)
 })`),
 		v("envOf", `variables.plans.map(p, (((variables.layers != 'native') ? p.entry.prefect : []) + ((variables.layers != 'prefect') ? p.entry.native : []))
   .map(e, {"name": e.name, "key": e.key, "optional": e.optional, "value": e.value, "file": e.file, "plan": p.name, "secret": p.secret})).flatten()`),
@@ -186,32 +196,33 @@ const volumeObject = `Object.spec.volumes{name: p.volume, secret: Object.spec.vo
   items: p.entry.files.map(k, Object.spec.volumes.secret.items{key: k, path: k}),
   ?optional: p.entry.filesOptional ? optional.of(true) : optional.none()}}`
 
+// mutations is one JSONPatch mutation: the API server evaluates each mutation of a policy with
+// its own variables (computed again) and encodes, patches and decodes the pod for each, so the
+// whole injection is one list of operations, all computed from the pod as it came.
 func mutations() []admissionregistrationv1.Mutation {
-	patch := func(expr string) admissionregistrationv1.Mutation {
-		return admissionregistrationv1.Mutation{PatchType: admissionregistrationv1.PatchTypeJSONPatch,
-			JSONPatch: &admissionregistrationv1.JSONPatch{Expression: strings.TrimSpace(expr)}}
-	}
-	return []admissionregistrationv1.Mutation{
-		// optOut: the status says so, nothing else changes.
-		patch(`variables.flowRun && variables.optedOut && variables.ann[?'flowauth.io/status'].orValue('') != 'opted-out=flowauth.io/inject=false' ?
-  [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1status', value: 'opted-out=flowauth.io/inject=false'}] : []`),
-		// addToContainer's env vars, then its mounts, per target; an absent list is added whole.
-		patch(`!variables.doInject ? [] : variables.perTarget.map(t, t.add.size() == 0 ? [] :
+	return []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch,
+		JSONPatch: &admissionregistrationv1.JSONPatch{Expression: strings.TrimSpace(`
+variables.flowRun && variables.optedOut ?
+  // optOut: the status says so, nothing else changes.
+  (variables.ann[?'flowauth.io/status'].orValue('') == 'opted-out=flowauth.io/inject=false' ? [] :
+   [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1status', value: 'opted-out=flowauth.io/inject=false'}]) :
+!variables.doInject ? [] :
+  // addToContainer's env vars, then its mounts, per target; an absent list is added whole.
+  variables.perTarget.map(t, t.add.size() == 0 ? [] :
   (t.hasEnv ? t.add.map(e, JSONPatch{op: 'add', path: t.path + '/env/-', value: ` + envObject + `}) :
    [JSONPatch{op: 'add', path: t.path + '/env', value: t.add.map(e, ` + envObject + `)}])).flatten() +
   variables.perTarget.map(t, t.mAdd.size() == 0 ? [] :
   (t.hasMounts ? t.mAdd.map(p, JSONPatch{op: 'add', path: t.path + '/volumeMounts/-', value: ` + mountObject + `}) :
-   [JSONPatch{op: 'add', path: t.path + '/volumeMounts', value: t.mAdd.map(p, ` + mountObject + `)}])).flatten()`),
-		// addUsedVolumes.
-		patch(`!variables.doInject || variables.newVolumes.size() == 0 ? [] :
-  (variables.volumes.size() > 0 ? variables.newVolumes.map(p, JSONPatch{op: 'add', path: '/spec/volumes/-', value: ` + volumeObject + `}) :
-   [JSONPatch{op: 'add', path: '/spec/volumes', value: variables.newVolumes.map(p, ` + volumeObject + `)}])`),
-		// The status, and the containers of the first pass.
-		patch(`!variables.doInject ? [] : (has(object.metadata.annotations) ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}]) +
+   [JSONPatch{op: 'add', path: t.path + '/volumeMounts', value: t.mAdd.map(p, ` + mountObject + `)}])).flatten() +
+  // addUsedVolumes.
+  (variables.newVolumes.size() == 0 ? [] :
+   variables.volumes.size() > 0 ? variables.newVolumes.map(p, JSONPatch{op: 'add', path: '/spec/volumes/-', value: ` + volumeObject + `}) :
+   [JSONPatch{op: 'add', path: '/spec/volumes', value: variables.newVolumes.map(p, ` + volumeObject + `)}]) +
+  // The status, and the containers of the first pass.
+  (has(object.metadata.annotations) ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}]) +
   [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1status', value: variables.status}] +
   (variables.recorded ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1original-containers',
-    value: variables.containers.map(c, c.name).join(',')}])`),
-	}
+    value: variables.containers.map(c, c.name).join(',')}])`)}}}
 }
 
 // The bounds of pkg/mutate and secretmap, as CEL literals.

@@ -101,8 +101,11 @@ func Compile(m *secretmap.Map, o Options) (Policies, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name + "-inject", Labels: map[string]string{"app.kubernetes.io/name": "flowauth"}},
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
 			MatchConstraints: podCreates(),
-			MatchConditions:  []admissionregistrationv1.MatchCondition{{Name: "flow-run-pods-only", Expression: flowRunPods}},
-			FailurePolicy:    ptr.To(admissionregistrationv1.Fail),
+			MatchConditions: []admissionregistrationv1.MatchCondition{
+				{Name: "flow-run-pods-only", Expression: flowRunPods},
+				{Name: "not-injected-with-these-containers", Expression: notInjectedWithTheseContainers},
+			},
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
 			// Another webhook may add a container after this policy ran: run again, as the
 			// webhook does (reinvocationPolicy IfNeeded); every mutation is idempotent.
 			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
@@ -135,22 +138,34 @@ func celStrings(list []string) string {
 	return "[" + strings.Join(q, ",") + "]"
 }
 
-// mapLiteral writes the secret map as CEL: for each name, its Secret and what each layer adds,
-// in pkg/mutate's order (planFor): the Prefect layer's variables, then the native ones, then the
-// variables that name a mounted file.
-func mapLiteral(m *secretmap.Map) string {
+// secretsLiteral is the secret map's default Secret of each name, as a CEL map: all the
+// validating policy and the allow-list need of the map.
+func secretsLiteral(m *secretmap.Map) string {
+	names := m.Names()
+	sort.Strings(names)
+	pairs := make([]string, len(names))
+	for i, name := range names {
+		e, _ := m.Lookup(name)
+		pairs[i] = celString(name) + ": " + celString(e.SecretName)
+	}
+	return "{" + strings.Join(pairs, ", ") + "}"
+}
+
+// entryOf writes the secret map as CEL that gives name n's entry: its Secret and what each layer
+// adds, in pkg/mutate's order (planFor): the Prefect layer's variables, then the native ones, then
+// the variables that name a mounted file; for a name not in the map, a custom name's. It is a
+// chain of conditionals, not a map literal, so that only the entries of the names a pod declares
+// are built when the policy runs (a literal would build every entry of the map for every pod).
+func entryOf(m *secretmap.Map, n string) string {
 	names := m.Names()
 	sort.Strings(names)
 	var b strings.Builder
-	b.WriteString("{")
-	for i, name := range names {
+	for _, name := range names {
 		e, _ := m.Lookup(name)
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s: %s", celString(name), entryLiteral(e))
+		fmt.Fprintf(&b, "%s == %s ? %s :\n  ", n, celString(name), entryLiteral(e))
 	}
-	b.WriteString("}")
+	b.WriteString(`{"secret": dyn(` + dash(n) + `), "prefect": dyn([{"name": dyn('PREFECT__CONTEXT__SECRETS__' + ` + n + `),
+    "key": dyn('value'), "optional": dyn(false), "value": dyn(''), "file": dyn(false)}]), "native": dyn([]), "files": dyn([]), "filesOptional": dyn(false)}`)
 	return b.String()
 }
 
