@@ -23,7 +23,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +65,10 @@ const (
 	// what the API server's policy machinery costs by itself. policyMode is flowauth compiled into
 	// admission policies (pkg/policy): no webhook registered.
 	trivialPolicy = "trivial policy"
+	// patchedPolicy is a MutatingAdmissionPolicy whose mutation is flowauth's patch for the burst
+	// pod as a constant: the policy analogue of the patched limit, the machinery plus applying and
+	// storing the same injection, with no decision made in CEL.
+	patchedPolicy = "patched policy"
 	policyMode    = "flowauth policies"
 )
 
@@ -159,7 +165,7 @@ func main() {
 }
 
 // allWays are every way, in the order each round runs them.
-var allWays = []string{none, floor, patchedLimit, flowauth, trivialPolicy, policyMode}
+var allWays = []string{none, floor, patchedLimit, flowauth, trivialPolicy, patchedPolicy, policyMode}
 
 func run(ways []string, n, workers, rounds int, bench, profileDir string, profileFor time.Duration) error {
 	root, _ := filepath.Abs(".")
@@ -208,7 +214,7 @@ func run(ways []string, n, workers, rounds int, bench, profileDir string, profil
 		return err
 	}
 
-	policies, err := burstPolicies()
+	policies, err := burstPolicies(patch)
 	if err != nil {
 		return err
 	}
@@ -321,7 +327,7 @@ func run(ways []string, n, workers, rounds int, bench, profileDir string, profil
 			results[way] = append(results[way], o)
 			fmt.Fprintf(os.Stderr, "round %d, %s: %.0f pods/s, p50 %s, p99 %s, %d failed, %d injected\n", r+1, way, o.podsPerSecond, o.p50, o.p99, o.failed, o.injected)
 			_ = c.Client.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-			if (way == flowauth || way == patchedLimit || way == policyMode) && (o.failed > 0 || o.injected != int64(n)) {
+			if (way == flowauth || way == patchedLimit || way == patchedPolicy || way == policyMode) && (o.failed > 0 || o.injected != int64(n)) {
 				return fmt.Errorf("flowauth: %d failed, %d of %d injected; first error: %s", o.failed, o.injected, n, o.firstErr)
 			}
 			if o.failed > 0 {
@@ -335,7 +341,7 @@ func run(ways []string, n, workers, rounds int, bench, profileDir string, profil
 		m := median(results[way])
 		med[way] = m
 		injected := "-"
-		if way == flowauth || way == patchedLimit || way == policyMode {
+		if way == flowauth || way == patchedLimit || way == patchedPolicy || way == policyMode {
 			injected = fmt.Sprintf("%d of %d", m.injected, n)
 		}
 		fmt.Printf("| %s | %.0f | %s | %s | %d | %s |\n", way, m.podsPerSecond, m.p50.Round(100*time.Microsecond), m.p99.Round(100*time.Microsecond), m.failed, injected)
@@ -368,6 +374,10 @@ func run(ways []string, n, workers, rounds int, bench, profileDir string, profil
 		med[flowauth].podsPerSecond/med[floor].podsPerSecond, float64(med[flowauth].p99)/float64(med[floor].p99))
 	fmt.Printf("the policy machinery (trivial policy / no webhook): throughput %.2f, p99 %.2f\n",
 		med[trivialPolicy].podsPerSecond/med[none].podsPerSecond, float64(med[trivialPolicy].p99)/float64(med[none].p99))
+	fmt.Printf("applying and storing flowauth's mutation by a policy (patched policy / trivial policy): throughput %.2f, p99 %.2f\n",
+		med[patchedPolicy].podsPerSecond/med[trivialPolicy].podsPerSecond, float64(med[patchedPolicy].p99)/float64(med[trivialPolicy].p99))
+	fmt.Printf("flowauth's decisions in CEL (flowauth policies / patched policy): throughput %.2f, p99 %.2f\n",
+		med[policyMode].podsPerSecond/med[patchedPolicy].podsPerSecond, float64(med[policyMode].p99)/float64(med[patchedPolicy].p99))
 	fmt.Printf("flowauth's policies against the trivial policy: throughput %.2f (target >= 0.90), p99 %.2f\n",
 		med[policyMode].podsPerSecond/med[trivialPolicy].podsPerSecond, float64(med[policyMode].p99)/float64(med[trivialPolicy].p99))
 	fmt.Printf("policy mode against the webhook (flowauth policies / flowauth): throughput %.2f (target >= 1.00), p99 %.2f\n",
@@ -377,7 +387,7 @@ func run(ways []string, n, workers, rounds int, bench, profileDir string, profil
 
 // burstPolicies are the policy ways' objects: a trivial MutatingAdmissionPolicy that adds one
 // annotation to flow-run pods, and flowauth's compiled policies, each bound to its namespaces.
-func burstPolicies() (map[string][]runtime.Object, error) {
+func burstPolicies(patch []byte) (map[string][]runtime.Object, error) {
 	selector := func(way string) *metav1.LabelSelector {
 		return &metav1.LabelSelector{MatchLabels: map[string]string{wayLabel: strings.ReplaceAll(way, " ", "-")}}
 	}
@@ -392,12 +402,83 @@ func burstPolicies() (map[string][]runtime.Object, error) {
 	trivial := p.Mutating.DeepCopy()
 	trivial.Name = "burst-trivial"
 	trivial.Spec.Variables = nil
+	trivial.Spec.MatchConditions = p.Mutating.Spec.MatchConditions[:1]
 	trivial.Spec.Mutations = []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch,
 		JSONPatch: &admissionregistrationv1.JSONPatch{Expression: `[JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1burst', value: 'trivial'}]`}}}
 	binding := p.MutatingBinding.DeepCopy()
 	binding.Name, binding.Spec.PolicyName = trivial.Name, trivial.Name
 	binding.Spec.MatchResources.NamespaceSelector = selector(trivialPolicy)
-	return map[string][]runtime.Object{trivialPolicy: {trivial, binding}, policyMode: compiled}, nil
+	constant, err := constantPatch(patch)
+	if err != nil {
+		return nil, err
+	}
+	patched := p.Mutating.DeepCopy()
+	patched.Name = "burst-patched"
+	patched.Spec.Variables = nil
+	patched.Spec.Mutations = []admissionregistrationv1.Mutation{{PatchType: admissionregistrationv1.PatchTypeJSONPatch,
+		JSONPatch: &admissionregistrationv1.JSONPatch{Expression: constant}}}
+	patchedBinding := p.MutatingBinding.DeepCopy()
+	patchedBinding.Name, patchedBinding.Spec.PolicyName = patched.Name, patched.Name
+	patchedBinding.Spec.MatchResources.NamespaceSelector = selector(patchedPolicy)
+	return map[string][]runtime.Object{trivialPolicy: {trivial, binding}, patchedPolicy: {patched, patchedBinding}, policyMode: compiled}, nil
+}
+
+// constantPatch writes a JSON Patch as a CEL list of JSONPatch, each value typed as the pod field
+// its path names (Kubernetes' CEL takes an object for a struct field, not a map): the type of
+// /spec/containers/0/env/- is Object.spec.containers.env.
+func constantPatch(patch []byte) (string, error) {
+	var ops []struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		return "", err
+	}
+	var out []string
+	for _, op := range ops {
+		typ := "Object"
+		for _, part := range strings.Split(strings.TrimPrefix(op.Path, "/"), "/") {
+			if _, err := strconv.Atoi(part); err == nil || part == "-" {
+				continue
+			}
+			typ += "." + part
+		}
+		if strings.HasPrefix(op.Path, "/metadata/annotations") {
+			typ = "" // a map of strings: literal as JSON
+		}
+		out = append(out, fmt.Sprintf("JSONPatch{op: %q, path: %q, value: %s}", op.Op, op.Path, celValue(op.Value, typ)))
+	}
+	return "[" + strings.Join(out, ", ") + "]", nil
+}
+
+// celValue is v as a CEL literal, objects typed as typ ("" for a plain map).
+func celValue(v any, typ string) string {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := slices.Sorted(maps.Keys(v))
+		var fields []string
+		for _, k := range keys {
+			if typ == "" {
+				fields = append(fields, fmt.Sprintf("%q: %s", k, celValue(v[k], "")))
+			} else {
+				fields = append(fields, fmt.Sprintf("%s: %s", k, celValue(v[k], typ+"."+k)))
+			}
+		}
+		if typ == "" {
+			return "{" + strings.Join(fields, ", ") + "}"
+		}
+		return typ + "{" + strings.Join(fields, ", ") + "}"
+	case []any:
+		var items []string
+		for _, item := range v {
+			items = append(items, celValue(item, typ))
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
 }
 
 // waitForPolicies waits until the API server runs the way's policies in ns (it loads them a

@@ -151,16 +151,20 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		v("skipped", `variables.named ? variables.namedList.filter(n, n in variables.podSkip) :
   lists.range(variables.containers.size()).filter(i, i != variables.flow).map(i, string(variables.containers[i].name))`),
 		// addToContainer, for each target: what it gets, what it has already, what its user set.
-		v("perTarget", `variables.targets.map(t, {
-  "path": dyn((t.init ? '/spec/initContainers/' : '/spec/containers/') + string(t.index)),
-  "hasEnv": dyn(`+container+`.?env.orValue([]).size() > 0),
-  "hasMounts": dyn(`+container+`.?volumeMounts.orValue([]).size() > 0),
-  "add": dyn(variables.claimed.filter(e, !(e.file && e.plan in variables.blocked) && !`+container+`.?env.orValue([]).exists(h, h.name == e.name))),
-  "same": dyn(variables.claimed.filter(e, !(e.file && e.plan in variables.blocked) && `+container+`.?env.orValue([]).exists(h, h.name == e.name && `+sameEnv+`))),
-  "kept": dyn(variables.claimed.filter(e, !(e.file && e.plan in variables.blocked) && `+container+`.?env.orValue([]).exists(h, h.name == e.name && !`+sameEnv+`)).map(e, e.name)),
-  "mAdd": dyn(variables.mountPlans.filter(p, !`+container+`.?volumeMounts.orValue([]).exists(m, `+trimSlash("m.mountPath")+` == p.dir))),
-  "mSame": dyn(variables.mountPlans.filter(p, `+container+`.?volumeMounts.orValue([]).exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name == p.volume))),
-  "mKept": dyn(variables.mountPlans.filter(p, `+container+`.?volumeMounts.orValue([]).exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name != p.volume)).map(p, p.dir))
+		// The variables flowauth may add (those of a name whose files a user volume blocks are not),
+		// and each target's env vars and mounts as the pod has them, read once.
+		v("usable", `variables.claimed.filter(e, !(e.file && e.plan in variables.blocked))`),
+		v("targetLists", `variables.targets.map(t, {"t": dyn(t), "env": dyn(`+container+`.?env.orValue([])), "mounts": dyn(`+container+`.?volumeMounts.orValue([]))})`),
+		v("perTarget", `variables.targetLists.map(x, {
+  "path": dyn((x.t.init ? '/spec/initContainers/' : '/spec/containers/') + string(x.t.index)),
+  "hasEnv": dyn(x.env.size() > 0),
+  "hasMounts": dyn(x.mounts.size() > 0),
+  "add": dyn(variables.usable.filter(e, !x.env.exists(h, h.name == e.name))),
+  "same": dyn(variables.usable.filter(e, x.env.exists(h, h.name == e.name && `+sameEnv+`))),
+  "kept": dyn(variables.usable.filter(e, x.env.exists(h, h.name == e.name && !`+sameEnv+`)).map(e, e.name)),
+  "mAdd": dyn(variables.mountPlans.filter(p, !x.mounts.exists(m, `+trimSlash("m.mountPath")+` == p.dir))),
+  "mSame": dyn(variables.mountPlans.filter(p, x.mounts.exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name == p.volume))),
+  "mKept": dyn(variables.mountPlans.filter(p, x.mounts.exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name != p.volume)).map(p, p.dir))
 })`),
 		v("injected", `variables.names.map(n, string(n)).filter(n, variables.perTarget.exists(t, t.add.exists(e, e.plan == n) || t.same.exists(e, e.plan == n) ||
   t.mAdd.exists(p, p.name == n) || t.mSame.exists(p, p.name == n)))`),
