@@ -86,6 +86,9 @@ func newDoctorCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
   - its allow-lists are enforced (FAIL with --cluster-connection=false), and the webhook port is
     guarded by client authentication or a NetworkPolicy naming its peers (warn if neither);
   - each name declared by the namespace's defaults or by its newest Jobs has its Secret and keys.
+In policy mode (flowauth's admission policies, Kubernetes 1.36+) the policies and their bindings
+are checked instead of the webhook: bound, denying, failing closed, the map this plugin holds, the
+namespace matched by the binding's selector, the allow-list the policies require.
 
 With pod/NAME: was the pod sent to flowauth, whether its flowauth.io/status is flowauth's (flowauth
 run on the stored pod changes nothing), and what it lacks.
@@ -127,7 +130,7 @@ Exit code 1 when a check fails.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&o.release, "release", "flowauth", "the Helm release: the webhook's Deployment and configurations are named after it")
+	cmd.Flags().StringVar(&o.release, "release", "flowauth", "the Helm release: the webhook's Deployment and configurations, or the policies (RELEASE-inject, RELEASE-refuse), are named after it")
 	cmd.Flags().StringVar(&o.releaseNamespace, "release-namespace", "flowauth-system", "the namespace flowauth is installed in")
 	return cmd
 }

@@ -3,6 +3,7 @@ package chart
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -197,6 +198,16 @@ func TestPolicyModeInstallServesWithNoWebhook(t *testing.T) {
 	_, err = cs.CoreV1().Pods(ns.Name).Create(ctx, pod("github token"), metav1.CreateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "flowauth: annotation flowauth.io/secrets: entry \"github\"") {
 		t.Errorf("a bad name: %v; want flowauth's refusal", err)
+	}
+	// kubectl flowauth doctor understands policy mode (the plugin, run as a user runs it).
+	doctor := exec.CommandContext(ctx, "go", "run", "./cmd/kubectl-flowauth", "doctor", "-n", ns.Name, "--release", "flowauth", "--release-namespace", "flowauth-policy", "--kubeconfig", cluster.Kubeconfig)
+	doctor.Dir = root
+	report, err := doctor.CombinedOutput()
+	t.Logf("kubectl flowauth doctor -n %s:\n%s", ns.Name, report)
+	for _, want := range []string{"ok    admission policies flowauth-inject (bound, failurePolicy Fail) and flowauth-refuse (Deny)", "ok    namespace policy-mode-flows is opted in", "0 failed"} {
+		if err != nil || !strings.Contains(string(report), want) {
+			t.Errorf("doctor (%v) lacks %q", err, want)
+		}
 	}
 	mustHelm(t, "uninstall", "flowauth", "--namespace", "flowauth-policy", "--wait")
 	uninstalled = true
