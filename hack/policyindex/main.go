@@ -111,7 +111,7 @@ func run() error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the policy is not in force after 30 s: %v / %v", errSeed, errNone)
+			return fmt.Errorf("the policy is not in force after 30 s: %w / %w", errSeed, errNone)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

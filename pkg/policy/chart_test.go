@@ -19,7 +19,7 @@ func TestChartTemplateIsCurrent(t *testing.T) {
 	}
 	path := filepath.Join("..", "..", ChartTemplatePath)
 	if *update {
-		if err := os.WriteFile(path, want, 0o644); err != nil {
+		if err := os.WriteFile(path, want, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

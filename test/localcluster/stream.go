@@ -160,7 +160,7 @@ func (c *Cluster) WaitPoliciesInForce(ctx context.Context, ns string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("flowauth's policies did not inject a dry-run flow-run pod in %s within 60 s (last error: %v)", ns, err)
+			return fmt.Errorf("flowauth's policies did not inject a dry-run flow-run pod in %s within 60 s (last error: %w)", ns, err)
 		}
 		select {
 		case <-ctx.Done():
