@@ -350,10 +350,13 @@ func sameSecretVolume(have, want corev1.Volume) bool {
 func isTrue(b *bool) bool { return b != nil && *b }
 
 // Sizes of one JSON Patch operation's parts, for patchEstimate: the op and path around an
-// item, and the JSON around an env var's name, Secret and key.
+// item, and the JSON around an env var's name, Secret and key (exported for pkg/policy, which
+// estimates the same in CEL).
 const (
-	opOverhead  = 64
-	envOverhead = 80
+	PatchOpOverhead   = 64
+	PatchItemOverhead = 80
+	opOverhead        = PatchOpOverhead
+	envOverhead       = PatchItemOverhead
 )
 
 // patchEstimate is an upper bound of the bytes of the JSON Patch that adds the plans to

@@ -28,9 +28,28 @@ const notInjectedWithTheseContainers = `!has(object.metadata.annotations) || !('
 'flowauth.io/containers' in object.metadata.annotations || !('flowauth.io/original-containers' in object.metadata.annotations) ||
 object.metadata.annotations['flowauth.io/original-containers'] != object.spec.containers.map(c, c.name).join(',')`
 
-// split is splitList: items separated by commas or white space, each kept once, in order.
-func split(s string) string {
-	return "(" + s + `).replace('\t', ' ').replace('\n', ' ').replace('\r', ' ').replace(',', ' ').split(' ').filter(s, s != '').distinct()`
+// items is s's items separated by commas or white space, repeats kept: a scan, whatever its size.
+func items(s string) string {
+	return "(" + s + `).replace('\t', ' ').replace('\n', ' ').replace('\r', ' ').replace(',', ' ').split(' ').filter(s, s != '')`
+}
+
+// split is splitList: items separated by commas or white space, each kept once, in order. Only
+// for lists the tenant does not write (a Namespace's): distinct costs the square of the length.
+func split(s string) string { return items(s) + ".distinct()" }
+
+// boundedList is the prelude's three variables for a tenant's list annotation: its raw items,
+// whether it is past bound (more than bound distinct items), and its distinct items when it is
+// not. splitList stops counting at one past the bound; here a list of more than four times the
+// bound raw items is taken as past it without counting them (distinct's cost is the square of
+// the length, and an annotation may hold 256 KiB), which differs only for a list that repeats
+// its items that often.
+func boundedList(name, key, bound string) []admissionregistrationv1.Variable {
+	raw, over := "variables.raw"+name, "variables."+name+"Over"
+	return []admissionregistrationv1.Variable{
+		v("raw"+name, items(`variables.ann[?'`+key+`'].orValue('')`)),
+		v(name+"Over", raw+`.size() > `+bound+` && (`+raw+`.size() > 4 * `+bound+` || `+raw+`.distinct().size() > `+bound+`)`),
+		v(name+"List", over+` ? [] : `+raw+`.distinct()`),
+	}
 }
 
 // validName is secretmap.ValidateName.
@@ -48,6 +67,10 @@ const container = `(t.init ? dyn(variables.inits[t.index]) : dyn(variables.conta
 const sameEnv = `(e.file ? (h.?value.orValue('') == e.value && !has(h.valueFrom)) :
   (h.?value.orValue('') == '' && h.?valueFrom.?secretKeyRef.?name.orValue('') == e.secret &&
    h.?valueFrom.?secretKeyRef.?key.orValue('') == e.key && h.?valueFrom.?secretKeyRef.?optional.orValue(false) == e.optional))`
+
+// sameEnvAt is sameEnv for variables.usable[i].
+var sameEnvAt = strings.NewReplacer("e.file", "variables.usable[i].file", "e.value", "variables.usable[i].value", "e.secret", "variables.usable[i].secret",
+	"e.key", "variables.usable[i].key", "e.optional", "variables.usable[i].optional").Replace(sameEnv)
 
 // trimSlash is indexMount's comparison of mount paths (one trailing slash).
 func trimSlash(p string) string {
@@ -77,10 +100,15 @@ func prelude(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		v(SettingSkipContainers, celStrings(o.SkipContainers)),
 		v(SettingRequireAllowList, strconv.FormatBool(o.RequireAllowList)),
 		v("nsDefaults", `variables.`+SettingNamespaceDefaults+` ? variables.nsAnn[?'flowauth.io/secrets'].orValue('') : ''`),
+	}
+	vars = append(vars, boundedList("Secrets", "flowauth.io/secrets", maxNames)...)
+	vars = append(vars, boundedList("Containers", "flowauth.io/containers", maxListed)...)
+	vars = append(vars, boundedList("Skip", "flowauth.io/skip-containers", maxListed)...)
+	vars = append(vars, []admissionregistrationv1.Variable{
 		v("flowRun", `'flowauth.io/secrets' in variables.ann || (variables.nsDefaults.trim() != '' &&
   ('prefect.io/flow_run_id' in variables.labels || 'prefect.io/flow-run-id' in variables.labels))`),
 		v("secrets", secretsLiteral(m)),
-	}
+	}...)
 	return append(vars, allowListVariables()...)
 }
 
@@ -101,12 +129,12 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		// parseLayers.
 		v("layers", `variables.inject == 'true' ? 'both' : variables.inject`),
 		// parseNames, for the pod and the namespace.
-		v("podNames", split(`variables.ann[?'flowauth.io/secrets'].orValue('')`)),
+		v("podNames", `variables.SecretsList`),
 		v("nsAll", split(`variables.nsDefaults`)),
 		v("nsNames", `variables.nsAll.size() > `+maxNames+` ? [] : variables.nsAll.filter(n, `+validName("n")+`)`),
 		// A pod whose own names are invalid, too many, or whose layers are unknown is refused by the
 		// webhook (and the validating policy): nothing to inject.
-		v("names", `variables.podNames.size() <= `+maxNames+` && variables.podNames.all(n, `+validName("n")+`) &&
+		v("names", `!variables.SecretsOver && variables.podNames.all(n, `+validName("n")+`) &&
   variables.layers in ['prefect', 'native', 'both'] ?
   (variables.podNames + variables.nsNames.filter(n, !(n in variables.podNames))).filter(n, `+allowed("n")+`) : []`),
 		// planFor, with secretName's override.
@@ -132,11 +160,11 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		v("containers", `object.spec.containers`),
 		v("inits", `object.spec.?initContainers.orValue([])`),
 		// selectContainers and flowContainer.
-		v("podSkip", split(`variables.ann[?'flowauth.io/skip-containers'].orValue('')`)),
+		v("podSkip", `variables.SkipList`),
 		v("named", `'flowauth.io/containers' in variables.ann`),
-		v("namedList", split(`variables.ann[?'flowauth.io/containers'].orValue('')`)),
+		v("namedList", `variables.ContainersList`),
 		v("recorded", `'flowauth.io/original-containers' in variables.ann`),
-		v("firstPass", split(`variables.ann[?'flowauth.io/original-containers'].orValue('')`)),
+		v("firstPass", items(`variables.ann[?'flowauth.io/original-containers'].orValue('')`)),
 		v("candidates", `lists.range(variables.containers.size()).filter(i, !(variables.containers[i].name in variables.podSkip) &&
   !(variables.containers[i].name in variables.`+SettingSkipContainers+`) &&
   (!variables.recorded || variables.containers[i].name in variables.firstPass))`),
@@ -155,16 +183,22 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
 		// and each target's env vars and mounts as the pod has them, read once.
 		v("usable", `variables.claimed.filter(e, !(e.file && e.plan in variables.blocked))`),
 		v("targetLists", `variables.targets.map(t, {"t": dyn(t), "env": dyn(`+container+`.?env.orValue([])), "mounts": dyn(`+container+`.?volumeMounts.orValue([]))})`),
+		// Each usable variable with the target's env vars of its name, found in one pass (a
+		// container may hold 1,024 env vars and a pod declare 64 names: the API server's CEL cost
+		// limit allows one such pass, not three).
 		v("perTarget", `variables.targetLists.map(x, {
   "path": dyn((x.t.init ? '/spec/initContainers/' : '/spec/containers/') + string(x.t.index)),
   "hasEnv": dyn(x.env.size() > 0),
   "hasMounts": dyn(x.mounts.size() > 0),
-  "add": dyn(variables.usable.filter(e, !x.env.exists(h, h.name == e.name))),
-  "same": dyn(variables.usable.filter(e, x.env.exists(h, h.name == e.name && `+sameEnv+`))),
-  "kept": dyn(variables.usable.filter(e, x.env.exists(h, h.name == e.name && !`+sameEnv+`)).map(e, e.name)),
+  "found": dyn(variables.usable.map(e, x.env.filter(h, h.name == e.name))),
   "mAdd": dyn(variables.mountPlans.filter(p, !x.mounts.exists(m, `+trimSlash("m.mountPath")+` == p.dir))),
   "mSame": dyn(variables.mountPlans.filter(p, x.mounts.exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name == p.volume))),
   "mKept": dyn(variables.mountPlans.filter(p, x.mounts.exists(m, `+trimSlash("m.mountPath")+` == p.dir && m.name != p.volume)).map(p, p.dir))
+}).map(t, {
+  "path": t.path, "hasEnv": t.hasEnv, "hasMounts": t.hasMounts, "mAdd": t.mAdd, "mSame": t.mSame, "mKept": t.mKept,
+  "add": dyn(lists.range(variables.usable.size()).filter(i, t.found[i].size() == 0).map(i, variables.usable[i])),
+  "same": dyn(lists.range(variables.usable.size()).filter(i, t.found[i].exists(h, `+sameEnvAt+`)).map(i, variables.usable[i])),
+  "kept": dyn(lists.range(variables.usable.size()).filter(i, t.found[i].exists(h, !`+sameEnvAt+`)).map(i, variables.usable[i].name))
 })`),
 		v("injected", `variables.names.map(n, string(n)).filter(n, variables.perTarget.exists(t, t.add.exists(e, e.plan == n) || t.same.exists(e, e.plan == n) ||
   t.mAdd.exists(p, p.name == n) || t.mSame.exists(p, p.name == n)))`),
@@ -182,7 +216,19 @@ func variables(m *secretmap.Map, o Options) []admissionregistrationv1.Variable {
   (variables.keptEnv.size() > 0 ? '; kept-user-env=' + variables.keptEnv.join(',') : '') +
   (variables.keptMounts.size() > 0 ? '; kept-user-mount=' + variables.keptMounts.join(',') : '') +
   (variables.blocked.size() > 0 ? '; kept-user-volume=' + variables.blocked.map(n, 'flowauth-' + `+dash("string(n)")+`).sort().join(',') : '')`),
-		v("doInject", `variables.flowRun && !variables.optedOut && variables.names.size() > 0`),
+		// patchEstimate: the bytes of the patch, per target container and for the volumes.
+		v("estimate", `(variables.claimed.map(e, `+overhead+` + e.name.size() + e.value.size() + (e.file ? 0 : e.secret.size() + e.key.size())).sum() +
+   variables.plans.filter(p, variables.layers != 'prefect' && p.entry.files.size() > 0).map(p, `+overhead+` + p.volume.size() + p.dir.size()).sum()) * variables.targets.size() +
+  variables.plans.filter(p, variables.layers != 'prefect' && p.entry.files.size() > 0).map(p, `+overhead+` + p.volume.size() + p.secret.size() +
+    p.entry.files.map(k, 32 + 2 * string(k).size()).sum()).sum()`),
+		v("tooLarge", `variables.estimate > `+maxPatch),
+		// The pod is within pkg/mutate's bounds (the validating policy refuses it otherwise, with
+		// the message): each checked alone, cheapest first, so that a pod past them costs little.
+		v("bounded", `variables.inits.size() + variables.containers.size() <= `+maxContainers+` && variables.volumes.size() <= `+maxVolumes+` &&
+  (variables.inits + variables.containers).all(c, c.?env.orValue([]).size() <= `+maxEnv+` && c.?envFrom.orValue([]).size() <= `+maxEnvFrom+` &&
+    c.?volumeMounts.orValue([]).size() <= `+maxVolumeMounts+`) &&
+  !variables.SecretsOver && !variables.ContainersOver && !variables.SkipOver`),
+		v("doInject", `variables.flowRun && !variables.optedOut && variables.bounded && variables.names.size() > 0 && !variables.tooLarge`),
 	}...)
 	return vars
 }
@@ -210,6 +256,11 @@ variables.flowRun && variables.optedOut ?
   // optOut: the status says so, nothing else changes.
   (variables.ann[?'flowauth.io/status'].orValue('') == 'opted-out=flowauth.io/inject=false' ? [] :
    [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1status', value: 'opted-out=flowauth.io/inject=false'}]) :
+variables.flowRun && !variables.optedOut && variables.bounded && variables.names.size() > 0 && variables.tooLarge ?
+  // Too large a patch: nothing injected; the validating policy refuses the pod with the figures.
+  (has(object.metadata.annotations) ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}]) +
+  [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1injection-too-large',
+    value: string(variables.names.size()) + ',' + string(variables.targets.size()) + ',' + string(variables.estimate / 1024)}] :
 !variables.doInject ? [] :
   // addToContainer's env vars, then its mounts, per target; an absent list is added whole.
   variables.perTarget.map(t, t.add.size() == 0 ? [] :
@@ -239,4 +290,7 @@ var (
 	maxEnv          = strconv.Itoa(mutate.MaxEnv)
 	maxEnvFrom      = strconv.Itoa(mutate.MaxEnvFrom)
 	maxVolumeMounts = strconv.Itoa(mutate.MaxVolumeMounts)
+	maxPatch        = strconv.Itoa(mutate.MaxPatchBytes)
+	// overhead is patchEstimate's per item: an operation's and an object's JSON.
+	overhead = strconv.Itoa(mutate.PatchOpOverhead + mutate.PatchItemOverhead)
 )

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
+	"github.com/flowauth/flowauth/pkg/mutate"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 )
 
@@ -60,9 +61,9 @@ func subdomainProblem(n string) string {
 
 // containerListDenials is containerList's refusals for annotation key (absence: what leaving it
 // out means).
-func containerListDenials(key, absence string) string {
-	all := split(`variables.ann[?'` + key + `'].orValue('')`)
-	return `!('` + key + `' in variables.ann) ? [] : ` + all + `.size() > ` + maxListed + ` ? ['annotation ` + key + ` lists more than ` + maxListed + ` containers, which is the most allowed'] :
+func containerListDenials(key, list, absence string) string {
+	all := "variables." + list + "List"
+	return `!('` + key + `' in variables.ann) ? [] : variables.` + list + `Over ? ['annotation ` + key + ` lists more than ` + maxListed + ` containers, which is the most allowed'] :
   (` + all + `.size() == 0 ? [` + celString("annotation "+key+" lists no container; remove it to "+absence) + `] : []) +
   (` + all + `.exists(n, !` + validLabelN + `) ? ['annotation ` + key + `: entry ' + ` + quote(all+`.filter(n, !`+validLabelN+`)[0]`) +
 		` + ' is not a valid container name: ' + ` + labelProblem(all+`.filter(n, !`+validLabelN+`)[0]`) + `] : []) +
@@ -73,25 +74,28 @@ func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Vari
 	containersOf := `(object.spec.?initContainers.orValue([]) + object.spec.containers)`
 	return append(prelude(m, o), []admissionregistrationv1.Variable{
 		v("optedOut", `variables.ann[?'flowauth.io/inject'].orValue('').trim() == 'false'`),
-		v("names", split(`variables.ann[?'flowauth.io/secrets'].orValue('')`)),
+		v("names", `variables.SecretsList`),
 		v("inject", `variables.ann[?'flowauth.io/inject'].orValue('both').trim()`),
 		v("containerNames", `object.spec.?initContainers.orValue([]).map(c, c.name + ' (init)') + object.spec.containers.map(c, c.name)`),
-		v("podSkip", split(`variables.ann[?'flowauth.io/skip-containers'].orValue('')`)+`.filter(n, `+validLabelN+`)`),
-		v("namedList", split(`variables.ann[?'flowauth.io/containers'].orValue('')`)+`.filter(n, `+validLabelN+`)`),
-		// The pod's size, each checked alone and first, as Pod does.
-		v("sizeDenials", `(object.spec.?initContainers.orValue([]).size() + object.spec.containers.size() > `+maxContainers+`) ?
+		v("podSkip", `variables.SkipList.filter(n, `+validLabelN+`)`),
+		v("namedList", `variables.ContainersList.filter(n, `+validLabelN+`)`),
+		// The pod's size, each checked alone and first, as Pod does. This policy sees the pod
+		// after the mutating one: a pod that carries flowauth's status was within the bounds when
+		// that policy planned it (it injects nothing otherwise), and the variables and volumes it
+		// added may take it past them.
+		v("sizeDenials", `'flowauth.io/status' in variables.ann ? [] : (object.spec.?initContainers.orValue([]).size() + object.spec.containers.size() > `+maxContainers+`) ?
   ['the pod has more than `+maxContainers+` containers (init containers included), which is the most flowauth serves in a flow-run pod'] :
   object.spec.?volumes.orValue([]).size() > `+maxVolumes+` ? ['the pod has more than `+maxVolumes+` volumes, which is the most flowauth serves in a flow-run pod'] :
   `+containersOf+`.exists(c, c.?env.orValue([]).size() > `+maxEnv+` || c.?envFrom.orValue([]).size() > `+maxEnvFrom+` || c.?volumeMounts.orValue([]).size() > `+maxVolumeMounts+`) ?
   [`+containersOf+`.filter(c, c.?env.orValue([]).size() > `+maxEnv+` || c.?envFrom.orValue([]).size() > `+maxEnvFrom+` || c.?volumeMounts.orValue([]).size() > `+maxVolumeMounts+`).map(c,
     'container ' + strings.quote(c.name) + ' has more than ' + (c.?env.orValue([]).size() > `+maxEnv+` ? '`+maxEnv+` env vars' : c.?envFrom.orValue([]).size() > `+maxEnvFrom+` ? '`+maxEnvFrom+` envFrom sources' : '`+maxVolumeMounts+` volume mounts') +
     ', which is the most flowauth serves in a flow-run pod')[0]] : []`),
-		v("nameDenials", `variables.names.size() > `+maxNames+` ? ['annotation flowauth.io/secrets declares more than `+maxNames+` names, which is the most allowed'] :
+		v("nameDenials", `variables.SecretsOver ? ['annotation flowauth.io/secrets declares more than `+maxNames+` names, which is the most allowed'] :
   variables.names.filter(n, !`+validName("n")+`).map(n, 'annotation flowauth.io/secrets: entry ' + `+quote("n")+` + ' is not a valid secret name: it ' + `+nameProblem("n")+`)`),
 		v("injectDenials", `variables.inject in ['prefect', 'native', 'both', 'true'] ? [] :
   ['annotation flowauth.io/inject: value ' + `+quote(`variables.ann['flowauth.io/inject']`)+` + ' is not one of prefect, native, both, true, false']`),
-		v("skipDenials", containerListDenials("flowauth.io/skip-containers", "skip none")),
-		v("containersDenials", containerListDenials("flowauth.io/containers", "inject into the flow's container only")),
+		v("skipDenials", containerListDenials("flowauth.io/skip-containers", "Skip", "skip none")),
+		v("containersDenials", containerListDenials("flowauth.io/containers", "Containers", "inject into the flow's container only")),
 		v("notFound", `!('flowauth.io/containers' in variables.ann) || variables.namedList.size() == 0 || variables.containersDenials.size() > 0 ? [] :
   variables.namedList.filter(n, !(n in variables.podSkip) && `+containersOf+`.exists(c, c.name == n)).size() > 0 ? [] :
   ['annotation flowauth.io/containers: none of the named containers (' + `+some("variables.namedList")+` + ') is in the pod (it has: ' +
@@ -113,10 +117,16 @@ func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Vari
     (('secret.flowauth.io/' + n) in variables.ann ? 'from Secret ' + strings.quote(`+secretOf("n")+`) + ' (annotation secret.flowauth.io/' + n + ')' :
      'from its default Secret ' + strings.quote(`+secretOf("n")+`)) +
     ': its annotation ' + variables.listKey + ' allows ' + variables.listDescribed + '. A namespace administrator decides what flow runs there may receive')`),
+		// patchEstimate's refusal: the mutating policy, which plans the injection, records the
+		// figures on the pod instead of injecting (a pod's creator who writes them refuses only
+		// their own pod).
+		v("tooLargeDenials", `variables.ann[?'flowauth.io/injection-too-large'].orValue('').matches('^[0-9]+,[0-9]+,[0-9]+$') ?
+  [variables.ann['flowauth.io/injection-too-large'].split(',').map(f, f)].map(f, 'injecting ' + f[0] + ' names into ' + f[1] +
+    ' containers would take a patch of about ' + f[2] + ' KiB; at most `+strconv.Itoa(mutate.MaxPatchBytes>>10)+` KiB is allowed: declare fewer names in flowauth.io/secrets or name fewer containers in flowauth.io/containers') : []`),
 		v("denials", `!variables.flowRun || variables.optedOut ? [] : variables.sizeDenials.size() > 0 ? variables.sizeDenials :
   (variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials).size() > 0 ?
   variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials :
-  variables.allowDenials`),
+  variables.allowDenials.size() > 0 ? variables.allowDenials : variables.tooLargeDenials`),
 	}...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -51,17 +52,22 @@ func TestPolicyModeRendersWhatCompileGives(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			rendered := map[string]*unstructured.Unstructured{}
+			for _, o := range objs {
+				rendered[o.GetKind()+"/"+o.GetName()] = o
+			}
 			var want []string
 			for _, obj := range compiled.Objects() {
 				u := toUnstructured(t, obj)
 				want = append(want, u.GetKind()+"/"+u.GetName())
 			}
-			if got := kinds(objs); !cmp.Equal(got, want) {
+			if got := kinds(objs); !cmp.Equal(got, want, cmpopts.SortSlices(func(a, b string) bool { return a < b })) {
 				t.Fatalf("policy mode renders %v; want only the policies %v", got, want)
 			}
-			for i, obj := range compiled.Objects() {
+			for _, obj := range compiled.Objects() {
 				want := toUnstructured(t, obj)
-				if diff := cmp.Diff(want.Object["spec"], objs[i].Object["spec"]); diff != "" {
+				got := rendered[want.GetKind()+"/"+want.GetName()]
+				if diff := cmp.Diff(want.Object["spec"], got.Object["spec"]); diff != "" {
 					t.Errorf("%s: the chart renders a spec other than pkg/policy's (-compiled +chart):\n%s", want.GetName(), diff)
 				}
 			}
