@@ -242,9 +242,9 @@ const envObject = `Object.spec.containers.env{name: e.name,
 
 const mountObject = `Object.spec.containers.volumeMounts{name: p.volume, mountPath: p.dir, readOnly: true}`
 
-const volumeObject = `Object.spec.volumes{name: p.volume, secret: Object.spec.volumes.secret{secretName: p.secret,
-  items: p.entry.files.map(k, Object.spec.volumes.secret.items{key: k, path: k}),
-  ?optional: p.entry.filesOptional ? optional.of(true) : optional.none()}}`
+// volumeObjectAt is variables.newVolumes[i] with no items yet (they are appended one by one).
+const volumeObjectAt = `Object.spec.volumes{name: variables.newVolumes[i].volume, secret: Object.spec.volumes.secret{secretName: variables.newVolumes[i].secret,
+  items: [], ?optional: variables.newVolumes[i].entry.filesOptional ? optional.of(true) : optional.none()}}`
 
 // mutations is one JSONPatch mutation: the API server evaluates each mutation of a policy with
 // its own variables (computed again) and encodes, patches and decodes the pod for each, so the
@@ -262,17 +262,21 @@ variables.flowRun && !variables.optedOut && variables.bounded && variables.names
   [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1injection-too-large',
     value: string(variables.names.size()) + ',' + string(variables.targets.size()) + ',' + string(variables.estimate / 1024)}] :
 !variables.doInject ? [] :
-  // addToContainer's env vars, then its mounts, per target; an absent list is added whole.
+  // addToContainer's env vars, then its mounts, per target, each appended; an absent list is
+  // added empty first (a value that is a list of objects makes Kubernetes 1.36's API server
+  // panic: cel-go 0.26 cannot convert it to JSON).
   variables.perTarget.map(t, t.add.size() == 0 ? [] :
-  (t.hasEnv ? t.add.map(e, JSONPatch{op: 'add', path: t.path + '/env/-', value: ` + envObject + `}) :
-   [JSONPatch{op: 'add', path: t.path + '/env', value: t.add.map(e, ` + envObject + `)}])).flatten() +
+  (t.hasEnv ? [] : [JSONPatch{op: 'add', path: t.path + '/env', value: []}]) +
+  t.add.map(e, JSONPatch{op: 'add', path: t.path + '/env/-', value: ` + envObject + `})).flatten() +
   variables.perTarget.map(t, t.mAdd.size() == 0 ? [] :
-  (t.hasMounts ? t.mAdd.map(p, JSONPatch{op: 'add', path: t.path + '/volumeMounts/-', value: ` + mountObject + `}) :
-   [JSONPatch{op: 'add', path: t.path + '/volumeMounts', value: t.mAdd.map(p, ` + mountObject + `)}])).flatten() +
-  // addUsedVolumes.
+  (t.hasMounts ? [] : [JSONPatch{op: 'add', path: t.path + '/volumeMounts', value: []}]) +
+  t.mAdd.map(p, JSONPatch{op: 'add', path: t.path + '/volumeMounts/-', value: ` + mountObject + `})).flatten() +
+  // addUsedVolumes: each volume, then its items one by one (a list again).
   (variables.newVolumes.size() == 0 ? [] :
-   variables.volumes.size() > 0 ? variables.newVolumes.map(p, JSONPatch{op: 'add', path: '/spec/volumes/-', value: ` + volumeObject + `}) :
-   [JSONPatch{op: 'add', path: '/spec/volumes', value: variables.newVolumes.map(p, ` + volumeObject + `)}]) +
+   (variables.volumes.size() > 0 ? [] : [JSONPatch{op: 'add', path: '/spec/volumes', value: []}]) +
+   lists.range(variables.newVolumes.size()).map(i, [JSONPatch{op: 'add', path: '/spec/volumes/-', value: ` + volumeObjectAt + `}] +
+     variables.newVolumes[i].entry.files.map(k, JSONPatch{op: 'add', path: '/spec/volumes/' + string(variables.volumes.size() + i) + '/secret/items/-',
+       value: Object.spec.volumes.secret.items{key: k, path: k}})).flatten()) +
   // The status, and the containers of the first pass.
   (has(object.metadata.annotations) ? [] : [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}]) +
   [JSONPatch{op: 'add', path: '/metadata/annotations/flowauth.io~1status', value: variables.status}] +

@@ -120,6 +120,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 
 	c.env = &envtest.Environment{BinaryAssetsDirectory: assets}
+	if o.Log != nil {
+		// The API server's own output too (a panic in its admission, say).
+		api := c.env.ControlPlane.GetAPIServer()
+		api.Out, api.Err = o.Log, o.Log
+	}
 	if !o.NoWebhook {
 		c.env.WebhookInstallOptions.Paths = []string{filepath.Join(o.RepoRoot, "config", "webhook", "manifests.yaml")}
 	}
