@@ -3,12 +3,16 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // hostilePods are what a tenant who can create pods (or fill a Prefect job's variables) in one
@@ -75,7 +79,31 @@ func hostilePods() map[string]*corev1.Pod {
 	return out
 }
 
-// TestHostilePodsGetTheWebhooksAnswerFromThePolicies (issue 31): each hostile pod is created
+// examplePods are the pod templates of the examples' flow-run Jobs.
+func examplePods(t *testing.T) map[string]*corev1.Pod {
+	t.Helper()
+	out := map[string]*corev1.Pod{}
+	files, err := filepath.Glob("../../examples/*-flow-run-job.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example flow-run Jobs: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var job batchv1.Job
+		if err := yaml.Unmarshal(b, &job); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out["example "+filepath.Base(f)] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: job.Name + "-",
+			Annotations: job.Spec.Template.Annotations, Labels: job.Spec.Template.Labels}, Spec: job.Spec.Template.Spec}
+	}
+	return out
+}
+
+// TestHostilePodsGetTheWebhooksAnswerFromThePolicies (issue 31): each hostile pod, and each
+// example's flow-run pod, is created
 // through the API server twice, in a namespace the webhook serves and in one only the policies
 // serve. Both refuse it with the same message, or both store it with the same injection. The
 // policies' CEL runs within the API server's cost budgets for every one of them (a budget
@@ -88,7 +116,11 @@ func TestHostilePodsGetTheWebhooksAnswerFromThePolicies(t *testing.T) {
 	applyPolicies(t)
 	ctx := context.Background()
 	webhookNS, policyNS := newNamespace(t, true, ""), policyNamespace(t, "", nil, false)
-	for name, p := range hostilePods() {
+	pods := hostilePods()
+	for name, p := range examplePods(t) {
+		pods[name] = p
+	}
+	for name, p := range pods {
 		t.Run(name, func(t *testing.T) {
 			viaWebhook, viaPolicies := p.DeepCopy(), p.DeepCopy()
 			viaWebhook.Namespace, viaPolicies.Namespace = webhookNS, policyNS
