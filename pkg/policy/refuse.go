@@ -146,16 +146,7 @@ func refusePolicy(m *secretmap.Map, o Options, selector *metav1.LabelSelector) (
 			}},
 		},
 	}
-	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Labels: p.Labels},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        p.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: selector},
-		},
-	}
-	return p, b
+	return p, denyBinding(p, selector)
 }
 
 // jobTemplate is where a Job keeps the pod it will create.
@@ -186,7 +177,12 @@ func refuseJobsPolicy(pods *admissionregistrationv1.ValidatingAdmissionPolicy, s
 	for i := range p.Spec.Variables {
 		p.Spec.Variables[i].Expression = fromTemplate(p.Spec.Variables[i].Expression)
 	}
-	b := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+	return p, denyBinding(p, selector)
+}
+
+// denyBinding binds validating policy p, denying, to the namespaces selector selects.
+func denyBinding(p *admissionregistrationv1.ValidatingAdmissionPolicy, selector *metav1.LabelSelector) *admissionregistrationv1.ValidatingAdmissionPolicyBinding {
+	return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Labels: p.Labels},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
@@ -195,5 +191,4 @@ func refuseJobsPolicy(pods *admissionregistrationv1.ValidatingAdmissionPolicy, s
 			MatchResources:    &admissionregistrationv1.MatchResources{NamespaceSelector: selector},
 		},
 	}
-	return p, b
 }

@@ -46,6 +46,19 @@ func report(all []localcluster.Creation, phases []phase) (string, int) {
 	return b.String(), failed
 }
 
+// steps starts a stream of flow-run creations in ns (one every 100 ms); step runs a step of the
+// test as a phase of it, then lets 5 s of the stream pass; stop ends the stream.
+func steps(ns string) (step func(name string, do func()), stop func() ([]localcluster.Creation, []phase)) {
+	stream := cluster.StartFlowRunStream(ns, 100*time.Millisecond)
+	var phases []phase
+	step = func(name string, do func()) {
+		phases = append(phases, phase{name, time.Now()})
+		do()
+		time.Sleep(5 * time.Second)
+	}
+	return step, func() ([]localcluster.Creation, []phase) { return stream.Stop(), phases }
+}
+
 // TestModeSwitchAndLostNodeInPolicyMode (issue 31, items 4 and 6): under a stream of flow-run
 // creations (one every 100 ms), helm upgrade from the webhook to admission policies and back,
 // through admission.mode both, and, in policy mode, a node lost: not one creation refused,
@@ -56,13 +69,7 @@ func TestModeSwitchAndLostNodeInPolicyMode(t *testing.T) {
 	needNodes(t)
 	ns := cluster.FlowsNamespace(t, "switch")
 	t.Cleanup(func() { helmUpgrade(t, "admission.mode=webhook") })
-	stream := cluster.StartFlowRunStream(ns, 100*time.Millisecond)
-	var phases []phase
-	step := func(name string, do func()) {
-		phases = append(phases, phase{name, time.Now()})
-		do()
-		time.Sleep(5 * time.Second)
-	}
+	step, stop := steps(ns)
 	step("webhook", func() {})
 	step("upgrade to both", func() { helmUpgrade(t, "admission.mode=both") })
 	step("upgrade to policy", func() { helmUpgrade(t, "admission.mode=policy") })
@@ -90,7 +97,7 @@ func TestModeSwitchAndLostNodeInPolicyMode(t *testing.T) {
 	})
 	step("upgrade to both", func() { helmUpgrade(t, "admission.mode=both") })
 	step("upgrade to webhook", func() { helmUpgrade(t, "admission.mode=webhook") })
-	all := stream.Stop()
+	all, phases := stop()
 	table, failed := report(all, phases)
 	t.Logf("mode switch through both, and a node lost in policy mode:%s", table)
 	if failed > 0 {
@@ -106,13 +113,7 @@ func TestDirectModeSwitch(t *testing.T) {
 	needNodes(t)
 	ns := cluster.FlowsNamespace(t, "direct")
 	t.Cleanup(func() { helmUpgrade(t, "admission.mode=webhook", "admission.switchDirectly=false") })
-	stream := cluster.StartFlowRunStream(ns, 100*time.Millisecond)
-	var phases []phase
-	step := func(name string, do func()) {
-		phases = append(phases, phase{name, time.Now()})
-		do()
-		time.Sleep(5 * time.Second)
-	}
+	step, stop := steps(ns)
 	step("webhook", func() {})
 	// The chart refuses a direct switch unless told it may lose flow runs.
 	if err := cluster.UpgradeFlowauth(context.Background(), "admission.mode=policy"); err == nil || !strings.Contains(err.Error(), "Upgrade to admission.mode=both first") {
@@ -121,7 +122,7 @@ func TestDirectModeSwitch(t *testing.T) {
 	step("upgrade to policy directly", func() { helmUpgrade(t, "admission.mode=policy", "admission.switchDirectly=true") })
 	step("upgrade to webhook directly", func() { helmUpgrade(t, "admission.mode=webhook") })
 	step("webhook again", func() {})
-	all := stream.Stop()
+	all, phases := stop()
 	table, failed := report(all, phases)
 	t.Logf("direct mode switch: %d of %d creations failed:%s", failed, len(all), table)
 	if _, last := report(all[len(all)*9/10:], []phase{{"last tenth", time.Time{}}}); last > 0 {
