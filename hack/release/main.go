@@ -7,7 +7,7 @@
 //     a signed cosign attestation;
 //   - a cosign signature of the image digest;
 //   - the chart with version and appVersion VERSION and the image pinned by digest, pushed as
-//     oci://REGISTRY/charts/flowauth:VERSION and signed;
+//     oci://REGISTRY/charts/flowauth:VERSION and signed (installed by its digest);
 //   - the kubectl plugin's archives and krew manifest, checksums.txt, and the CHANGELOG's entry,
 //     in bin/release/VERSION.
 //
@@ -100,9 +100,6 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(o.out, "RELEASE-NOTES.md"), notes, 0o600); err != nil {
-		return err
-	}
 	if err := os.WriteFile(filepath.Join(o.out, "sbom.cdx.json"), []byte(r.SBOM), 0o600); err != nil {
 		return err
 	}
@@ -121,19 +118,35 @@ func run(ctx context.Context, o options) error {
 	if plainHTTP(o.registry) {
 		flags += " --allow-http-registry"
 	}
+	// The release's notes name what was published and how to verify and install it: where a
+	// user reads the registry, the digests and the key from.
+	helmFlags := ""
+	if plainHTTP(o.registry) {
+		helmFlags = " --plain-http"
+	}
+	install := fmt.Sprintf(`  cosign verify --key flowauth-release.pub%s %s
+  cosign verify-attestation --key flowauth-release.pub --type cyclonedx%s %s
+  cosign verify --key flowauth-release.pub%s %s
+  helm install flowauth oci://%s%s -n flowauth-system --create-namespace
+`, flags, r.Image, flags, r.Image, flags, r.Chart, r.Chart, helmFlags)
+	notes = append(notes, fmt.Sprintf("\n### Verify and install\n\nImage %s (linux/amd64, linux/arm64), chart %s; the public key is this release's flowauth-release.pub.\nInstall by digest: what was verified is what is installed.\n\n```sh\n%s```\n",
+		r.Image, r.Chart, strings.ReplaceAll(install, "\n  ", "\n")[2:])...)
+	if err := os.WriteFile(filepath.Join(o.out, "RELEASE-NOTES.md"), notes, 0o600); err != nil {
+		return err
+	}
+	if key, err := os.ReadFile(pub); err == nil {
+		if err := os.WriteFile(filepath.Join(o.out, "flowauth-release.pub"), key, 0o600); err != nil {
+			return err
+		}
+	}
 	fmt.Printf(`flowauth %s
 image:  %s (linux/amd64, linux/arm64)
 sbom:   CycloneDX, %d packages, attached to the image as a signed attestation
 chart:  %s
-files:  %s (plugin archives, krew manifest, checksums.txt, sbom.cdx.json, RELEASE-NOTES.md)
+files:  %s (plugin archives, krew manifest, checksums.txt, sbom.cdx.json, RELEASE-NOTES.md, flowauth-release.pub)
 
-verify:
-  cosign verify --key %s%s %s
-  cosign verify-attestation --key %s --type cyclonedx%s %s
-  cosign verify --key %s%s %s
-install:
-  helm install flowauth oci://%s/charts/flowauth --version %s -n flowauth-system --create-namespace
-`, o.version, r.Image, r.SBOMPackages, r.Chart, o.out, pub, flags, r.Image, pub, flags, r.Image, pub, flags, r.Chart, o.registry, o.version)
+verify, then install by digest (what was verified is what is installed), with flowauth-release.pub from %s:
+%s`, o.version, r.Image, r.SBOMPackages, r.Chart, o.out, pub, install)
 	return nil
 }
 

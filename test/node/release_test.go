@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,15 +25,17 @@ import (
 // release is one `make release` into the node's registry.
 type release struct {
 	version, image, chart, registry string
+	// dir holds what make release wrote: RELEASE-NOTES.md, flowauth-release.pub, ...
+	dir string
 }
 
 // makeRelease runs `make release`'s command for version into the node's registry, signing with key.
 func makeRelease(t *testing.T, version, key string) release {
 	t.Helper()
 	host := strings.SplitN(cluster.Images.Webhook, "/", 2)[0]
-	r := release{version: version, registry: host + "/flowauth"}
+	r := release{version: version, registry: host + "/flowauth", dir: t.TempDir()}
 	cmd := exec.CommandContext(context.Background(), "go", "run", "./hack/release", "-version", version, "-registry", r.registry,
-		"-key", key, "-allow-unreleased", "-out", t.TempDir())
+		"-key", key, "-allow-unreleased", "-out", r.dir)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
 	out, err := cmd.CombinedOutput()
@@ -81,14 +84,27 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 	verify := func(args ...string) (string, error) {
 		return cosign(t, append([]string{args[0], "--key", pub, "--insecure-ignore-tlog", "--allow-http-registry"}, args[1:]...)...)
 	}
+	// Each release's notes say how to verify and install it: run their cosign lines as written,
+	// in the release's folder (where its flowauth-release.pub is).
+	installLine := map[string][]string{}
 	for _, r := range []release{first, second} {
-		for _, v := range [][]string{{"verify", r.image}, {"verify-attestation", "--type", "cyclonedx", r.image}, {"verify", r.chart}} {
-			out, err := verify(v...)
-			if err != nil {
-				t.Errorf("cosign %s: %v\n%s", strings.Join(v, " "), err, out)
-			} else {
-				t.Logf("cosign %s --key release.pub: verified (%d bytes of payload)", strings.Join(v, " "), len(out))
+		lines := releaseNotesCommands(t, r)
+		for _, line := range lines {
+			switch line[0] {
+			case "cosign":
+				cmd := exec.CommandContext(context.Background(), filepath.Join(root, "bin", "cosign"), line[1:]...)
+				cmd.Dir, cmd.Env = r.dir, append(os.Environ(), "COSIGN_PASSWORD=")
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Errorf("%s (from RELEASE-NOTES.md): %v\n%s", strings.Join(line, " "), err, out)
+				} else {
+					t.Logf("%s: verified (%d bytes of payload)", strings.Join(line, " "), len(out))
+				}
+			case "helm":
+				installLine[r.version] = line
 			}
+		}
+		if installLine[r.version] == nil || len(lines) != 4 {
+			t.Fatalf("release %s's notes give %d commands, no helm install among them: %q", r.version, len(lines), lines)
 		}
 	}
 	// Someone pushes another image under the first release's tag: it carries no signature.
@@ -131,14 +147,19 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 			t.Errorf("reinstalling the suite's chart: %v", err)
 		}
 	})
-	chart := func(r release) string { return "oci://" + r.registry + "/charts/flowauth" }
+	// By digest, as docs/install.md says: what was verified is what is installed.
+	chart := func(r release) string { return "oci://" + r.chart }
 	helm("uninstall", "flowauth", "-n", fns, "--wait")
-	helm("install", "flowauth", chart(first), "--version", first.version, "--plain-http", "-n", fns, "--wait", "--timeout", "5m")
+	// The install line of the release's notes, as written (plus --wait).
+	helm(append(installLine[first.version][1:], "--wait", "--timeout", "5m")...)
+	if !slices.Contains(installLine[first.version], chart(first)) {
+		t.Errorf("the notes install %q, not the chart by digest %s", installLine[first.version], chart(first))
+	}
 	requireWebhookImage(t, first.image)
 	ns := newNamespace(t, "upgrade")
 	kubectl(t, "-n", ns, "create", "secret", "generic", "github-access-token", "--from-literal=token=upgrade-stream")
 	stream := cluster.StartFlowRunStream(ns, 100*time.Millisecond)
-	helm("upgrade", "flowauth", chart(second), "--version", second.version, "--plain-http", "-n", fns, "--wait", "--timeout", "5m")
+	helm("upgrade", "flowauth", chart(second), "--plain-http", "-n", fns, "--wait", "--timeout", "5m")
 	requireWebhookImage(t, second.image)
 	helm("rollback", "flowauth", "1", "-n", fns, "--wait", "--timeout", "5m")
 	requireWebhookImage(t, first.image)
@@ -148,6 +169,27 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 	if failed > 0 || len(all) == 0 {
 		t.Errorf("%d of %d creations failed or were stored without their injection; first: %v", failed, len(all), firstErr)
 	}
+}
+
+// releaseNotesCommands are the commands of the sh block of a release's RELEASE-NOTES.md, each
+// split into words.
+func releaseNotesCommands(t *testing.T, r release) [][]string {
+	t.Helper()
+	notes, err := os.ReadFile(filepath.Join(r.dir, "RELEASE-NOTES.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile("(?s)```sh\n(.*?)```").FindSubmatch(notes)
+	if block == nil {
+		t.Fatalf("release %s's RELEASE-NOTES.md has no sh block:\n%s", r.version, notes)
+	}
+	var out [][]string
+	for line := range strings.Lines(string(block[1])) {
+		if f := strings.Fields(line); len(f) > 0 {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // requireWebhookImage waits until every replica of the webhook runs image and is ready.
