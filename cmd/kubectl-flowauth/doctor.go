@@ -42,11 +42,13 @@ const matchConditionName = "flow-run-pods-only"
 const recentJobs = 20
 
 type doctor struct {
-	flags            *genericclioptions.ConfigFlags
-	out              io.Writer
-	c                client.Client
-	namespace        string
-	release, relNS   string
+	flags          *genericclioptions.ConfigFlags
+	out            io.Writer
+	c              client.Client
+	namespace      string
+	release, relNS string
+	// obj names what doctor checks (findInstallation).
+	obj              installation
 	failed, warnings int
 	emulated         *emulated
 }
@@ -110,7 +112,9 @@ Exit code 1 when a check fails.`,
 			if err != nil {
 				return err
 			}
-			d := &doctor{flags: flags, out: streams.Out, c: c, namespace: ns, release: o.release, relNS: o.releaseNamespace, emulated: e}
+			d := &doctor{flags: flags, out: streams.Out, c: c, namespace: ns, release: o.release, emulated: e}
+			d.obj = findInstallation(cmd.Context(), c, o.release, o.releaseNamespace)
+			d.relNS = d.obj.namespace
 			if len(args) == 1 {
 				name, ok := strings.CutPrefix(args[0], "pod/")
 				if !ok {
@@ -130,7 +134,7 @@ Exit code 1 when a check fails.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&o.release, "release", "flowauth", "the Helm release: the webhook's Deployment and configurations, or the policies (RELEASE-inject, RELEASE-refuse), are named after it")
+	cmd.Flags().StringVar(&o.release, "release", "flowauth", "the Helm release; its objects are named as the chart names them (RELEASE if it holds \"flowauth\", else RELEASE-flowauth; the policies NAME-inject, NAME-refuse), and an install named otherwise (kustomize) is found by its pod webhook")
 	cmd.Flags().StringVar(&o.releaseNamespace, "release-namespace", "flowauth-system", "the namespace flowauth is installed in")
 	return cmd
 }
@@ -142,9 +146,9 @@ func (d *doctor) cluster(ctx context.Context) error {
 	if policies != nil {
 		// admission.mode policy, or both while switching: the webhook is checked too if it is there.
 		var mwc admissionregistrationv1.MutatingWebhookConfiguration
-		webhook = d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc) == nil
+		webhook = d.c.Get(ctx, types.NamespacedName{Name: d.obj.config}, &mwc) == nil
 		if webhook {
-			d.report(warn, fmt.Sprintf("both flowauth's admission policies and its webhook %s are installed (admission.mode both): right while switching modes, not to keep", d.release),
+			d.report(warn, fmt.Sprintf("both flowauth's admission policies and its webhook %s are installed (admission.mode both): right while switching modes, not to keep", d.obj.config),
 				fmt.Sprintf("finish the switch: helm upgrade %s charts/flowauth -n %s --reuse-values --set admission.mode=policy (or webhook)", d.release, d.relNS))
 		}
 		if sel := d.policies(ctx, policies); sel != nil {
@@ -285,14 +289,14 @@ func references(pod *corev1.Pod, c *corev1.Container, secret string) (env, file 
 func (d *doctor) webhookConfigurations(ctx context.Context) *admissionregistrationv1.MutatingWebhook {
 	install := fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS)
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc); err != nil || len(mwc.Webhooks) == 0 {
-		d.report(fail, fmt.Sprintf("MutatingWebhookConfiguration %s: %v", d.release, orMissing(err)), install)
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.obj.config}, &mwc); err != nil || len(mwc.Webhooks) == 0 {
+		d.report(fail, fmt.Sprintf("MutatingWebhookConfiguration %s: %v", d.obj.config, orMissing(err)), install)
 		return nil
 	}
 	w := &mwc.Webhooks[0]
 	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
-	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &vwc); err != nil {
-		d.report(warn, fmt.Sprintf("ValidatingWebhookConfiguration %s: %v: kubectl apply of flow-run Jobs gets no warnings", d.release, orMissing(err)), install)
+	if err := d.c.Get(ctx, types.NamespacedName{Name: d.obj.config}, &vwc); err != nil {
+		d.report(warn, fmt.Sprintf("ValidatingWebhookConfiguration %s: %v: kubectl apply of flow-run Jobs gets no warnings", d.obj.config, orMissing(err)), install)
 	}
 	policy := admissionregistrationv1.Fail
 	if w.FailurePolicy != nil {
@@ -304,29 +308,29 @@ func (d *doctor) webhookConfigurations(ctx context.Context) *admissionregistrati
 	})
 	switch {
 	case !hasCondition:
-		d.report(fail, fmt.Sprintf("MutatingWebhookConfiguration %s: no matchCondition %s: the API server sends flowauth every pod of opted-in namespaces", d.release, matchConditionName),
+		d.report(fail, fmt.Sprintf("MutatingWebhookConfiguration %s: no matchCondition %s: the API server sends flowauth every pod of opted-in namespaces", d.obj.config, matchConditionName),
 			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values (the chart sets it)", d.release, d.relNS))
 	case policy == admissionregistrationv1.Ignore:
-		d.report(warn, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy Ignore: while flowauth is unreachable, flow runs start without their credentials", d.release),
+		d.report(warn, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy Ignore: while flowauth is unreachable, flow runs start without their credentials", d.obj.config),
 			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set webhook.failurePolicy=Fail", d.release, d.relNS))
 	default:
-		d.report(pass, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy %s, matchCondition %s", d.release, policy, matchConditionName), "")
+		d.report(pass, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy %s, matchCondition %s", d.obj.config, policy, matchConditionName), "")
 	}
 	return w
 }
 
 func (d *doctor) replicas(ctx context.Context) {
 	var deploy appsv1.Deployment
-	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.release}, &deploy); err != nil {
-		d.report(fail, fmt.Sprintf("Deployment %s/%s: %v", d.relNS, d.release, orMissing(err)), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
+	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.obj.deployment}, &deploy); err != nil {
+		d.report(fail, fmt.Sprintf("Deployment %s/%s: %v", d.relNS, d.obj.deployment, orMissing(err)), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
 		return
 	}
 	want := int32(1)
 	if deploy.Spec.Replicas != nil {
 		want = *deploy.Spec.Replicas
 	}
-	what := fmt.Sprintf("Deployment %s/%s: %d of %d replicas ready", d.relNS, d.release, deploy.Status.ReadyReplicas, want)
-	fix := fmt.Sprintf("kubectl -n %s describe deployment/%s; kubectl -n %s logs deployment/%s", d.relNS, d.release, d.relNS, d.release)
+	what := fmt.Sprintf("Deployment %s/%s: %d of %d replicas ready", d.relNS, d.obj.deployment, deploy.Status.ReadyReplicas, want)
+	fix := fmt.Sprintf("kubectl -n %s describe deployment/%s; kubectl -n %s logs deployment/%s", d.relNS, d.obj.deployment, d.relNS, d.obj.deployment)
 	switch {
 	case deploy.Status.ReadyReplicas == 0:
 		d.report(fail, what+": no flow-run pod can be admitted (failurePolicy Fail) or injected (Ignore)", fix)
@@ -342,14 +346,14 @@ func (d *doctor) replicas(ctx context.Context) {
 func (d *doctor) caBundle(ctx context.Context, w *admissionregistrationv1.MutatingWebhook) {
 	pool := x509.NewCertPool()
 	if len(w.ClientConfig.CABundle) == 0 || !pool.AppendCertsFromPEM(w.ClientConfig.CABundle) {
-		d.report(fail, "caBundle: empty: the API server cannot trust flowauth", fmt.Sprintf("kubectl -n %s logs deployment/%s (self-managed TLS injects it at start)", d.relNS, d.release))
+		d.report(fail, "caBundle: empty: the API server cannot trust flowauth", fmt.Sprintf("kubectl -n %s logs deployment/%s (self-managed TLS injects it at start)", d.relNS, d.obj.deployment))
 		return
 	}
-	dnsName := d.release + "." + d.relNS + ".svc"
+	dnsName := d.obj.service + "." + d.relNS + ".svc"
 	if s := w.ClientConfig.Service; s != nil {
 		dnsName = s.Name + "." + s.Namespace + ".svc"
 	}
-	fix := fmt.Sprintf("kubectl -n %s rollout restart deployment/%s (self-managed TLS re-injects the CA), or check the cert-manager Certificate", d.relNS, d.release)
+	fix := fmt.Sprintf("kubectl -n %s rollout restart deployment/%s (self-managed TLS re-injects the CA), or check the cert-manager Certificate", d.relNS, d.obj.deployment)
 	secret := d.certSecretName(ctx)
 	var s corev1.Secret
 	if secret != "" {
@@ -372,8 +376,8 @@ func (d *doctor) caBundle(ctx context.Context, w *admissionregistrationv1.Mutati
 		leaf, _ := parseLeaf(served) // verify parsed it already
 		st, what := expiry(leaf, time.Now())
 		d.report(st, fmt.Sprintf("the certificate pod %s serves %s", pod, what), fmt.Sprintf(
-			"self-managed TLS: kubectl -n %s logs -l app.kubernetes.io/instance=%s --tail=-1 | grep cert-rotation; cert-manager: kubectl -n %s describe certificate; your own (certs.secretName): replace tls.crt and tls.key in Secret %s/%s",
-			d.relNS, d.release, d.relNS, d.relNS, secret))
+			"self-managed TLS: kubectl -n %s logs deployment/%s --tail=-1 | grep cert-rotation; cert-manager: kubectl -n %s describe certificate; your own (certs.secretName): replace tls.crt and tls.key in Secret %s/%s",
+			d.relNS, d.obj.deployment, d.relNS, d.relNS, secret))
 	}
 }
 
@@ -390,7 +394,7 @@ func expiry(cert *x509.Certificate, now time.Time) (status, string) {
 
 func (d *doctor) certSecretName(ctx context.Context) string {
 	var deploy appsv1.Deployment
-	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.release}, &deploy); err != nil {
+	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.obj.deployment}, &deploy); err != nil {
 		return ""
 	}
 	for _, v := range deploy.Spec.Template.Spec.Volumes {
@@ -414,7 +418,7 @@ func verify(certPEM []byte, pool *x509.CertPool, dnsName string) error {
 // it presents in a TLS handshake (PEM).
 func (d *doctor) servedCertificate(ctx context.Context) ([]byte, string, error) {
 	var pods corev1.PodList
-	if err := d.c.List(ctx, &pods, client.InNamespace(d.relNS), client.MatchingLabels{"app.kubernetes.io/instance": d.release, "app.kubernetes.io/name": "flowauth"}); err != nil {
+	if err := d.c.List(ctx, &pods, client.InNamespace(d.relNS), client.MatchingLabelsSelector{Selector: d.obj.pods}); err != nil {
 		return nil, "", err
 	}
 	var pod *corev1.Pod
@@ -512,7 +516,7 @@ func (d *doctor) namespaceOptedIn(ctx context.Context, selector *metav1.LabelSel
 // place when the webhook requires one.
 func (d *doctor) namespacePolicy(ctx context.Context) {
 	var deploy appsv1.Deployment
-	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.release}, &deploy); err != nil || len(deploy.Spec.Template.Spec.Containers) == 0 {
+	if err := d.c.Get(ctx, types.NamespacedName{Namespace: d.relNS, Name: d.obj.deployment}, &deploy); err != nil || len(deploy.Spec.Template.Spec.Containers) == 0 {
 		return // replicas() has said why
 	}
 	var keys, requireList, clientAuth bool
@@ -542,7 +546,7 @@ func (d *doctor) namespacePolicy(ctx context.Context) {
 			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set 'secretLookupNamespaces={%s,%s}'", d.release, d.relNS, strings.Join(watched, ","), d.namespace))
 	}
 	if !clientAuth && !d.webhookPortRestricted(ctx, &deploy, webhookPort) {
-		d.report(warn, fmt.Sprintf("Deployment %s/%s: any pod that reaches its Service can post forged reviews (no client authentication, no NetworkPolicy restricting the webhook port): it learns whether Secrets exist in opted-in namespaces and what their allow-lists say", d.relNS, d.release),
+		d.report(warn, fmt.Sprintf("Deployment %s/%s: any pod that reaches its Service can post forged reviews (no client authentication, no NetworkPolicy restricting the webhook port): it learns whether Secrets exist in opted-in namespaces and what their allow-lists say", d.relNS, d.obj.deployment),
 			fmt.Sprintf("on a multi-tenant cluster, set webhook.clientAuth (docs/reference.md, \"Security model\") or networkPolicy.enabled with networkPolicy.webhookFrom naming the API server's addresses: helm upgrade %s charts/flowauth -n %s --reuse-values --set networkPolicy.enabled=true", d.release, d.relNS))
 	}
 	var ns corev1.Namespace
@@ -701,11 +705,11 @@ func (d *doctor) pod(ctx context.Context, name string) error {
 		// the namespace. What they write is what the webhook writes, so the checks below hold.
 		selector = p.binding.Spec.MatchResources.NamespaceSelector
 		d.emulated.RequireAllowList, d.emulated.SkipContainers = p.requireAllowList(), p.skipContainers()
-	} else if err := d.c.Get(ctx, types.NamespacedName{Name: d.release}, &mwc); err == nil && len(mwc.Webhooks) > 0 {
+	} else if err := d.c.Get(ctx, types.NamespacedName{Name: d.obj.config}, &mwc); err == nil && len(mwc.Webhooks) > 0 {
 		selector = mwc.Webhooks[0].NamespaceSelector
 	}
 	if selector == nil {
-		d.report(fail, fmt.Sprintf("no MutatingWebhookConfiguration %s nor admission policy %s-inject: the pod was not sent to flowauth", d.release, d.release), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
+		d.report(fail, fmt.Sprintf("no MutatingWebhookConfiguration %s nor admission policy %s-inject: the pod was not sent to flowauth", d.obj.config, fullname(d.release)), fmt.Sprintf("helm install %s charts/flowauth -n %s --create-namespace", d.release, d.relNS))
 		sent = false
 	} else if ok, _ := selects(selector, ns.Labels); !ok {
 		d.report(fail, fmt.Sprintf("namespace %s is not opted in: pod %s was not sent to flowauth", d.namespace, name), fmt.Sprintf("kubectl label namespace %s flowauth.io/injection=enabled, then recreate the pod (delete it; its Job makes a new one)", d.namespace))

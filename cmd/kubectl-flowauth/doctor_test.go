@@ -62,6 +62,7 @@ func TestDoctorSaysWhatTheNamespaceIsDenied(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			d := &doctor{out: &out, c: fake.NewClientBuilder().WithObjects(tt.deploy, tt.ns).Build(), namespace: "flows", release: "flowauth", relNS: "flowauth-system"}
+			d.obj = findInstallation(context.Background(), d.c, d.release, d.relNS)
 			d.emulated = &emulated{}
 			d.namespacePolicy(context.Background())
 			if tt.want == "" && out.Len() > 0 || !strings.Contains(out.String(), tt.want) || d.failed != tt.failed {
@@ -121,6 +122,7 @@ func TestDoctorTrustsNoNetworkPolicyThatAdmitsEveryone(t *testing.T) {
 			var out bytes.Buffer
 			c := fake.NewClientBuilder().WithObjects(deploy, tt.policy, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows"}}).Build()
 			d := &doctor{out: &out, c: c, namespace: "flows", release: "flowauth", relNS: "flowauth-system", emulated: &emulated{}}
+			d.obj = findInstallation(context.Background(), d.c, d.release, d.relNS)
 			d.namespacePolicy(context.Background())
 			if got := strings.Contains(out.String(), "forged reviews"); got != tt.warned {
 				t.Errorf("warned %v, want %v:\n%s", got, tt.warned, out.String())
@@ -164,6 +166,7 @@ func TestDoctorChecksTheStatusAgainstItsOwnRender(t *testing.T) {
 			var out bytes.Buffer
 			c := fake.NewClientBuilder().WithObjects(ns, mwc, tt.pod).Build()
 			d := &doctor{out: &out, c: c, namespace: "flows", release: "flowauth", relNS: "flowauth-system", emulated: e}
+			d.obj = findInstallation(context.Background(), d.c, d.release, d.relNS)
 			if err := d.pod(context.Background(), "run"); err != nil {
 				t.Fatal(err)
 			}
@@ -213,6 +216,7 @@ func TestDoctorUnderstandsPolicyMode(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			d := &doctor{out: &out, c: fake.NewClientBuilder().WithObjects(tt.objs...).Build(), namespace: "flows", release: "flowauth", relNS: "flowauth-system", emulated: &emulated{}}
+			d.obj = findInstallation(context.Background(), d.c, d.release, d.relNS)
 			_ = d.cluster(context.Background())
 			for _, w := range tt.want {
 				if !strings.Contains(out.String(), w) {

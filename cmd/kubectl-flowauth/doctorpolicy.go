@@ -50,12 +50,12 @@ func (p *installedPolicies) skipContainers() []string {
 // the API server serves no MutatingAdmissionPolicy v1: a cluster older than 1.36).
 func (d *doctor) findPolicies(ctx context.Context) *installedPolicies {
 	var inject admissionregistrationv1.MutatingAdmissionPolicy
-	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release + "-inject"}, &inject); err != nil {
+	if err := d.c.Get(ctx, types.NamespacedName{Name: fullname(d.release) + "-inject"}, &inject); err != nil {
 		return nil
 	}
 	p := &installedPolicies{inject: &inject}
 	var binding admissionregistrationv1.MutatingAdmissionPolicyBinding
-	if err := d.c.Get(ctx, types.NamespacedName{Name: d.release + "-inject"}, &binding); err == nil && binding.Spec.PolicyName == inject.Name {
+	if err := d.c.Get(ctx, types.NamespacedName{Name: fullname(d.release) + "-inject"}, &binding); err == nil && binding.Spec.PolicyName == inject.Name {
 		p.binding = &binding
 	}
 	return p
@@ -71,7 +71,7 @@ func (d *doctor) policies(ctx context.Context, p *installedPolicies) *metav1.Lab
 	} else if p.binding.Spec.MatchResources == nil || p.binding.Spec.MatchResources.NamespaceSelector == nil {
 		d.report(fail, fmt.Sprintf("MutatingAdmissionPolicyBinding %s selects no namespaces", p.binding.Name), apply)
 	}
-	refuse := d.release + "-refuse"
+	refuse := fullname(d.release) + "-refuse"
 	var vap admissionregistrationv1.ValidatingAdmissionPolicy
 	var vapb admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	switch {

@@ -35,19 +35,19 @@ func (d *doctor) reachable(ctx context.Context) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
 		if err == nil && pod.Annotations[mutate.AnnotationStatus] == "" {
-			d.report(warn, "a dry-run flow-run pod was admitted without "+mutate.AnnotationStatus+": flowauth was not called for it", "kubectl get mutatingwebhookconfiguration "+d.release+" -o yaml (namespaceSelector, matchConditions)")
+			d.report(warn, "a dry-run flow-run pod was admitted without "+mutate.AnnotationStatus+": flowauth was not called for it", "kubectl get mutatingwebhookconfiguration "+d.obj.config+" -o yaml (namespaceSelector, matchConditions)")
 			return
 		}
 		d.report(pass, fmt.Sprintf("the API server reaches flowauth: a dry-run flow-run pod in %s was answered", d.namespace), "")
 		return
 	}
-	cause, fix := unreachable(err.Error(), d.release, d.relNS)
+	cause, fix := unreachable(err.Error(), d.release, d.relNS, d.obj)
 	d.report(fail, "the API server cannot call flowauth: "+cause, fix)
 }
 
 // unreachable names the likely cause of a failed webhook call from the API server's error, and
 // what to do about it (docs/install.md, "Managed clouds' networks").
-func unreachable(msg, release, relNS string) (cause, fix string) {
+func unreachable(msg, release, relNS string, obj installation) (cause, fix string) {
 	upgrade := fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values", release, relNS)
 	last := msg
 	if i := strings.LastIndex(msg, ": "); i >= 0 && i+2 < len(msg) {
@@ -56,10 +56,10 @@ func unreachable(msg, release, relNS string) (cause, fix string) {
 	switch {
 	case strings.Contains(msg, "no endpoints available"), strings.Contains(msg, "not found"):
 		return "no ready replica backs the Service (" + last + ")",
-			fmt.Sprintf("kubectl -n %s get pods,endpointslices -l app.kubernetes.io/instance=%s", relNS, release)
+			fmt.Sprintf("kubectl -n %s get pods -l %s; kubectl -n %s get endpointslices -l kubernetes.io/service-name=%s", relNS, obj.pods, relNS, obj.service)
 	case strings.Contains(msg, "x509"), strings.Contains(msg, "certificate signed by unknown authority"):
 		return "its certificate does not verify against the caBundle (" + last + ")",
-			fmt.Sprintf("kubectl -n %s rollout restart deployment/%s (self-managed TLS re-injects the CA)", relNS, release)
+			fmt.Sprintf("kubectl -n %s rollout restart deployment/%s (self-managed TLS re-injects the CA)", relNS, obj.deployment)
 	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"):
 		return "flowauth requires a client certificate the API server does not present (" + last + ")",
 			"give the API server an AdmissionConfiguration kubeConfigFile for the webhook (docs/install.md, \"Only the API server may call\"), or unset webhook.clientAuth.caConfigMap"
@@ -71,8 +71,8 @@ func unreachable(msg, release, relNS string) (cause, fix string) {
 				"or --set webhook.port=10250; with networkPolicy.enabled, list the control plane in networkPolicy.webhookFrom (docs/install.md, \"Managed clouds' networks\")"
 	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no route to host"), strings.Contains(msg, "network is unreachable"):
 		return "nothing answers at the webhook's address (" + last + "): a firewall rejects the port, or the replica behind it is gone",
-			fmt.Sprintf("kubectl -n %s get endpointslices -l kubernetes.io/service-name=%s -o wide; open the webhook port from the control plane to the nodes", relNS, release)
+			fmt.Sprintf("kubectl -n %s get endpointslices -l kubernetes.io/service-name=%s -o wide; open the webhook port from the control plane to the nodes", relNS, obj.service)
 	default:
-		return last, fmt.Sprintf("kubectl -n %s logs deployment/%s; docs/operations.md, \"FlowauthWebhookCallsFailing\"", relNS, release)
+		return last, fmt.Sprintf("kubectl -n %s logs deployment/%s; docs/operations.md, \"FlowauthWebhookCallsFailing\"", relNS, obj.deployment)
 	}
 }

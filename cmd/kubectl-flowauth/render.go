@@ -37,7 +37,7 @@ func (o *clusterOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.secretMap, "secret-map", "", "the webhook's secret map file (its chart value secretMap), extending the built-in map")
 	cmd.Flags().StringVar(&o.namespaceDefaults, "namespace-defaults", "", "the flowauth.io/secrets annotation of the namespaces the objects go to (e.g. \"AWS_CREDENTIALS\")")
 	cmd.Flags().BoolVar(&o.fromCluster, "cluster", false, "read the namespaces' defaults, the webhook's secret map and settings, and which Secret keys exist from the current cluster (read-only; no value is kept or printed)")
-	cmd.Flags().StringVar(&o.release, "release", "flowauth", "with --cluster or doctor: the Helm release (the webhook's Deployment, configurations and ConfigMap are named after it)")
+	cmd.Flags().StringVar(&o.release, "release", "flowauth", "with --cluster or doctor: the Helm release; its objects are named as the chart names them (RELEASE if it holds \"flowauth\", else RELEASE-flowauth), and an install whose objects are named otherwise (kustomize) is found by its pod webhook")
 	cmd.Flags().StringVar(&o.releaseNamespace, "release-namespace", "flowauth-system", "with --cluster or doctor: the namespace flowauth is installed in")
 }
 
@@ -83,7 +83,8 @@ func (o *clusterOptions) cluster(ctx context.Context, flags *genericclioptions.C
 	// The webhook's own settings, from its Deployment's arguments.
 	var deploy appsv1.Deployment
 	lookup, missing := "none", "warn"
-	if err := c.Get(ctx, types.NamespacedName{Namespace: o.releaseNamespace, Name: o.release}, &deploy); err == nil && len(deploy.Spec.Template.Spec.Containers) > 0 {
+	in := findInstallation(ctx, c, o.release, o.releaseNamespace)
+	if err := c.Get(ctx, types.NamespacedName{Namespace: in.namespace, Name: in.deployment}, &deploy); err == nil && len(deploy.Spec.Template.Spec.Containers) > 0 {
 		for _, a := range deploy.Spec.Template.Spec.Containers[0].Args {
 			if v, ok := strings.CutPrefix(a, "--secret-lookup="); ok {
 				lookup = v
@@ -96,13 +97,13 @@ func (o *clusterOptions) cluster(ctx context.Context, flags *genericclioptions.C
 			}
 		}
 	} else {
-		e.notes = append(e.notes, fmt.Sprintf("no Deployment %s/%s: emulating a webhook with default settings", o.releaseNamespace, o.release))
+		e.notes = append(e.notes, fmt.Sprintf("no Deployment %s/%s: emulating a webhook with default settings", in.namespace, in.deployment))
 	}
 	var cm corev1.ConfigMap
 	if o.secretMap == "" {
-		if err := c.Get(ctx, types.NamespacedName{Namespace: o.releaseNamespace, Name: o.release + "-secret-map"}, &cm); err == nil {
+		if err := c.Get(ctx, types.NamespacedName{Namespace: in.namespace, Name: fullname(o.release) + "-secret-map"}, &cm); err == nil {
 			if e.Map, err = secretmap.Parse([]byte(cm.Data["secret-map.yaml"])); err != nil {
-				return nil, fmt.Errorf("the webhook's secret map (ConfigMap %s/%s-secret-map): %w", o.releaseNamespace, o.release, err)
+				return nil, fmt.Errorf("the webhook's secret map (ConfigMap %s/%s-secret-map): %w", in.namespace, fullname(o.release), err)
 			}
 		}
 	}
