@@ -63,7 +63,7 @@ test: ## Everything CI runs, a line a step (their output in bin/logs/test/): for
 
 .PHONY: test-unit
 test-unit: ## Unit tests (pure packages, golden files).
-	go test -count=1 ./pkg/... ./cmd/... ./hack/plugin-dist ./hack/release ./test/localcluster
+	go test -count=1 ./pkg/... ./cmd/... ./hack/plugin-dist ./hack/release ./test/localcluster ./test/docs
 
 .PHONY: test-integration
 test-integration: tools-control-plane ## Integration tests against a real etcd + kube-apiserver.

@@ -1,0 +1,68 @@
+// Package docs reads the shell blocks of the user pages, for the tests that keep them true: every
+// block a user types carries a marker, `<!-- docs-test: run -->` on the line before its fence when a
+// test runs it as written (test/node's TestDocsRunAsWritten), or `<!-- docs-test: not run: WHY -->`
+// when it cannot run here (a cloud's console, a placeholder only a release fills in; WHY says which,
+// and which test runs its filled-in copy, if one does).
+package docs
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+)
+
+// Pages are the user pages whose shell blocks are checked, from the repository's root. The
+// others are converted page by page (issue 32).
+var Pages = []string{"README.md", "docs/troubleshooting.md"}
+
+// Block is a fenced shell block of a page.
+type Block struct {
+	File string
+	Line int // of the fence
+	Text string
+	// Run says the block runs as written in a test; NotRun is why it cannot (either or neither).
+	Run    bool
+	NotRun string
+}
+
+var (
+	fence  = regexp.MustCompile("^```(sh|bash|shell)\\s*$")
+	marker = regexp.MustCompile(`^<!-- docs-test: (run|not run: (.+)) -->$`)
+)
+
+// Blocks are the shell blocks of file, in order.
+func Blocks(file string) ([]Block, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var out []Block
+	var prev string
+	var cur *Block
+	n := 0
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		n++
+		line := s.Text()
+		switch {
+		case cur != nil && strings.HasPrefix(line, "```"):
+			out = append(out, *cur)
+			cur = nil
+		case cur != nil:
+			cur.Text += line + "\n"
+		case fence.MatchString(line):
+			cur = &Block{File: file, Line: n}
+			if m := marker.FindStringSubmatch(prev); m != nil {
+				cur.Run, cur.NotRun = m[1] == "run", m[2]
+			}
+		}
+		prev = line
+	}
+	if cur != nil {
+		return nil, fmt.Errorf("%s:%d: a shell block that never ends", file, cur.Line)
+	}
+	return out, s.Err()
+}
