@@ -37,7 +37,9 @@ func TestDocsRunAsWritten(t *testing.T) {
 			t.Fatal(err)
 		}
 		ns := fmt.Sprintf("docs-%d", time.Now().UnixNano()%1_000_000)
-		t.Cleanup(func() { _, _, _ = cluster.Kubectl(context.Background(), "delete", "namespace", ns, "--ignore-not-found", "--wait=false") })
+		t.Cleanup(func() {
+			_, _, _ = cluster.Kubectl(context.Background(), "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		})
 		flows := regexp.MustCompile(`\bflows\b`)
 		ran := 0
 		for _, b := range blocks {
