@@ -50,6 +50,8 @@ type doctor struct {
 	// obj names what doctor checks (findInstallation).
 	obj              installation
 	failed, warnings int
+	// namedChart: a fix printed names CHART, which the summary explains.
+	namedChart bool
 	emulated         *emulated
 }
 
@@ -66,6 +68,7 @@ func (d *doctor) report(s status, what, fix string) {
 	fprintf(d.out, "%-5s %s\n", s, what)
 	if s != pass && fix != "" {
 		fprintf(d.out, "      fix: %s\n", fix)
+		d.namedChart = d.namedChart || strings.Contains(fix, " CHART ")
 	}
 	switch s {
 	case fail:
@@ -127,6 +130,9 @@ Exit code 1 when a check fails.`,
 			if err != nil {
 				return err
 			}
+			if d.namedChart {
+				fprintf(streams.Out, "CHART: the chart this release was installed from, at its version: oci://REGISTRY/charts/flowauth@sha256:CHART_DIGEST from the release's notes, or charts/flowauth of the same checkout (a checkout of another version would upgrade flowauth too)\n")
+			}
 			fprintf(streams.ErrOut, "%d failed, %d warnings\n", d.failed, d.warnings)
 			if d.failed > 0 {
 				return exitError{1}
@@ -149,7 +155,7 @@ func (d *doctor) cluster(ctx context.Context) error {
 		webhook = d.c.Get(ctx, types.NamespacedName{Name: d.obj.config}, &mwc) == nil
 		if webhook {
 			d.report(warn, fmt.Sprintf("both flowauth's admission policies and its webhook %s are installed (admission.mode both): right while switching modes, not to keep", d.obj.config),
-				fmt.Sprintf("finish the switch: helm upgrade %s charts/flowauth -n %s --reuse-values --set admission.mode=policy (or webhook)", d.release, d.relNS))
+				fmt.Sprintf("finish the switch: helm upgrade %s CHART -n %s --reuse-values --set admission.mode=policy (or webhook)", d.release, d.relNS))
 		}
 		if sel := d.policies(ctx, policies); sel != nil {
 			d.namespaceOptedIn(ctx, sel, "the policies' binding")
@@ -309,10 +315,10 @@ func (d *doctor) webhookConfigurations(ctx context.Context) *admissionregistrati
 	switch {
 	case !hasCondition:
 		d.report(fail, fmt.Sprintf("MutatingWebhookConfiguration %s: no matchCondition %s: the API server sends flowauth every pod of opted-in namespaces", d.obj.config, matchConditionName),
-			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values (the chart sets it)", d.release, d.relNS))
+			fmt.Sprintf("helm upgrade %s CHART -n %s --reuse-values (the chart sets it)", d.release, d.relNS))
 	case policy == admissionregistrationv1.Ignore:
 		d.report(warn, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy Ignore: while flowauth is unreachable, flow runs start without their credentials", d.obj.config),
-			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set webhook.failurePolicy=Fail", d.release, d.relNS))
+			fmt.Sprintf("helm upgrade %s CHART -n %s --reuse-values --set webhook.failurePolicy=Fail", d.release, d.relNS))
 	default:
 		d.report(pass, fmt.Sprintf("MutatingWebhookConfiguration %s: failurePolicy %s, matchCondition %s", d.obj.config, policy, matchConditionName), "")
 	}
@@ -543,11 +549,11 @@ func (d *doctor) namespacePolicy(ctx context.Context) {
 	}
 	if keys && len(watched) > 0 && !slices.Contains(watched, d.namespace) {
 		d.report(warn, fmt.Sprintf("namespace %s is not in the webhook's secretLookupNamespaces (%s): flowauth cannot see its Secrets, so a missing Secret or key there is found only when the pod starts (CreateContainerConfigError)", d.namespace, strings.Join(watched, ",")),
-			fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set 'secretLookupNamespaces={%s,%s}'", d.release, d.relNS, strings.Join(watched, ","), d.namespace))
+			fmt.Sprintf("helm upgrade %s CHART -n %s --reuse-values --set 'secretLookupNamespaces={%s,%s}'", d.release, d.relNS, strings.Join(watched, ","), d.namespace))
 	}
 	if !clientAuth && !d.webhookPortRestricted(ctx, &deploy, webhookPort) {
 		d.report(warn, fmt.Sprintf("Deployment %s/%s: any pod that reaches its Service can post forged reviews (no client authentication, no NetworkPolicy restricting the webhook port): it learns whether Secrets exist in opted-in namespaces and what their allow-lists say", d.relNS, d.obj.deployment),
-			fmt.Sprintf("on a multi-tenant cluster, set webhook.clientAuth (docs/reference.md, \"Security model\") or networkPolicy.enabled with networkPolicy.webhookFrom naming the API server's addresses: helm upgrade %s charts/flowauth -n %s --reuse-values --set networkPolicy.enabled=true", d.release, d.relNS))
+			fmt.Sprintf("on a multi-tenant cluster, set webhook.clientAuth (docs/reference.md, \"Security model\") or networkPolicy.enabled with networkPolicy.webhookFrom naming the API server's addresses: helm upgrade %s CHART -n %s --reuse-values --set networkPolicy.enabled=true", d.release, d.relNS))
 	}
 	var ns corev1.Namespace
 	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {
@@ -564,7 +570,7 @@ func (d *doctor) namespacePolicy(ctx context.Context) {
 		slices.Sort(lists)
 		if len(lists) > 0 {
 			d.report(fail, fmt.Sprintf("namespace %s has allow-lists (%s), but flowauth runs without a cluster connection (--cluster-connection=false, the chart's clusterConnection: false): it never reads them, so they are NOT enforced", d.namespace, strings.Join(lists, ", ")),
-				fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set clusterConnection=true", d.release, d.relNS))
+				fmt.Sprintf("helm upgrade %s CHART -n %s --reuse-values --set clusterConnection=true", d.release, d.relNS))
 			return
 		}
 	}

@@ -65,7 +65,7 @@ func (d *doctor) findPolicies(ctx context.Context) *installedPolicies {
 // the secret map this plugin holds. It returns the injecting binding's namespace selector.
 func (d *doctor) policies(ctx context.Context, p *installedPolicies) *metav1.LabelSelector {
 	before := d.failed
-	apply := fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values --set admission.mode=policy (or: kubectl flowauth policy --name %s | kubectl apply --server-side -f -)", d.release, d.relNS, d.release)
+	apply := fmt.Sprintf("helm upgrade %s CHART -n %s --reuse-values --set admission.mode=policy (or: kubectl flowauth policy --name %s | kubectl apply --server-side -f -)", d.release, d.relNS, d.release)
 	if p.binding == nil {
 		d.report(fail, fmt.Sprintf("MutatingAdmissionPolicy %s has no MutatingAdmissionPolicyBinding %s: the API server never runs it, and flow runs start without their credentials", p.inject.Name, p.inject.Name), apply)
 	} else if p.binding.Spec.MatchResources == nil || p.binding.Spec.MatchResources.NamespaceSelector == nil {

@@ -48,7 +48,7 @@ func (d *doctor) reachable(ctx context.Context) {
 // unreachable names the likely cause of a failed webhook call from the API server's error, and
 // what to do about it (docs/install.md, "Managed clouds' networks").
 func unreachable(msg, release, relNS string, obj installation) (cause, fix string) {
-	upgrade := fmt.Sprintf("helm upgrade %s charts/flowauth -n %s --reuse-values", release, relNS)
+	upgrade := fmt.Sprintf("helm upgrade %s CHART -n %s --reuse-values", release, relNS)
 	last := msg
 	if i := strings.LastIndex(msg, ": "); i >= 0 && i+2 < len(msg) {
 		last = msg[i+2:]
