@@ -42,6 +42,7 @@ func TestDocsRunAsWritten(t *testing.T) {
 		})
 		flows := regexp.MustCompile(`\bflows\b`)
 		ran := 0
+		var output strings.Builder
 		for _, b := range blocks {
 			if !b.Run {
 				continue
@@ -50,7 +51,7 @@ func TestDocsRunAsWritten(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
 			cmd.Dir = work
-			cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig,
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "PROBE_IMAGE="+cluster.Images.Probe,
 				"PATH="+filepath.Join(root, "bin", "k8s")+":"+filepath.Join(root, "bin")+":"+os.Getenv("PATH"))
 			out, err := cmd.CombinedOutput()
 			cancel()
@@ -58,12 +59,39 @@ func TestDocsRunAsWritten(t *testing.T) {
 				t.Fatalf("%s:%d, run as written (namespace %s): %v\n%s\n%s", page, b.Line, ns, err, script, out)
 			}
 			t.Logf("%s:%d ran:\n%s", page, b.Line, out)
+			output.Write(out)
 			ran++
 		}
-		if page == "README.md" {
+		switch page {
+		case "README.md":
 			checkReadmesPod(t, ns)
+		case "docs/getting-started.md":
+			checkShownOutput(t, page, output.String())
 		}
 		t.Logf("%s: %d blocks run as written", page, ran)
+	}
+}
+
+// checkShownOutput: each line the page shows a flow run printing ("ok      NAME  ...", values as
+// "sha256:...") is in what the page's commands printed, and so is the status it says they print.
+func checkShownOutput(t *testing.T, page, got string) {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(root, page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := regexp.MustCompile(`(?m)^ok +\S+ .*$`).FindAllString(string(text), -1)
+	if len(shown) == 0 {
+		t.Fatalf("%s shows no flow-run output", page)
+	}
+	for _, line := range shown {
+		want := regexp.MustCompile(strings.ReplaceAll(regexp.QuoteMeta(line), `sha256:\.\.\.`, `sha256:[0-9a-f]+`))
+		if !want.MatchString(got) {
+			t.Errorf("%s shows %q; its commands printed:\n%s", page, line, got)
+		}
+	}
+	if status := regexp.MustCompile("prints `(injected=[A-Z_,]+)`").FindStringSubmatch(string(text)); status == nil || !strings.Contains(got, status[1]+"\n") {
+		t.Errorf("%s says the pod's status is printed as %v; its commands printed:\n%s", page, status, got)
 	}
 }
 
