@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,8 @@ import (
 // TestDocsRunAsWritten (issue 32): every shell block of the user pages marked `<!-- docs-test: run
 // -->` runs as written against the node cluster (flowauth installed by its chart), in order, in a
 // shell with kubectl and helm on the PATH. Two things are substituted, as a reader's own would be:
-// the namespace `flows` becomes a fresh one per page, and `examples/` is the repository's. A
+// the namespace `flows` becomes a fresh one per page (created and opted in first when the page's
+// run blocks do not create it: an earlier step made it), and `examples/` is the repository's. A
 // GCP key file `key.json` is in the working folder. What the page then says the cluster holds is
 // checked: README's stored flow-run pod carries the status line README shows.
 func TestDocsRunAsWritten(t *testing.T) {
@@ -41,6 +43,16 @@ func TestDocsRunAsWritten(t *testing.T) {
 			_, _, _ = cluster.Kubectl(context.Background(), "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
 		})
 		flows := regexp.MustCompile(`\bflows\b`)
+		// A page that starts from an opted-in namespace (an earlier page, or its install step,
+		// made it) gets one.
+		creates := false
+		for _, b := range blocks {
+			creates = creates || (b.Run && strings.Contains(b.Text, "create namespace"))
+		}
+		if !creates && slices.ContainsFunc(blocks, func(b docs.Block) bool { return b.Run }) {
+			kubectl(t, "create", "namespace", ns)
+			kubectl(t, "label", "namespace", ns, "flowauth.io/injection=enabled")
+		}
 		ran := 0
 		var output strings.Builder
 		for _, b := range blocks {
