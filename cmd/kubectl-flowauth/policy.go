@@ -21,14 +21,16 @@ func newPolicyCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",
 		Short: "Print flowauth as admission policies the API server runs itself (Kubernetes 1.36+), for kubectl apply",
-		Long: `policy prints flowauth's injection compiled into a MutatingAdmissionPolicy and its binding
-(admissionregistration.k8s.io/v1, Kubernetes 1.36 or later), for the secret map in force: the API
-server then injects flow-run pods itself, with no webhook in their path, and a
-ValidatingAdmissionPolicy refuses what the webhook refuses (with its messages), allow-lists
-included. It serves the namespaces labelled flowauth.io/injection=enabled, as the chart does.
+		Long: `policy prints flowauth compiled into admission policies that the API server runs itself
+(admissionregistration.k8s.io/v1, Kubernetes 1.36 or later), for the secret map in force: a
+MutatingAdmissionPolicy that injects flow-run pods with no webhook in their path, a
+ValidatingAdmissionPolicy that refuses what the webhook refuses (with its messages, allow-lists
+included), one that refuses a Job whose pods it would refuse, and their bindings. It serves the
+namespaces labelled flowauth.io/injection=enabled, as the chart does; the chart's
+admission.mode=policy installs the same for the built-in map.
 
-A preview (docs/reference.md, "Policy mode"): key lookup (a missing Secret told at apply time) and
-warnings need the webhook.`,
+What differs from the webhook (key lookup, warnings and Events need the webhook) and what each mode
+costs: docs/reference.md, "Policy mode: no webhook in the pod's path".`,
 		Example: `  kubectl flowauth policy | kubectl apply --server-side -f -
   kubectl flowauth policy --secret-map secret-map.yaml`,
 		Args: cobra.NoArgs,

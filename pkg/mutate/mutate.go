@@ -455,8 +455,8 @@ func (t target) get(p *corev1.Pod) *corev1.Container {
 	return &p.Spec.Containers[t.index]
 }
 
-// selectContainers decides which containers get credentials (DESIGN.md §2, docs/reference.md "Which
-// containers"):
+// selectContainers decides which containers get credentials (DESIGN.md §2, docs/reference.md,
+// "Annotations"):
 //   - flowauth.io/containers names them (init containers, native sidecars included, only so);
 //   - without it, only the container that runs the flow (least privilege): the one named
 //     prefect-job (Prefect 2/3 workers' name for it), else the first regular container, as

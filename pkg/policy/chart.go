@@ -60,7 +60,7 @@ func ChartTemplate() ([]byte, error) {
 	out.WriteString(`{{- /*
 Generated from pkg/policy (make update-golden): edit pkg/policy, not this file. flowauth compiled
 into admission policies that the API server runs itself (Kubernetes 1.36+), for the built-in
-secret map: admission.mode policy (and both, while switching). docs/reference.md, "Policy mode".
+secret map: admission.mode policy (and both, while switching). docs/reference.md, "Policy mode: no webhook in the pod's path".
 */}}
 {{- if ne (include "flowauth.admissionMode" .) "webhook" }}
 {{- $fullname := include "flowauth.fullname" . }}

@@ -66,3 +66,76 @@ func Blocks(file string) ([]Block, error) {
 	}
 	return out, s.Err()
 }
+
+// Link is a relative link of a page: the file it names (from the repository's root) and the
+// anchor, if any.
+type Link struct {
+	From   string
+	Line   int
+	File   string
+	Anchor string
+}
+
+var linkRE = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// Links are the relative links of a Markdown file (not http, not mailto).
+func Links(file string) ([]Link, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []Link
+	inFence := false
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inFence = !inFence
+		}
+		if inFence {
+			continue
+		}
+		for _, m := range linkRE.FindAllStringSubmatch(line, -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, anchor, _ := strings.Cut(target, "#")
+			out = append(out, Link{From: file, Line: i + 1, File: path, Anchor: anchor})
+		}
+	}
+	return out, nil
+}
+
+// Anchors are the anchors GitHub gives a Markdown file's headings.
+func Anchors(file string) (map[string]bool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	inFence := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inFence = !inFence
+		}
+		if inFence || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		out[slug(title)] = true
+	}
+	return out, nil
+}
+
+// slug is GitHub's anchor for a heading: lower case, spaces to dashes, punctuation dropped.
+func slug(title string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(title) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r > 127:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

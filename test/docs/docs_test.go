@@ -3,6 +3,8 @@ package docs
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -24,4 +26,90 @@ func TestEveryShellBlockIsRunOrSaysWhyNot(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "test", "node", "docs_test.go")); err != nil {
 		t.Errorf("no runner for the blocks marked run: %v", err)
 	}
+}
+
+// TestLinksResolve (issue 32, finding 6): every relative link of README, CHANGELOG and docs/ names
+// a file that exists and, with an anchor, a heading it has.
+func TestLinksResolve(t *testing.T) {
+	root := filepath.Join("..", "..")
+	pages, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages = append(pages, filepath.Join(root, "README.md"), filepath.Join(root, "CHANGELOG.md"))
+	for _, page := range pages {
+		links, err := Links(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range links {
+			target := page
+			if l.File != "" {
+				target = filepath.Join(filepath.Dir(page), l.File)
+			}
+			if _, err := os.Stat(target); err != nil {
+				t.Errorf("%s:%d links to %s, which does not exist", l.From, l.Line, l.File)
+				continue
+			}
+			if l.Anchor == "" || !strings.HasSuffix(target, ".md") {
+				continue
+			}
+			anchors, err := Anchors(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !anchors[l.Anchor] {
+				t.Errorf("%s:%d links to %s#%s, which has no such heading", l.From, l.Line, l.File, l.Anchor)
+			}
+		}
+	}
+}
+
+// TestSectionReferencesResolve (issue 32, finding 6): a reference written as `docs/FILE.md,
+// "Section"` (in values.yaml, the examples, messages, comments) names a heading the page has.
+func TestSectionReferencesResolve(t *testing.T) {
+	root := filepath.Join("..", "..")
+	ref := regexp.MustCompile(`((?:docs/)?[a-z0-9-]+\.md),? (?:\\)?"([^"\\]+)(?:\\)?"`)
+	checked := 0
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); name == "bin" || name == ".git" || name == "testdata" || name == "node_modules" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(path) {
+		case ".go", ".yaml", ".yml", ".tpl", ".txt", ".md", ".json":
+		default:
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(b), -1) {
+			file := m[1]
+			if !strings.HasPrefix(file, "docs/") && file != "README.md" && file != "CHANGELOG.md" {
+				file = "docs/" + file
+			}
+			anchors, err := Anchors(filepath.Join(root, file))
+			if err != nil {
+				continue // not one of ours (DESIGN.md, say)
+			}
+			checked++
+			// A reference wrapped over lines of a comment: the words only.
+			section := strings.Join(strings.Fields(regexp.MustCompile(`\n\s*(#|//)?`).ReplaceAllString(m[2], " ")), " ")
+			if !anchors[slug(section)] {
+				t.Errorf("%s refers to %s, %q, which has no such heading", strings.TrimPrefix(path, root+"/"), m[1], section)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d section references checked", checked)
 }
