@@ -52,7 +52,7 @@ type doctor struct {
 	failed, warnings int
 	// namedChart: a fix printed names CHART, which the summary explains.
 	namedChart bool
-	emulated         *emulated
+	emulated   *emulated
 }
 
 type status string
