@@ -32,13 +32,13 @@ func ValuesReference(valuesFile, schemaFile string) (string, error) {
 	}
 	var b strings.Builder
 	b.WriteString("| value | default | type | what it does |\n|---|---|---|---|\n")
-	walk(&b, doc.Content[0], "", schema, "")
+	walk(&b, doc.Content[0], "", schema)
 	return b.String(), nil
 }
 
-// walk writes a row for each leaf of mapping node n (a path prefix, its schema, and the comment
-// above the mapping, carried to its children when they have none).
-func walk(b *strings.Builder, n *yaml.Node, prefix string, schema map[string]any, inherited string) {
+// walk writes a row for each leaf of mapping node n (under a path prefix, with its schema); a
+// mapping's own comment is a row of its own, above its values'.
+func walk(b *strings.Builder, n *yaml.Node, prefix string, schema map[string]any) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
 		path := prefix + key.Value
@@ -48,7 +48,7 @@ func walk(b *strings.Builder, n *yaml.Node, prefix string, schema map[string]any
 			if comment != "" {
 				fmt.Fprintf(b, "| **`%s`** | | | %s |\n", path, cell(comment))
 			}
-			walk(b, val, path+".", sub, "")
+			walk(b, val, path+".", sub)
 			continue
 		}
 		fmt.Fprintf(b, "| `%s` | %s | %s | %s |\n", path, cell(defaultOf(val)), cell(typeOf(sub)), cell(comment))
