@@ -15,7 +15,8 @@ import (
 
 // Pages are the user pages whose shell blocks are checked, from the repository's root. The
 // others are converted page by page (issue 32).
-var Pages = []string{"README.md", "docs/getting-started.md", "docs/troubleshooting.md", "docs/prefect3.md", "docs/reference.md"}
+var Pages = []string{"README.md", "docs/getting-started.md", "docs/production.md", "docs/configuration.md", "docs/troubleshooting.md",
+	"docs/prefect3.md", "docs/reference.md"}
 
 // Block is a fenced shell block of a page.
 type Block struct {
