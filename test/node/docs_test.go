@@ -21,7 +21,7 @@ import (
 // shell with kubectl and helm on the PATH. Two things are substituted, as a reader's own would be:
 // the namespace `flows` becomes a fresh one per page (created and opted in first when the page's
 // run blocks do not create it: an earlier step made it), and `examples/` is the repository's. A
-// GCP key file `key.json` is in the working folder. What the page then says the cluster holds is
+// GCP key file `key.json`, a secret map `secret-map.yaml` and the plugin on the PATH are at hand. What the page then says the cluster holds is
 // checked: README's stored flow-run pod carries the status line README shows.
 func TestDocsRunAsWritten(t *testing.T) {
 	needNode(t)
@@ -31,6 +31,16 @@ func TestDocsRunAsWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(work, "key.json"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// What a reader has at hand: the plugin on the PATH, a secret map of their own.
+	build := exec.CommandContext(context.Background(), "go", "build", "-o", filepath.Join(work, "bin", "kubectl-flowauth"), "./cmd/kubectl-flowauth")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the plugin: %v\n%s", err, out)
+	}
+	secretMap := "apiVersion: flowauth.io/v1alpha1\nkind: SecretMap\nsecrets:\n  DBT_CLOUD_TOKEN:\n    shape: string\n    keys: [{name: token}]\n"
+	if err := os.WriteFile(filepath.Join(work, "secret-map.yaml"), []byte(secretMap), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, page := range docs.Pages {
@@ -45,13 +55,16 @@ func TestDocsRunAsWritten(t *testing.T) {
 		flows := regexp.MustCompile(`\bflows\b`)
 		// A page that starts from an opted-in namespace (an earlier page, or its install step,
 		// made it) gets one.
-		creates := false
+		creates, labels := false, false
 		for _, b := range blocks {
 			creates = creates || (b.Run && strings.Contains(b.Text, "create namespace"))
+			labels = labels || (b.Run && strings.Contains(b.Text, "label namespace"))
 		}
 		if !creates && slices.ContainsFunc(blocks, func(b docs.Block) bool { return b.Run }) {
 			kubectl(t, "create", "namespace", ns)
-			kubectl(t, "label", "namespace", ns, "flowauth.io/injection=enabled")
+			if !labels {
+				kubectl(t, "label", "namespace", ns, "flowauth.io/injection=enabled")
+			}
 		}
 		ran := 0
 		var output strings.Builder
@@ -61,12 +74,28 @@ func TestDocsRunAsWritten(t *testing.T) {
 			}
 			script := strings.ReplaceAll(flows.ReplaceAllString(b.Text, ns), "examples/", filepath.Join(root, "examples")+"/")
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+			// A runbook's diagnostics may find nothing (grep's status 1): only an error message
+			// fails them. Any other block fails at its first failing command.
+			shell := []string{"-euo", "pipefail", "-c", script}
+			if b.Diagnostic {
+				shell = []string{"-u", "-c", script}
+			}
+			cmd := exec.CommandContext(ctx, "bash", shell...)
 			cmd.Dir = work
 			cmd.Env = append(os.Environ(), "KUBECONFIG="+cluster.Kubeconfig, "PROBE_IMAGE="+cluster.Images.Probe,
-				"PATH="+filepath.Join(root, "bin", "k8s")+":"+filepath.Join(root, "bin")+":"+os.Getenv("PATH"))
-			out, err := cmd.CombinedOutput()
+				"PATH="+filepath.Join(work, "bin")+":"+filepath.Join(root, "bin", "k8s")+":"+filepath.Join(root, "bin")+":"+os.Getenv("PATH"))
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
 			cancel()
+			out := []byte(stdout.String() + stderr.String())
+			if b.Diagnostic {
+				// grep's status says whether it found something; kubectl's errors go to stderr.
+				err = nil
+				if stderr.Len() > 0 {
+					err = fmt.Errorf("it printed an error")
+				}
+			}
 			if err != nil {
 				t.Fatalf("%s:%d, run as written (namespace %s): %v\n%s\n%s", page, b.Line, ns, err, script, out)
 			}
