@@ -309,7 +309,7 @@ func main() {
 // webhook's live heap is small (2-3 MiB, mostly type registrations), and every admission
 // allocates about 20 KiB, so at Go's default of 100 the collector runs every few hundred
 // admissions and takes a fifth of the CPU under load. At 125 it runs a fifth less often: 7% less
-// CPU per flow-run admission for about 1 MiB more RSS under load (docs/performance.md).
+// CPU per flow-run admission for about 1 MiB more RSS under load (docs/contributing/performance.md).
 const defaultGCPercent = 125
 
 // setGCPercent applies defaultGCPercent when GOGC is not set, and returns the setting in force.
@@ -328,12 +328,12 @@ func setGCPercent(lookupEnv func(string) (string, bool)) string {
 // limit the collector runs more often only at such peaks. It was 18 MiB (at c=32 RSS peaked at
 // 37.5 instead of 40.6 MiB), but then one 3 MiB review, whose decoded pod alone holds about
 // 10 MiB, made the collector run without pause: 330 ms for a pod of 50,000 mounts against 51 ms
-// (make hostile, docs/performance.md). 32 MiB leaves the largest review room; what keeps such
+// (make hostile, docs/contributing/performance.md). 32 MiB leaves the largest review room; what keeps such
 // reviews from adding up is that they are handled a few at a time (pkg/admission). With
 // --secret-lookup=keys the live heap grows with the cluster's Secrets, so the limit follows it
 // (followLiveHeap): defaultMemoryLimit above the live heap. Without that, the collector's room was
 // GOGC's 1.25x the live heap, and a 2.5 MiB review lifted the peak RSS by 18-21 MiB where it
-// lifts it by 6-8 without a connection (make hostile, docs/performance.md).
+// lifts it by 6-8 without a connection (make hostile, docs/contributing/performance.md).
 const defaultMemoryLimit = 32 << 20
 
 // setMemoryLimit applies defaultMemoryLimit when GOMEMLIMIT is not set (with key lookup, above

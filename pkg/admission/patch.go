@@ -16,7 +16,7 @@ import (
 //
 // mutate.Pod only appends env vars, mounts and volumes and sets its own annotations, so the
 // patch is a list of "add" operations read off the Go values: no JSON round trip, which was 45% of
-// a flow-run request's CPU when the whole pod was diffed (see docs/performance.md). When the
+// a flow-run request's CPU when the whole pod was diffed (see docs/contributing/performance.md). When the
 // mutated pod is not such an append (a future change to mutate), the general diff is used.
 // TestFastPatchMatchesGeneralDiff checks both agree on every golden case.
 //
