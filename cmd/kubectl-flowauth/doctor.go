@@ -81,7 +81,7 @@ func (d *doctor) report(s status, what, fix string) {
 func newDoctorCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &clusterOptions{}
 	cmd := &cobra.Command{
-		Use:   "doctor [pod/NAME]",
+		Use:   "doctor [pod/NAME | job/NAME]",
 		Short: "Check a live cluster's flowauth, the namespace, and its flow runs' Secrets; or explain one pod",
 		Long: `Check, read-only, one line per check with ok, warn or FAIL and the fix:
   - the webhook configurations exist, with the chart's failurePolicy and matchConditions;
@@ -97,9 +97,13 @@ namespace matched by the binding's selector, the allow-list the policies require
 
 With pod/NAME: was the pod sent to flowauth, whether its flowauth.io/status is flowauth's (flowauth
 run on the stored pod changes nothing), and what it lacks.
+With job/NAME, for a flow run whose pod was refused and so never exists: what flowauth (or its
+policies) recorded on the Job (FailedCreate, Flowauth* Events), and what it decides for the Job's
+pod template now.
 Exit code 1 when a check fails.`,
 		Example: `  kubectl flowauth doctor -n flows
-  kubectl flowauth doctor -n flows pod/prefect-job-3c1b2a9f-x7k2p`,
+  kubectl flowauth doctor -n flows pod/prefect-job-3c1b2a9f-x7k2p
+  kubectl flowauth doctor -n flows job/prefect-job-3c1b2a9f`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := newClient(flags)
@@ -119,11 +123,13 @@ Exit code 1 when a check fails.`,
 			d.obj = findInstallation(cmd.Context(), c, o.release, o.releaseNamespace)
 			d.relNS = d.obj.namespace
 			if len(args) == 1 {
-				name, ok := strings.CutPrefix(args[0], "pod/")
-				if !ok {
-					return fmt.Errorf("doctor takes pod/NAME, not %q", args[0])
+				if name, ok := strings.CutPrefix(args[0], "pod/"); ok {
+					err = d.pod(cmd.Context(), name)
+				} else if name, ok := strings.CutPrefix(args[0], "job/"); ok {
+					err = d.job(cmd.Context(), name)
+				} else {
+					return fmt.Errorf("doctor takes pod/NAME or job/NAME, not %q", args[0])
 				}
-				err = d.pod(cmd.Context(), name)
 			} else {
 				err = d.cluster(cmd.Context())
 			}

@@ -11,6 +11,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -227,5 +228,41 @@ func TestDoctorUnderstandsPolicyMode(t *testing.T) {
 				t.Errorf("doctor said (failed %d, want %d; nothing of %q):\n%s", d.failed, tt.failed, tt.without, out.String())
 			}
 		})
+	}
+}
+
+// TestDoctorExplainsARefusedJob (issue 32, finding 5): a refused pod never exists, so doctor
+// job/NAME reads the Job: the FailedCreate its pods got from flowauth (or its policies), and what
+// flowauth decides for its template now, with the namespace's allow-list.
+func TestDoctorExplainsARefusedJob(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "flows", Labels: map[string]string{"flowauth.io/injection": "enabled"},
+		Annotations: map[string]string{"flowauth.io/allowed-secrets": "GITHUB_ACCESS_TOKEN"}}}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "held-flow-run", Namespace: "flows"},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"flowauth.io/secrets": "AWS_CREDENTIALS"}},
+			Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "flow", Image: "flow:1"}}}}}}
+	failed := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "held-flow-run.1", Namespace: "flows"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Job", Name: "held-flow-run", Namespace: "flows"}, Reason: "FailedCreate", Count: 3,
+		Message: `Error creating: pods "held-flow-run-x" is forbidden: ValidatingAdmissionPolicy 'flowauth-refuse' with binding 'flowauth-refuse' denied request: flowauth: namespace "flows" does not allow AWS_CREDENTIALS`}
+	var out bytes.Buffer
+	c := fake.NewClientBuilder().WithObjects(ns, job, failed).Build()
+	d := &doctor{out: &out, c: c, namespace: "flows", release: "flowauth", relNS: "flowauth-system"}
+	d.obj = findInstallation(context.Background(), d.c, d.release, d.relNS)
+	d.emulated = &emulated{}
+	d.emulated.Map = secretmap.Builtin()
+	d.emulated.Namespace = "flows"
+	d.emulated.NamespaceAnnotations = map[string]map[string]string{"flows": ns.Annotations}
+	if err := d.job(context.Background(), "held-flow-run"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl flowauth doctor -n flows job/held-flow-run:\n%s", out.String())
+	for _, want := range []string{
+		"FAIL  job held-flow-run: FailedCreate (x3): Error creating: pods \"held-flow-run-x\" is forbidden",
+		"FAIL  job held-flow-run: flowauth refuses its pods now: ",
+		"does not allow AWS_CREDENTIALS",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("doctor job/held-flow-run said:\n%s\nwant %q", out.String(), want)
+		}
 	}
 }
