@@ -284,7 +284,7 @@ func TestProductionValuesInstall(t *testing.T) {
 	}
 	block, _, _ := strings.Cut(rest, "```")
 	values := filepath.Join(t.TempDir(), "production.yaml")
-	if err := os.WriteFile(values, []byte(block), 0o600); err != nil {
+	if err := os.WriteFile(values, []byte(block), 0o600); err != nil { //nolint:gosec // the test's temporary folder
 		t.Fatal(err)
 	}
 	installCRDs(t)
