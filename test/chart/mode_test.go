@@ -203,6 +203,15 @@ func TestPolicyModeInstallServesWithNoWebhook(t *testing.T) {
 	if s := stored.Annotations["flowauth.io/status"]; s != "injected=GITHUB_ACCESS_TOKEN" {
 		t.Errorf("flowauth.io/status = %q", s)
 	}
+	// The validating policy loads on its own, a moment after the mutating one may have.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		_, err = cs.CoreV1().Pods(ns.Name).Create(ctx, pod("github token"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	_, err = cs.CoreV1().Pods(ns.Name).Create(ctx, pod("github token"), metav1.CreateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "flowauth: annotation flowauth.io/secrets: entry \"github\"") {
 		t.Errorf("a bad name: %v; want flowauth's refusal", err)

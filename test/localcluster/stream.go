@@ -147,16 +147,21 @@ func Failures(all []Creation) (failed int, span time.Duration, first error) {
 }
 
 // WaitPoliciesInForce waits until flowauth's admission policies inject a flow-run pod in namespace
-// ns (a dry-run creation): the API server loads a policy a moment after it is created.
+// ns and refuse a bad one (dry-run creations): the API server loads each policy a moment after it
+// is created, each on its own.
 func (c *Cluster) WaitPoliciesInForce(ctx context.Context, ns string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: "policy-probe-", Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": "GITHUB_ACCESS_TOKEN"}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: c.Images.Pause}}},
+		probe := func(names string) (*corev1.Pod, error) {
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{GenerateName: "policy-probe-", Namespace: ns, Annotations: map[string]string{"flowauth.io/secrets": names}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "flow", Image: c.Images.Pause}}},
+			}
+			return pod, c.Client.Create(ctx, pod, client.DryRunAll)
 		}
-		err := c.Client.Create(ctx, pod, client.DryRunAll)
-		if err == nil && len(pod.Spec.Containers[0].Env) > 0 {
+		pod, err := probe("GITHUB_ACCESS_TOKEN")
+		_, refusal := probe("not-a-name")
+		if err == nil && len(pod.Spec.Containers[0].Env) > 0 && refusal != nil && strings.Contains(refusal.Error(), "flowauth: ") {
 			return nil
 		}
 		if time.Now().After(deadline) {
