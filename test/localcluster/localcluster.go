@@ -329,14 +329,32 @@ func stop(p *exec.Cmd) error {
 
 // FreeAddr returns a loopback address with a port that is free right now.
 func FreeAddr() (string, error) {
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for range 100 {
+		var lc net.ListenConfig
+		l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		_ = l.Close()
+		// The kernel may hand a port out again once it is closed, before whoever was given it
+		// listens (a test's --port, then the webhook's metrics port, both on one port: seen in
+		// CI): a port is handed out once per process.
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr, nil
+		}
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().String(), nil
+	return "", errors.New("no free port that was not handed out already")
 }
+
+// handedOut are the addresses FreeAddr returned.
+var handedOut = struct {
+	mu    sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
 
 // waitReady waits for the webhook's /readyz and its TLS listener.
 func waitReady(ctx context.Context, readyz, tlsAddr string, log *SyncBuffer) error {
