@@ -262,8 +262,7 @@ func Pod(in Input) Result {
 
 	claimEnv(plans, &r)
 	if size := patchEstimate(plans, len(targets)); size > MaxPatchBytes {
-		r.deny(ReasonInjectionTooLarge, "injecting %d names into %d containers would take a patch of about %d KiB; at most %d KiB is allowed: declare fewer names in %s or name fewer containers in %s",
-			len(plans), len(targets), size>>10, MaxPatchBytes>>10, AnnotationSecrets, AnnotationContainers)
+		r.deny(ReasonInjectionTooLarge, "%s", InjectionTooLargeMessage(strconv.Itoa(len(plans)), strconv.Itoa(len(targets)), strconv.Itoa(size>>10)))
 		return r
 	}
 	warnIdentityOverlap(pod, targets, names, layers, &r)
@@ -625,4 +624,11 @@ func containerNames(pod *corev1.Pod) string {
 		return "no containers"
 	}
 	return some(names)
+}
+
+// InjectionTooLargeMessage is the InjectionTooLarge refusal, its figures given as text: pkg/policy
+// writes CEL expressions in their place, so both say it in the same words.
+func InjectionTooLargeMessage(names, containers, kib string) string {
+	return fmt.Sprintf("injecting %s names into %s containers would take a patch of about %s KiB; at most %d KiB is allowed: declare fewer names in %s or name fewer containers in %s",
+		names, containers, kib, MaxPatchBytes>>10, AnnotationSecrets, AnnotationContainers)
 }

@@ -121,8 +121,7 @@ func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Vari
 		// figures on the pod instead of injecting (a pod's creator who writes them refuses only
 		// their own pod).
 		v("tooLargeDenials", `variables.ann[?'flowauth.io/injection-too-large'].orValue('').matches('^[0-9]+,[0-9]+,[0-9]+$') ?
-  [variables.ann['flowauth.io/injection-too-large'].split(',').map(f, f)].map(f, 'injecting ' + f[0] + ' names into ' + f[1] +
-    ' containers would take a patch of about ' + f[2] + ' KiB; at most `+strconv.Itoa(mutate.MaxPatchBytes>>10)+` KiB is allowed: declare fewer names in flowauth.io/secrets or name fewer containers in flowauth.io/containers') : []`),
+  [variables.ann['flowauth.io/injection-too-large'].split(',').map(f, f)].map(f, '`+mutate.InjectionTooLargeMessage("' + f[0] + '", "' + f[1] + '", "' + f[2] + '")+`') : []`),
 		v("denials", `!variables.flowRun || variables.optedOut ? [] : variables.sizeDenials.size() > 0 ? variables.sizeDenials :
   (variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials).size() > 0 ?
   variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials :
