@@ -120,7 +120,7 @@ func refuseVariables(m *secretmap.Map, o Options) []admissionregistrationv1.Vari
 		// patchEstimate's refusal: the mutating policy, which plans the injection, records the
 		// figures on the pod instead of injecting (a pod's creator who writes them refuses only
 		// their own pod).
-		v("tooLargeDenials", `variables.ann[?'flowauth.io/injection-too-large'].orValue('').matches('^[0-9]+,[0-9]+,[0-9]+$') ?
+		v("tooLargeDenials", `variables.ann[?'flowauth.io/injection-too-large'].orValue('').matches('^[0-9]{1,4},[0-9]{1,4},[0-9]{1,9}$') ?
   [variables.ann['flowauth.io/injection-too-large'].split(',').map(f, f)].map(f, '`+mutate.InjectionTooLargeMessage("' + f[0] + '", "' + f[1] + '", "' + f[2] + '")+`') : []`),
 		v("denials", `!variables.flowRun || variables.optedOut ? [] : variables.sizeDenials.size() > 0 ? variables.sizeDenials :
   (variables.nameDenials + variables.injectDenials + variables.skipDenials + variables.containersDenials + variables.notFound + variables.overrideDenials).size() > 0 ?
