@@ -104,26 +104,30 @@ update-golden: tools-helm ## Rewrite the golden files (pkg/mutate, rendered char
 
 ##@ Performance
 
+# RESULTS: the page the harnesses write their reports into (each its own section, dated, with the
+# commit and machine); RESULTS= prints without writing.
+RESULTS ?= docs/performance.md
+
 .PHONY: bench
 bench: ## Benchmarks of the hot path (decode, mutate, patch, encode) per harness profile, benchstat-ready.
 	@mkdir -p bin
 	go test -run '^$$' -bench . -benchmem -count 6 ./pkg/admission | tee bin/bench.txt
 
 .PHONY: loadtest
-loadtest: ## Load harness (../shared/bench) against the floor, the limit and flowauth on loopback; prints the ratio table (ARGS="-profile plain -cpuprofile out" for more).
-	go run ./hack/loadtest -bench $(or $(BENCH_DIR),../shared/bench/admload) $(ARGS)
+loadtest: ## Load harness (../shared/bench) against the floor, the limit and flowauth on loopback; prints the ratio table and writes it into docs/performance.md (ARGS="-profile plain -cpuprofile out" for more).
+	go run ./hack/loadtest -bench $(or $(BENCH_DIR),../shared/bench/admload) -results "$(RESULTS)" $(ARGS)
 
 .PHONY: burst
-burst: tools-control-plane ## 2,000 flow-run pods through the local API server four ways (no webhook, floor, patched limit, flowauth), alternating; pods/s, create p50/p99, CPU per pod, ratios (ARGS="-profile out" for CPU profiles).
-	go run ./hack/burst -bench $(or $(BENCH_DIR),../shared/bench/admload) $(ARGS)
+burst: tools-control-plane ## 2,000 flow-run pods through the local API server four ways (no webhook, floor, patched limit, flowauth), alternating; pods/s, create p50/p99, CPU per pod, ratios, written into docs/performance.md (ARGS="-profile out" for CPU profiles).
+	go run ./hack/burst -bench $(or $(BENCH_DIR),../shared/bench/admload) -results "$(RESULTS)" $(ARGS)
 
 .PHONY: scale
-scale: tools-control-plane ## Key lookup in a large cluster (1,000 namespaces, 50,000 Secrets, 1,000 Helm releases of 500 KiB, 10,000 ConfigMaps): webhook ready time, peak/settled RSS, admission p50/p99 against an empty cluster, API server peak, WatchList on and off, a relist, back-to-back Secret+pod (ARGS=-quick for the small size).
-	go run ./hack/scale $(ARGS)
+scale: tools-control-plane ## Key lookup in a large cluster (1,000 namespaces, 50,000 Secrets, 1,000 Helm releases of 500 KiB, 10,000 ConfigMaps): webhook ready time, peak/settled RSS, admission p50/p99 against an empty cluster, API server peak, WatchList on and off, a relist, back-to-back Secret+pod, written into docs/performance.md (ARGS=-quick for the small size).
+	go run ./hack/scale -results "$(RESULTS)" $(ARGS)
 
 .PHONY: hostile
-hostile: tools-control-plane ## Hostile reviews (each list a pod or Job can carry, up to 3 MiB) sent to the webhook binary alone and 8 at once, without a cluster connection and then with one (namespaces, key lookup, Events against the local control plane, with refused pods of megabyte owner names, forged namespaces, 8,000 ConfigMaps of 16 KiB of key names): answer time and size, peak RSS above rest, Events stored, API requests, longest log line; fails past 1 s, 64 KiB, 16 MiB or a 4 KiB log line (ARGS="-mode standalone", or "-webhook-bin old -report-only" to measure another build; needs root or the same user for /proc/PID/clear_refs).
-	go run ./hack/hostile $(ARGS)
+hostile: tools-control-plane ## Hostile reviews (each list a pod or Job can carry, up to 3 MiB) sent to the webhook binary alone and 8 at once, without a cluster connection and then with one (namespaces, key lookup, Events against the local control plane, with refused pods of megabyte owner names, forged namespaces, 8,000 ConfigMaps of 16 KiB of key names): answer time and size, peak RSS above rest, Events stored, API requests, longest log line; fails past 1 s, 64 KiB, 16 MiB or a 4 KiB log line (ARGS="-mode standalone", or "-webhook-bin old -report-only" to measure another build; needs root or the same user for /proc/PID/clear_refs); written into docs/performance.md.
+	go run ./hack/hostile -results "$(RESULTS)" $(ARGS)
 
 .PHONY: soak
 soak: ## 10 minutes of mixed load at a fixed rate with secret-map reloads; fails on any error or RSS growth (SOAK_DURATION to change).

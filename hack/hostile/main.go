@@ -33,6 +33,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/flowauth/flowauth/hack/internal/results"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -45,6 +46,8 @@ const (
 	concurrent     = 8
 	// maxLogLine: issue 29's bound on the longest log line a request may cause.
 	maxLogLine = 4 << 10
+	// answerShown: the report shows a refusal's message up to this many bytes.
+	answerShown = 70
 )
 
 func main() {
@@ -52,13 +55,25 @@ func main() {
 	reportOnly := flag.Bool("report-only", false, "print the table without failing on a target")
 	only := flag.String("case", "", "run only the cases whose name contains this")
 	mode := flag.String("mode", "both", "standalone (no cluster connection, as clusterConnection: false), cluster (against the local control plane: namespaces, key lookup, Events), or both")
+	page := flag.String("results", "", "write the report into this page's \"make hostile\" section (make hostile: docs/performance.md)")
 	flag.Parse()
 	if *mode != "both" && *mode != "standalone" && *mode != "cluster" {
 		fmt.Fprintln(os.Stderr, "hostile: -mode is one of both, standalone, cluster")
 		os.Exit(2)
 	}
-	if err := run(*bin, *reportOnly, *only, *mode); err != nil {
+	report := results.New("hostile")
+	broken, err := run(report.Out(), *bin, *only, *mode)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
+		os.Exit(1)
+	}
+	// A run that broke a target is a result too: it is written before the run fails.
+	if err := report.Write(*page); err != nil {
+		fmt.Fprintln(os.Stderr, "hostile:", err)
+		os.Exit(1)
+	}
+	if broken > 0 && !*reportOnly {
+		fmt.Fprintf(os.Stderr, "hostile: %d targets broken\n", broken)
 		os.Exit(1)
 	}
 }
@@ -78,30 +93,30 @@ type outcome struct {
 	events, apiRequests, longestLog int
 }
 
-func run(bin string, reportOnly bool, only, mode string) error {
+func run(out io.Writer, bin, only, mode string) (int, error) {
 	tmp, err := os.MkdirTemp("", "flowauth-hostile-")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() { _ = os.RemoveAll(tmp) }()
 	if bin == "" {
 		bin = filepath.Join(tmp, "webhook")
 		build := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/webhook")
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("building the webhook: %w\n%s", err, out)
+		if built, err := build.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("building the webhook: %w\n%s", err, built)
 		}
 	}
 	ca, err := localcluster.NewCA("flowauth-hostile-ca")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	certs := filepath.Join(tmp, "certs")
 	if err := os.Mkdir(certs, 0o700); err != nil {
-		return err
+		return 0, err
 	}
 	if err := ca.WriteServing(certs, []net.IP{net.ParseIP("127.0.0.1")}); err != nil {
-		return err
+		return 0, err
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.PEM)
@@ -112,30 +127,30 @@ func run(bin string, reportOnly bool, only, mode string) error {
 	if mode == "both" || mode == "standalone" {
 		// As the chart runs it with clusterConnection: false: the lists a pod carries are the
 		// same. The environment, not a flag, says so: builds from before the flag ignore it.
-		w := webhookRun{bin: bin, certs: certs, client: client, env: []string{"FLOWAUTH_CLUSTER_CONNECTION=false"}, args: []string{"--namespace-defaults=false"}}
+		w := webhookRun{out: out, bin: bin, certs: certs, client: client, env: []string{"FLOWAUTH_CLUSTER_CONNECTION=false"}, args: []string{"--namespace-defaults=false"}}
 		n, err := w.run("without a cluster connection", cases(), only)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		broken += n
 	}
 	if mode == "both" || mode == "cluster" {
-		n, err := runConnected(tmp, bin, certs, client, only)
+		n, err := runConnected(out, tmp, bin, certs, client, only)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		broken += n
 	}
-	if broken > 0 && !reportOnly {
-		return fmt.Errorf("%d targets broken", broken)
+	if broken > 0 {
+		fmt.Fprintf(out, "**%d targets broken.**\n", broken)
 	}
-	return nil
+	return broken, nil
 }
 
 // runConnected runs the webhook as the chart does by default, against the local control plane:
 // namespaces read (the served ones labelled flowauth.io/injection=enabled), key lookup on, Events
 // recorded. Every case runs again, and the cases only a connection makes possible.
-func runConnected(tmp, bin, certs string, client *http.Client, only string) (int, error) {
+func runConnected(out io.Writer, tmp, bin, certs string, client *http.Client, only string) (int, error) {
 	ctx := context.Background()
 	root, err := filepath.Abs(".")
 	if err != nil {
@@ -150,7 +165,7 @@ func runConnected(tmp, bin, certs string, client *http.Client, only string) (int
 	if err := c.Client.Create(ctx, ns); err != nil {
 		return 0, err
 	}
-	w := webhookRun{bin: bin, certs: certs, client: client, cluster: c, args: []string{
+	w := webhookRun{out: out, bin: bin, certs: certs, client: client, cluster: c, args: []string{
 		"--kubeconfig=" + c.Kubeconfig, "--namespace-selector=flowauth.io/injection=enabled", "--secret-lookup=keys",
 	}}
 	return w.run("with a cluster connection (namespaces read, key lookup, Events)", append(cases(), connectedCases(c)...), only)
@@ -158,6 +173,7 @@ func runConnected(tmp, bin, certs string, client *http.Client, only string) (int
 
 // webhookRun is one run of the webhook binary and the cases sent to it.
 type webhookRun struct {
+	out        io.Writer
 	bin, certs string
 	args, env  []string
 	client     *http.Client
@@ -198,9 +214,10 @@ func (w webhookRun) run(title string, cs []hostileCase, only string) (int, error
 		}
 	}
 	pid := wh.Process.Pid
-	fmt.Printf("%s: webhook %s, pid %d, RSS at rest %s\n\n", title, w.bin, pid, localcluster.ProcStatus(pid, "VmRSS"))
+	fmt.Fprintf(w.out, "### %s\n\nRSS at rest (after 50 ordinary flow runs): %s. Each case is sent alone, then %d at once; peak is VmHWM above rest; Events stored, the webhook's API requests (- without a cluster) and its longest log line in bytes; the answer's message, cut at %d bytes.\n\n",
+		title, localcluster.ProcStatus(pid, "VmRSS"), concurrent, answerShown)
 	m := meters{metrics: "http://" + metricsAddr + "/metrics", logs: logs, cluster: w.cluster}
-	var results []outcome
+	var outcomes []outcome
 	for _, c := range cs {
 		if only != "" && !strings.Contains(c.name, only) {
 			continue
@@ -209,19 +226,20 @@ func (w webhookRun) run(title string, cs []hostileCase, only string) (int, error
 		if err != nil {
 			return 0, fmt.Errorf("case %s: %w", c.name, err)
 		}
-		results = append(results, o)
+		outcomes = append(outcomes, o)
 	}
-	fmt.Printf("%-30s %8s %9s %9s %9s %5s %9s %7s %7s %8s  %s\n", "case", "body KiB", "alone ms", "8 at once", "answer B", "code", "peak MiB", "events", "API req", "log line", "answer")
+	fmt.Fprintf(w.out, "| case | body KiB | alone ms | %d at once ms | answer B | code | peak MiB | Events | API requests | log line B | answer |\n|---|---|---|---|---|---|---|---|---|---|---|\n", concurrent)
 	broken := 0
-	for _, o := range results {
-		fmt.Printf("%-30s %8d %9.1f %9.1f %9d %5d %9.1f %7s %7s %8d  %s\n", o.name, o.body>>10, ms(o.alone), ms(o.together), o.answer, o.code, float64(o.peakGrowth)/(1<<20),
-			count(o.events), count(o.apiRequests), o.longestLog, o.message)
+	var brokenLines []string
+	for _, o := range outcomes {
+		fmt.Fprintf(w.out, "| %s | %d | %.1f | %.1f | %d | %d | %.1f | %s | %s | %d | %s |\n", o.name, o.body>>10, ms(o.alone), ms(o.together), o.answer, o.code, float64(o.peakGrowth)/(1<<20),
+			count(o.events), count(o.apiRequests), o.longestLog, strings.ReplaceAll(o.message, "|", "\\|"))
 		for _, b := range o.broken {
-			fmt.Printf("    BROKEN: %s\n", b)
+			brokenLines = append(brokenLines, fmt.Sprintf("- BROKEN, %s: %s\n", o.name, b))
 			broken++
 		}
 	}
-	fmt.Println()
+	fmt.Fprintf(w.out, "\n%s", strings.Join(brokenLines, ""))
 	return broken, nil
 }
 
@@ -545,8 +563,8 @@ func summary(a reviewAnswer) string {
 	r := a.Response
 	if !r.Allowed {
 		msg := r.Result.Message
-		if len(msg) > 70 {
-			msg = msg[:70] + "..."
+		if len(msg) > answerShown {
+			msg = msg[:answerShown] + "..."
 		}
 		return fmt.Sprintf("refused: %s", msg)
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowauth/flowauth/hack/internal/results"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -46,14 +48,20 @@ func main() {
 	dur := flag.Duration("d", 5*time.Second, "duration of each run")
 	rounds := flag.Int("rounds", 5, "alternating runs per target and concurrency (medians are reported)")
 	cpuProfiles := flag.String("cpuprofile", "", "folder to write flowauth's CPU profile of its last run at each concurrency to (flowauth-PROFILE-cC.pprof; read with go tool pprof)")
+	page := flag.String("results", "", "write the report into this page's \"make loadtest\" section (make loadtest: docs/performance.md)")
 	flag.Parse()
-	if err := run(*bench, *profile, *conc, *dur, *rounds, *cpuProfiles); err != nil {
+	report := results.New("loadtest")
+	if err := run(report.Out(), *bench, *profile, *conc, *dur, *rounds, *cpuProfiles); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+	if err := report.Write(*page); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles string) error {
+func run(out io.Writer, bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles string) error {
 	tmp, err := os.MkdirTemp("", "flowauth-loadtest-")
 	if err != nil {
 		return err
@@ -141,9 +149,9 @@ func run(bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles
 		{"limit", "https://" + limitAddr + "/mutate-v1-pod", limitCmd.Process.Pid},
 		{"flowauth", "https://" + whAddr + "/mutate-v1-pod", whCmd.Process.Pid},
 	}
-	fmt.Printf("profile=%s, %d alternating rounds of %s per target and concurrency, medians; machine: %d cores; the limit column is the %s (%d-byte patch)\n\n",
-		profile, rounds, dur, nprocs(), limitName, len(patch))
-	fmt.Printf("| c | floor rps | limit rps | flowauth rps | ratio to floor | ratio to limit | floor p99 ms | limit p99 ms | flowauth p99 ms | p99 ratio to floor | floor CPU µs/req | limit CPU µs/req | flowauth CPU µs/req | harness CPU µs/req (floor / limit / flowauth) | flowauth RSS MiB (median / max) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "profile=%s, %d alternating rounds of %s per target and concurrency, medians; the limit column is the %s (%d-byte patch)\n\n",
+		profile, rounds, dur, limitName, len(patch))
+	fmt.Fprintf(out, "| c | floor rps | limit rps | flowauth rps | ratio to floor | ratio to limit | floor p99 ms | limit p99 ms | flowauth p99 ms | p99 ratio to floor | floor CPU µs/req | limit CPU µs/req | flowauth CPU µs/req | harness CPU µs/req (floor / limit / flowauth) | flowauth RSS MiB (median / max) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var rss []int // flowauth's VmRSS in kB, sampled while it is under load
 	for _, c := range strings.Split(conc, ",") {
 		runs := map[string][]result{}
@@ -187,11 +195,11 @@ func run(bench, profile, conc string, dur time.Duration, rounds int, cpuProfiles
 			}
 		}
 		f, l, w := median(runs["floor"]), median(runs["limit"]), median(runs["flowauth"])
-		fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %.0f | %.0f / %.0f / %.0f | %s | %d |\n", c, f.RPS, l.RPS, w.RPS, w.RPS/f.RPS, w.RPS/l.RPS,
+		fmt.Fprintf(out, "| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f | %.0f | %.0f / %.0f / %.0f | %s | %d |\n", c, f.RPS, l.RPS, w.RPS, w.RPS/f.RPS, w.RPS/l.RPS,
 			f.P99ms, l.P99ms, w.P99ms, w.P99ms/f.P99ms, f.CPUus, l.CPUus, w.CPUus, f.ClientCPUus, l.ClientCPUus, w.ClientCPUus, medianMax(rssHere), f.Errors+l.Errors+w.Errors)
 		rss = append(rss, rssHere...)
 	}
-	fmt.Printf("\nflowauth RSS under load (VmRSS every %s, first second of each run skipped), all runs: %s MiB; peak since start (VmHWM): %s\n",
+	fmt.Fprintf(out, "\nflowauth RSS under load (VmRSS every %s, first second of each run skipped), all runs: %s MiB; peak since start (VmHWM): %s\n",
 		rssEvery, medianMax(rss), localcluster.ProcStatus(whCmd.Process.Pid, "VmHWM"))
 	return nil
 }
@@ -288,9 +296,4 @@ func waitFor(path string) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s never appeared", path)
-}
-
-func nprocs() int {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	return strings.Count(string(b), "processor\t:")
 }

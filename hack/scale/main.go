@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/flowauth/flowauth/hack/internal/results"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 
@@ -79,19 +81,25 @@ func main() {
 	loadC := flag.Int("load-c", 8, "concurrent admission requests")
 	pairs := flag.Int("back-to-back", 300, "Secret-then-pod pairs created back to back at size (0 skips)")
 	webhookBin := flag.String("webhook-bin", "", "measure this webhook binary instead of one built from this tree (e.g. an earlier commit's)")
+	page := flag.String("results", "", "write the report into this page's \"make scale\" section (make scale: docs/performance.md)")
 	flag.Parse()
 	if *quick {
 		sz = size{namespaces: 100, secrets: 10000, helm: 200, helmKiB: sz.helmKiB, configMaps: 2000, manyKeys: sz.manyKeys, manyKeysKiB: sz.manyKeysKiB}
 	}
 	logf.SetLogger(logr.Discard())
 	signal.Ignore(syscall.SIGPIPE)
-	if err := run(sz, *fill, *loadFor, *loadC, *pairs, *webhookBin); err != nil {
+	report := results.New("scale")
+	if err := run(report.Out(), sz, *fill, *loadFor, *loadC, *pairs, *webhookBin); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+	if err := report.Write(*page); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
 }
 
-func run(sz size, fill int, loadFor time.Duration, loadC, pairs int, webhookBin string) error {
+func run(out io.Writer, sz size, fill int, loadFor time.Duration, loadC, pairs int, webhookBin string) error {
 	root, _ := filepath.Abs(".")
 	work, err := os.MkdirTemp("", "flowauth-scale-")
 	if err != nil {
@@ -104,7 +112,7 @@ func run(sz size, fill int, loadFor time.Duration, loadC, pairs int, webhookBin 
 		}
 	}
 	ctx := context.Background()
-	fmt.Printf("flowauth key lookup at scale: %s\n", sz)
+	fmt.Fprintf(out, "flowauth key lookup at scale: %s; admission load %s at %d concurrent requests.\n", sz, loadFor, loadC)
 	c, err := localcluster.Start(ctx, localcluster.Options{RepoRoot: root, WorkDir: work, WebhookBin: webhookBin,
 		WebhookArgs: []string{"--log-level=error", "--secret-lookup=keys", "--missing-secret=deny"}})
 	if err != nil {
@@ -140,7 +148,7 @@ func run(sz size, fill int, loadFor time.Duration, loadC, pairs int, webhookBin 
 	if err := fillCluster(ctx, k8s, sz, fill); err != nil {
 		return err
 	}
-	fmt.Printf("filled in %s\n", time.Since(started).Round(time.Second))
+	fmt.Fprintf(os.Stderr, "filled in %s\n", time.Since(started).Round(time.Second))
 
 	for _, mode := range []struct {
 		name string
@@ -161,7 +169,7 @@ func run(sz size, fill int, loadFor time.Duration, loadC, pairs int, webhookBin 
 		}
 		rows = append(rows, r)
 	}
-	printRows(rows, sz)
+	printRows(out, rows, sz)
 
 	if pairs > 0 {
 		ns := "scale-back-to-back"
@@ -172,9 +180,9 @@ func run(sz size, fill int, loadFor time.Duration, loadC, pairs int, webhookBin 
 		if err != nil {
 			return err
 		}
-		fmt.Printf("\nback to back at this size (--missing-secret=deny): %d Secret+pod pairs, %d pods called missing\n", pairs, missing)
+		fmt.Fprintf(out, "\nBack to back at this size (--missing-secret=deny): %d Secret+pod pairs, %d pods called missing.\n", pairs, missing)
 		if first != "" {
-			fmt.Printf("  first: %s\n", first)
+			fmt.Fprintf(out, "The first: %s\n", first)
 		}
 	}
 	return nil
@@ -200,7 +208,7 @@ func measure(ctx context.Context, c *localcluster.Cluster, what string, review [
 		return r, err
 	}
 	r.apiserverPeakKiB = kib(localcluster.ProcStatus(pids["kube-apiserver"], "VmHWM"))
-	fmt.Printf("  %s: ready in %s, peak %d MiB, settled %d MiB, p50 %s p99 %s\n", what, r.ready.Round(10*time.Millisecond), r.peakKiB>>10, r.settledKiB>>10, r.p50, r.p99)
+	fmt.Fprintf(os.Stderr, "  %s: ready in %s, peak %d MiB, settled %d MiB, p50 %s p99 %s\n", what, r.ready.Round(10*time.Millisecond), r.peakKiB>>10, r.settledKiB>>10, r.p50, r.p99)
 	return r, nil
 }
 
@@ -366,23 +374,23 @@ func keyCacheObjects(ctx context.Context, url string) string {
 	return strings.Join(out, ", ")
 }
 
-func printRows(rows []row, sz size) {
+func printRows(out io.Writer, rows []row, sz size) {
 	empty := rows[0]
-	fmt.Printf("\n| API server | webhook ready | peak RSS | settled RSS | settled per watched object | relist peak (relist took) | admission p50 | p99 | p99 / empty | API server peak | key cache |\n")
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "\n| API server | webhook ready | peak RSS | settled RSS | settled per watched object | relist peak (relist took) | admission p50 | p99 | p99 / empty | API server peak | key cache |\n")
+	fmt.Fprintf(out, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		perObject, relist := "", ""
 		if r.what != empty.what {
 			perObject = fmt.Sprintf("%.0f B", float64(r.settledKiB-empty.settledKiB)*1024/float64(sz.watched()))
 			relist = fmt.Sprintf("%.1f MiB (%.1f s)", float64(r.relistPeakKiB)/1024, float64(r.relist)/1000)
 		}
-		fmt.Printf("| %s | %.1f s | %.1f MiB | %.1f MiB | %s | %s | %s | %s | %.2f | %.0f MiB | %s |\n", r.what, r.ready.Seconds(),
+		fmt.Fprintf(out, "| %s | %.1f s | %.1f MiB | %.1f MiB | %s | %s | %s | %s | %.2f | %.0f MiB | %s |\n", r.what, r.ready.Seconds(),
 			float64(r.peakKiB)/1024, float64(r.settledKiB)/1024, perObject, relist, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond),
 			float64(r.p99)/float64(empty.p99), float64(r.apiserverPeakKiB)/1024, r.objects)
 	}
 	for _, r := range rows {
 		if r.failed > 0 {
-			fmt.Printf("%s: %d admissions failed\n", r.what, r.failed)
+			fmt.Fprintf(out, "\n%s: %d admissions failed\n", r.what, r.failed)
 		}
 	}
 }
