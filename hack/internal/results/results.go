@@ -32,13 +32,14 @@ func End(harness string) string { return "<!-- end of results: make " + harness 
 type Report struct {
 	harness string
 	started time.Time
+	commit  string // read at the start: the tree the harness was built from
 	body    bytes.Buffer
 	out     io.Writer
 }
 
 // New starts a report for harness; what is written to Out also goes to stdout.
 func New(harness string) *Report {
-	r := &Report{harness: harness, started: time.Now()}
+	r := &Report{harness: harness, started: time.Now(), commit: commit()}
 	r.out = io.MultiWriter(os.Stdout, &r.body)
 	return r
 }
@@ -61,7 +62,7 @@ func (r *Report) Write(page string) error {
 		command += ` ARGS="` + strings.Join(args, " ") + `"`
 	}
 	header := fmt.Sprintf("## `make %s`\n\nMeasured %s, commit %s, on %s; `%s`, %s.\n\n",
-		r.harness, r.started.UTC().Format("2006-01-02 15:04 MST"), commit(), Machine(), command,
+		r.harness, r.started.UTC().Format("2006-01-02 15:04 MST"), r.commit, Machine(), command,
 		time.Since(r.started).Round(time.Second))
 	updated, err := Replace(string(old), r.harness, header+strings.TrimSpace(r.body.String())+"\n")
 	if err != nil {
