@@ -100,7 +100,8 @@ update-golden: tools-helm ## Rewrite the golden files (pkg/mutate, rendered char
 	go test ./pkg/mutate -update
 	go test ./pkg/policy -update
 	go test ./test/chart -run TestRenderedChartMatchesGolden -update
-	go test ./test/docs -run TestValuesReferenceIsCurrent -update
+	go test ./test/docs -run 'TestValuesReferenceIsCurrent|TestBoundsReferenceIsCurrent' -update
+	go test ./cmd/webhook -run TestFlagsReferenceIsCurrent -update
 
 ##@ Performance
 

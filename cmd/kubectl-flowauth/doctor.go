@@ -559,7 +559,7 @@ func (d *doctor) namespacePolicy(ctx context.Context) {
 	}
 	if !clientAuth && !d.webhookPortRestricted(ctx, &deploy, webhookPort) {
 		d.report(warn, fmt.Sprintf("Deployment %s/%s: any pod that reaches its Service can post forged reviews (no client authentication, no NetworkPolicy restricting the webhook port): it learns whether Secrets exist in opted-in namespaces and what their allow-lists say", d.relNS, d.obj.deployment),
-			fmt.Sprintf("on a multi-tenant cluster, set webhook.clientAuth (docs/reference.md, \"Security model\") or networkPolicy.enabled with networkPolicy.webhookFrom naming the API server's addresses: helm upgrade %s CHART -n %s --reuse-values --set networkPolicy.enabled=true", d.release, d.relNS))
+			fmt.Sprintf("on a multi-tenant cluster, set webhook.clientAuth (docs/security.md) or networkPolicy.enabled with networkPolicy.webhookFrom naming the API server's addresses: helm upgrade %s CHART -n %s --reuse-values --set networkPolicy.enabled=true", d.release, d.relNS))
 	}
 	var ns corev1.Namespace
 	if err := d.c.Get(ctx, types.NamespacedName{Name: d.namespace}, &ns); err != nil {

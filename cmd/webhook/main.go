@@ -119,8 +119,9 @@ func commaList(dst *[]string) func(string) error {
 	}
 }
 
-func parseFlags(args []string) (config, error) {
-	var c config
+// newFlagSet defines every flag, into c; docs/configuration.md's table of flags is made from it
+// (TestFlagsReferenceIsCurrent).
+func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
 	fs.IntVar(&c.port, "port", 9443, "webhook TLS port")
 	fs.StringVar(&c.certDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder holding tls.crt and tls.key; reloaded when they change")
@@ -128,7 +129,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.clusterConnection, "cluster-connection", true, "read Namespaces (whether one is served, its defaults and its administrator's allow-lists) and record Events through the API server. false runs with no API access at all: namespace allow-lists are then NOT enforced, and the flags that need the API server (--namespace-defaults, --secret-lookup=keys, --require-allow-list, --namespace-selector, --cert-rotation) are refused")
 	fs.BoolVar(&c.namespaceDefaults, "namespace-defaults", true, "read the flowauth.io/secrets defaults annotation from Namespaces")
 	fs.StringVar(&c.namespaceSelector, "namespace-selector", "", "label selector of the namespaces the webhook serves, as its configurations' namespaceSelector says (the chart sets it), e.g. flowauth.io/injection=enabled; a request naming any other namespace did not come from the API server and is let through untouched, with nothing looked up. Default: every namespace")
-	fs.BoolVar(&c.requireAllowList, "require-allow-list", false, "refuse to inject anything in a namespace whose administrator has not set the "+mutate.AnnotationAllowedSecrets+" annotation (docs/reference.md, \"Security model\")")
+	fs.BoolVar(&c.requireAllowList, "require-allow-list", false, "refuse to inject anything in a namespace whose administrator has not set the "+mutate.AnnotationAllowedSecrets+" annotation (docs/security.md)")
 	fs.StringVar(&c.clientCAFile, "client-ca-file", "", "PEM file of the CA that issued the API server's client certificate for webhooks (its AdmissionConfiguration kubeConfigFile): when set, the webhook port answers only clients presenting a certificate from it. Read at start")
 	fs.Func("client-names", "comma-separated names (certificate common name or DNS SAN) the client certificate must carry, with --client-ca-file; default any certificate the CA issued", commaList(&c.clientNames))
 	fs.StringVar(&c.secretMap, "secret-map", "", "YAML file extending or overriding the built-in secret map; reloaded when it changes")
@@ -165,6 +166,12 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.certs.validity, "cert-validity", 365*24*time.Hour, "lifetime of each serving certificate (with --cert-rotation); it is renewed when a quarter of it is left")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 5*time.Second, "on SIGTERM, report not ready and keep serving this long, so the Service stops sending new requests; then finish the requests in flight and exit")
 	fs.BoolVar(&c.enableHTTP2, "enable-http2", false, "serve HTTP/2; off by default because of the HTTP/2 stream-reset CVEs (CVE-2023-44487, CVE-2023-39325)")
+	return fs
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := newFlagSet(&c)
 	// Usage is printed for --help only: on a bad value main's one-line error says it all.
 	fs.SetOutput(io.Discard)
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix(envPrefix)); err != nil {

@@ -40,16 +40,6 @@ import (
 // webhook timeout (5 s by default), so a slow API server costs a warning, not the admission.
 const liveReadTimeout = 2 * time.Second
 
-// clientQPS and clientBurst pace flowauth's own API requests.
-const clientQPS, clientBurst = 50, 100
-
-// Each namespace's live reads (confirmations of what the key cache lacks) are paced so that no
-// namespace can take the webhook's whole client (clientQPS): at most 20 a second each, in bursts
-// of up to 40, so that a burst of flow runs in one namespace (a mapped deployment starting 20 at
-// once, each with a Secret the watch has not delivered) is still confirmed, and two namespaces
-// at their pace still leave a fifth of the client to the others.
-const confirmationsPerNamespace, confirmationsBurst = 20, 40
-
 // secretMapPoll backs up the file watch on file systems that send no events.
 const secretMapPoll = 10 * time.Second
 
@@ -89,7 +79,7 @@ func run(ctx context.Context, c config) error {
 	handler := &fwadmission.PodMutator{
 		Secrets: store, Metrics: fwadmission.NewMetrics(ctrlmetrics.Registry), Missing: mutate.MissingPolicy(c.missingSecret), SkipContainers: c.skipContainers,
 		IgnoreNamespaceDefaults: !c.namespaceDefaults, RequireAllowList: c.requireAllowList, KeyNamespaces: c.secretLookupNamespaces,
-		Confirmations: &fwadmission.FairLimiter{PerNamespace: confirmationsPerNamespace, Burst: confirmationsBurst},
+		Confirmations: &fwadmission.FairLimiter{PerNamespace: fwadmission.ConfirmationsPerNamespace, Burst: fwadmission.ConfirmationsBurst},
 	}
 	if c.namespaceSelector != "" {
 		handler.Selector, _ = labels.Parse(c.namespaceSelector) // checked by parseFlags
@@ -137,7 +127,7 @@ func run(ctx context.Context, c config) error {
 	}
 	// Reads on the admission path (a Secret the key cache lacks, a namespace it has not seen)
 	// must not queue behind client-go's default 5 requests a second during a burst of new runs.
-	cfg.QPS, cfg.Burst = clientQPS, clientBurst
+	cfg.QPS, cfg.Burst = fwadmission.ClientQPS, fwadmission.ClientBurst
 	// The manager's cache holds Namespaces only (metadata); Secret and ConfigMap key names are
 	// watched by pkg/secretkeys, which keeps one small copy of each and no values.
 	cacheOptions := cache.Options{DefaultTransform: cache.TransformStripManagedFields()}

@@ -48,7 +48,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/flowauth/flowauth/hack/internal/results"
+	"github.com/flowauth/flowauth/internal/results"
 	"github.com/flowauth/flowauth/pkg/policy"
 	"github.com/flowauth/flowauth/pkg/secretmap"
 	"github.com/flowauth/flowauth/test/localcluster"

@@ -33,7 +33,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/flowauth/flowauth/hack/internal/results"
+	"github.com/flowauth/flowauth/internal/results"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 

@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowauth/flowauth/hack/internal/results"
+	"github.com/flowauth/flowauth/internal/results"
 	"github.com/flowauth/flowauth/test/localcluster"
 )
 

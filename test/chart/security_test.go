@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// TestChartSecuritySettings: the settings of docs/reference.md's "Security model" render what
+// TestChartSecuritySettings: the settings of docs/security.md render what
 // they promise, and nothing of them is on unless asked, but the namespace selector.
 func TestChartSecuritySettings(t *testing.T) {
 	render := func(set ...string) ([]string, map[string]any, []string) {

@@ -16,7 +16,8 @@ import (
 
 // Pages are the user pages whose shell blocks are checked, from the repository's root.
 var Pages = []string{"README.md", "docs/getting-started.md", "docs/install.md", "docs/production.md", "docs/configuration.md",
-	"docs/troubleshooting.md", "docs/prefect3.md", "docs/reference.md", "docs/operations.md", "docs/kubectl-flowauth.md"}
+	"docs/troubleshooting.md", "docs/prefect3.md", "docs/reference.md", "docs/security.md", "docs/operations.md",
+	"docs/kubectl-flowauth.md", "docs/large-clusters.md", "docs/performance.md"}
 
 // Block is a fenced shell block of a page.
 type Block struct {

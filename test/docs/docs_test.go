@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/flowauth/flowauth/internal/results"
 )
 
 // TestEveryShellBlockIsRunOrSaysWhyNot (issue 32): each shell block of the pages in Pages carries a
@@ -112,4 +114,47 @@ func TestSectionReferencesResolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d section references checked", checked)
+}
+
+// TestPerformancePageIsWrittenByTheHarnesses (issue 32): docs/performance.md is the one page of
+// measured figures, and every figure on it is a harness's: each harness has one section between its
+// markers, in order, saying when, on which commit and machine and with which command it measured;
+// the text around the sections carries no table.
+func TestPerformancePageIsWrittenByTheHarnesses(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "performance.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(raw)
+	measured := regexp.MustCompile("(?m)^Measured \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2} UTC, commit `[0-9a-f]{12}`[^,]*, on \\d+ cores \\(.+\\), .+; `make ([a-z]+)[^`]*`, .+\\.$")
+	outside, at := "", 0
+	for _, h := range results.Harnesses {
+		begin, end := results.Begin(h), results.End(h)
+		if n := strings.Count(page, begin); n != 1 {
+			t.Errorf("make %s: %d sections, want 1", h, n)
+			continue
+		}
+		i, j := strings.Index(page, begin), strings.Index(page, end)
+		if i < at || j < i {
+			t.Errorf("make %s: its section is out of order or not closed", h)
+			continue
+		}
+		outside += page[at:i]
+		section := page[i+len(begin) : j]
+		m := measured.FindStringSubmatch(section)
+		switch {
+		case m == nil:
+			t.Errorf("make %s: its section does not say when, on what and how it was measured (want a line matching %s)", h, measured)
+		case m[1] != h:
+			t.Errorf("make %s: its section was written by make %s", h, m[1])
+		}
+		if !strings.Contains(section, "\n|---") {
+			t.Errorf("make %s: its section has no table", h)
+		}
+		at = j + len(end)
+	}
+	outside += page[at:]
+	if strings.Contains(outside, "\n|") {
+		t.Errorf("docs/performance.md has a table outside the harnesses' sections: a figure there is nobody's")
+	}
 }

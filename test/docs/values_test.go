@@ -2,18 +2,23 @@ package docs
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/flowauth/flowauth/pkg/admission"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/configuration.md's values table")
+var update = flag.Bool("update", false, "rewrite docs/configuration.md's generated tables (values, bounds)")
 
 const (
 	valuesBegin = "<!-- values: generated from charts/flowauth (make update-golden) -->\n"
 	valuesEnd   = "<!-- end of values -->\n"
+	boundsBegin = "<!-- bounds: generated from pkg/admission.Bounds (make update-golden) -->\n"
+	boundsEnd   = "<!-- end of bounds -->\n"
 )
 
 // TestValuesReferenceIsCurrent (issue 32): docs/configuration.md's table of the chart's values is
@@ -25,27 +30,44 @@ func TestValuesReferenceIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(root, "docs", "configuration.md")
+	checkGenerated(t, filepath.Join(root, "docs", "configuration.md"), valuesBegin, valuesEnd, want)
+}
+
+// TestBoundsReferenceIsCurrent (issue 32): docs/configuration.md's table of bounds is
+// admission.Bounds, the constants the code uses; the other pages link to it and do not restate
+// the numbers.
+func TestBoundsReferenceIsCurrent(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("| what | bound | past it |\n|---|---|---|\n")
+	for _, bound := range admission.Bounds {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", cell(bound.What), cell(bound.Limit), cell(bound.Past))
+	}
+	checkGenerated(t, filepath.Join("..", "..", "docs", "configuration.md"), boundsBegin, boundsEnd, b.String())
+}
+
+// checkGenerated compares the section of path between begin and end with want, and with -update
+// writes want there.
+func checkGenerated(t *testing.T, path, begin, end, want string) {
+	t.Helper()
 	page, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, rest, ok1 := strings.Cut(string(page), valuesBegin)
-	_, after, ok2 := strings.Cut(rest, valuesEnd)
+	before, rest, ok1 := strings.Cut(string(page), begin)
+	got, after, ok2 := strings.Cut(rest, end)
 	if !ok1 || !ok2 {
-		t.Fatalf("%s has no generated values section", path)
+		t.Fatalf("%s has no section between %q and %q", path, begin, end)
 	}
-	got := strings.SplitN(rest, valuesEnd, 2)[0]
 	if got == want {
 		return
 	}
 	if *update {
-		if err := os.WriteFile(path, []byte(before+valuesBegin+want+valuesEnd+after), 0o600); err != nil { //nolint:gosec // docs/configuration.md
+		if err := os.WriteFile(path, []byte(before+begin+want+end+after), 0o600); err != nil { //nolint:gosec // a page of docs/
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Errorf("docs/configuration.md's values table is not the chart's: run make update-golden")
+	t.Errorf("%s's section after %q is not what the code gives: run make update-golden", path, strings.TrimSpace(begin))
 }
 
 // TestMetricsAreDocumented (issue 32): every metric name the code defines (a "flowauth_..." string

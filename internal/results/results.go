@@ -7,6 +7,7 @@ package results
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -57,6 +58,10 @@ func (r *Report) Write(page string) error {
 	if err != nil {
 		return err
 	}
+	info, err := os.Stat(page)
+	if err != nil {
+		return err
+	}
 	command := "make " + r.harness
 	if args := givenFlags(flag.CommandLine); len(args) > 0 {
 		command += ` ARGS="` + strings.Join(args, " ") + `"`
@@ -68,7 +73,8 @@ func (r *Report) Write(page string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", page, err)
 	}
-	if err := os.WriteFile(page, []byte(updated), 0o644); err != nil {
+	// The page keeps the mode the checkout gave it.
+	if err := os.WriteFile(page, []byte(updated), info.Mode().Perm()); err != nil { //nolint:gosec // the page the make target names, in this checkout
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "%s: the results are in %s, section \"make %s\"\n", r.harness, page, r.harness)
@@ -118,15 +124,15 @@ func Machine() string {
 	return fmt.Sprintf("%d cores (%s), %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }
 
-// commit names the tree measured, and says when it had uncommitted changes (other than this page's:
-// the harnesses run one after another before the page is committed).
+// commit names the tree measured, and says when it had uncommitted changes that can change a figure
+// (pages do not: the harnesses run one after another before this page is committed).
 func commit() string {
-	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	out, err := exec.CommandContext(context.Background(), "git", "rev-parse", "--short=12", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
 	c := "`" + strings.TrimSpace(string(out)) + "`"
-	if status, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/performance.md").Output(); err == nil && len(bytes.TrimSpace(status)) > 0 {
+	if status, err := exec.CommandContext(context.Background(), "git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md").Output(); err == nil && len(bytes.TrimSpace(status)) > 0 {
 		c += " with uncommitted changes"
 	}
 	return c
