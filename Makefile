@@ -102,6 +102,7 @@ update-golden: tools-helm ## Rewrite the golden files (pkg/mutate, rendered char
 	go test ./test/chart -run TestRenderedChartMatchesGolden -update
 	go test ./test/docs -run 'TestValuesReferenceIsCurrent|TestBoundsReferenceIsCurrent' -update
 	go test ./cmd/webhook -run TestFlagsReferenceIsCurrent -update
+	go test ./cmd/kubectl-flowauth -run TestHelpOnThePageIsTheHelp -update
 
 ##@ Performance
 

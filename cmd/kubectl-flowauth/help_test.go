@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -35,6 +36,62 @@ func TestDocsCoverTheHelp(t *testing.T) {
 				t.Errorf("docs/kubectl-flowauth.md does not name %s's flag --%s (%s)", c.Name(), f.Name, f.Usage)
 			}
 		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the help shown in docs/kubectl-flowauth.md")
+
+// TestHelpOnThePageIsTheHelp (issue 32): docs/kubectl-flowauth.md shows, for the plugin and each
+// subcommand, what --help prints (but kubectl's global flags), generated from the commands
+// themselves: the page cannot drift from the help.
+func TestHelpOnThePageIsTheHelp(t *testing.T) {
+	path := "../../docs/kubectl-flowauth.md"
+	page, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(page)
+	root := newRootCommand(genericiooptions.NewTestIOStreamsDiscard())
+	commands := []*cobra.Command{root}
+	for _, c := range root.Commands() {
+		if !c.Hidden && c.Name() != "help" && c.Name() != "completion" {
+			commands = append(commands, c)
+		}
+	}
+	for _, c := range commands {
+		name := c.Name()
+		if c == root {
+			name = "kubectl flowauth"
+		}
+		begin := "<!-- help: " + name + " (generated from the command: make update-golden) -->\n"
+		end := "<!-- end of help: " + name + " -->\n"
+		var help strings.Builder
+		c.SetOut(&help)
+		if err := c.Help(); err != nil {
+			t.Fatal(err)
+		}
+		text, _, _ := strings.Cut(help.String(), "\nGlobal Flags:")
+		text, _, _ = strings.Cut(text, "\nFlags:\n      --as string") // the root's own flags are kubectl's
+		want := "<details><summary><code>" + c.CommandPath() + " --help</code></summary>\n\n```text\n" + strings.TrimRight(text, "\n") + "\n```\n\n</details>\n"
+		before, rest, ok1 := strings.Cut(doc, begin)
+		got, after, ok2 := strings.Cut(rest, end)
+		if !ok1 || !ok2 {
+			t.Errorf("%s has no help of %s between %q and %q", path, name, begin, end)
+			continue
+		}
+		if got == want {
+			continue
+		}
+		if !*update {
+			t.Errorf("%s shows help of %s that is not the command's: run make update-golden", path, name)
+			continue
+		}
+		doc = before + begin + want + end + after
+	}
+	if *update {
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil { //nolint:gosec // docs/kubectl-flowauth.md
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -41,6 +41,7 @@ type options struct {
 	allowUnreleased, keyless    bool
 	tlog                        bool
 	cosign, helm                string
+	chart                       string
 }
 
 func main() {
@@ -54,6 +55,7 @@ func main() {
 	flag.BoolVar(&o.allowUnreleased, "allow-unreleased", false, "accept a CHANGELOG whose entry for the changes is still [Unreleased] (tests, dry runs)")
 	flag.StringVar(&o.cosign, "cosign", "bin/cosign", "cosign binary (hack/tools.sh cosign)")
 	flag.StringVar(&o.helm, "helm", "bin/helm", "helm binary (hack/tools.sh helm)")
+	flag.StringVar(&o.chart, "chart", "charts/flowauth", "the chart to release (tests release an older chart's shape from a copy)")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "release:", err)
@@ -227,7 +229,7 @@ func cosign(ctx context.Context, o options, verb string, args ...string) error {
 // packageChart copies the chart, sets its version, appVersion and image (by digest), and packages it.
 func packageChart(ctx context.Context, o options, work, repo, digest string) (string, error) {
 	dir := filepath.Join(work, "chart", "flowauth")
-	if err := os.CopyFS(dir, os.DirFS("charts/flowauth")); err != nil {
+	if err := os.CopyFS(dir, os.DirFS(o.chart)); err != nil {
 		return "", err
 	}
 	chartFile := filepath.Join(dir, "Chart.yaml")
@@ -248,7 +250,7 @@ func packageChart(ctx context.Context, o options, work, repo, digest string) (st
 	v = regexp.MustCompile(`(?m)^  repository: .*$`).ReplaceAll(v, []byte("  repository: "+repo))
 	v = regexp.MustCompile(`(?m)^  digest: ""$`).ReplaceAll(v, []byte("  digest: "+digest))
 	if !bytes.Contains(v, []byte("  digest: "+digest)) {
-		return "", errors.New("charts/flowauth/values.yaml has no `  digest: \"\"` line to pin the image")
+		return "", fmt.Errorf("%s/values.yaml has no `  digest: \"\"` line to pin the image", o.chart)
 	}
 	if err := os.WriteFile(valuesFile, v, 0o600); err != nil { //nolint:gosec // the chart's copy in this command's temporary folder
 		return "", err

@@ -30,11 +30,14 @@ type Block struct {
 	// Diagnostic: a runbook's commands, run as written, whose greps may find nothing on a healthy
 	// cluster (marker `run, finding nothing is fine`): only an error message fails them.
 	Diagnostic bool
+	// Background: a command that runs until stopped, as a worker does (marker `run in the
+	// background`): it is started and left running while the page's later blocks run.
+	Background bool
 }
 
 var (
 	fence  = regexp.MustCompile("^```(sh|bash|shell)\\s*$")
-	marker = regexp.MustCompile(`^<!-- docs-test: (run|run, finding nothing is fine|not run: (.+)) -->$`)
+	marker = regexp.MustCompile(`^<!-- docs-test: (run|run, finding nothing is fine|run in the background|not run: (.+)) -->$`)
 )
 
 // Blocks are the shell blocks of file, in order.
@@ -63,6 +66,7 @@ func Blocks(file string) ([]Block, error) {
 			if m := marker.FindStringSubmatch(prev); m != nil {
 				cur.Run, cur.NotRun = strings.HasPrefix(m[1], "run"), m[2]
 				cur.Diagnostic = m[1] == "run, finding nothing is fine"
+				cur.Background = m[1] == "run in the background"
 			}
 		}
 		prev = line

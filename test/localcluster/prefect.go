@@ -137,10 +137,7 @@ func (p *Prefect) start(ctx context.Context, name string, env []string, args ...
 	cmd := exec.CommandContext(ctx, filepath.Join(p.bin, "prefect"), args...)
 	cmd.Env, cmd.Dir = p.env(env...), p.Dir
 	if args[0] == "worker" {
-		// A worker copies the Prefect settings it runs with into every flow-run pod: only the API's
-		// address, and its home through HOME (~/.prefect), not PREFECT_HOME, a path of this machine.
-		cmd.Env = append([]string{"PATH=" + p.bin + ":/usr/local/bin:/usr/bin:/bin", "HOME=" + filepath.Join(p.Dir, "home"),
-			"PREFECT_API_URL=" + p.URL, "DO_NOT_TRACK=1"}, env...)
+		cmd.Env = append(p.UserEnv(), env...)
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -152,6 +149,15 @@ func (p *Prefect) start(ctx context.Context, name string, env []string, args ...
 	go func() { _ = cmd.Wait(); _ = log.Close() }()
 	p.procs = append(p.procs, cmd)
 	return cmd, nil
+}
+
+// UserEnv is what a user's shell has for the prefect CLI against this server: the venv's prefect
+// first on the PATH, the API's address, and a home of its own through HOME (~/.prefect), not
+// PREFECT_HOME, a path of this machine: a worker copies the Prefect settings it runs with into
+// every flow-run pod.
+func (p *Prefect) UserEnv() []string {
+	return []string{"PATH=" + p.bin + ":/usr/local/bin:/usr/bin:/bin", "HOME=" + filepath.Join(p.Dir, "home"),
+		"PREFECT_API_URL=" + p.URL, "DO_NOT_TRACK=1"}
 }
 
 // Log is what the named process (server, or a worker's name) has printed so far.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,13 +30,14 @@ type release struct {
 	dir string
 }
 
-// makeRelease runs `make release`'s command for version into the node's registry, signing with key.
-func makeRelease(t *testing.T, version, key string) release {
+// makeRelease runs `make release`'s command for version into the node's registry, signing with key;
+// chartDir is the chart released (charts/flowauth).
+func makeRelease(t *testing.T, version, key, chartDir string) release {
 	t.Helper()
 	host := strings.SplitN(cluster.Images.Webhook, "/", 2)[0]
 	r := release{version: version, registry: host + "/flowauth", dir: t.TempDir()}
 	cmd := exec.CommandContext(context.Background(), "go", "run", "./hack/release", "-version", version, "-registry", r.registry,
-		"-key", key, "-allow-unreleased", "-out", r.dir)
+		"-key", key, "-allow-unreleased", "-out", r.dir, "-chart", chartDir)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
 	out, err := cmd.CombinedOutput()
@@ -64,10 +66,13 @@ func cosign(t *testing.T, args ...string) (string, error) {
 
 // TestReleaseInstallsFromOCIAndUpgradesWithoutLoss: two releases made by `make release` into the
 // node's registry (the first made twice: one image digest) verify with cosign (image, SBOM
-// attestation, chart) and an unsigned image under the same tag does not. The first is installed
-// from the OCI registry with default values and runs its signed image by digest; it is upgraded
-// to the second and rolled back under a steady stream of flow-run pod creations: none fails and
-// every one is injected. The suite's own installation is put back at the end.
+// attestation, chart), as their notes say, and an unsigned image under the same tag does not. The
+// first is installed from the OCI registry by its notes' command and runs its signed image by
+// digest; Getting started's flow run completes on it, as written; it is upgraded to the second as
+// docs/install.md says (the first's chart has a value the second renamed: --reuse-values is refused,
+// --reset-then-reuse-values keeps the user's values) and rolled back, under a steady stream of
+// flow-run pod creations: none fails and every one is injected. The suite's own installation is put
+// back at the end.
 func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 	needNode(t)
 	keys := t.TempDir()
@@ -75,8 +80,11 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 		t.Fatalf("cosign generate-key-pair: %v\n%s", err, out)
 	}
 	key, pub := filepath.Join(keys, "release.key"), filepath.Join(keys, "release.pub")
-	first, second := makeRelease(t, "0.9.0", key), makeRelease(t, "0.9.1", key)
-	again := makeRelease(t, "0.9.0", key)
+	// The first release's chart has a value the second's no longer has (a rename, as denialsPer15m
+	// was): the upgrade docs/install.md gives must pass over it, and the one it warns of must not.
+	older := chartWithFormerValue(t)
+	first, second := makeRelease(t, "0.9.0", key, older), makeRelease(t, "0.9.1", key, "charts/flowauth")
+	again := makeRelease(t, "0.9.0", key, older)
 	if again.image != first.image {
 		t.Errorf("the same commit released twice gave two image digests: %s and %s", first.image, again.image)
 	}
@@ -150,17 +158,31 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 	// By digest, as docs/install.md says: what was verified is what is installed.
 	chart := func(r release) string { return "oci://" + r.chart }
 	helm("uninstall", "flowauth", "-n", fns, "--wait")
-	// The install line of the release's notes, as written (plus --wait).
-	helm(append(installLine[first.version][1:], "--wait", "--timeout", "5m")...)
+	// The install line of the release's notes, as written (plus --wait and a value of the user's).
+	helm(append(installLine[first.version][1:], "--set", "podLabels.team=platform", "--wait", "--timeout", "5m")...)
 	if !slices.Contains(installLine[first.version], chart(first)) {
 		t.Errorf("the notes install %q, not the chart by digest %s", installLine[first.version], chart(first))
 	}
 	requireWebhookImage(t, first.image)
+	// The first flow run, as docs/getting-started.md has a reader make it, on the release's install.
+	output, _, _ := newReader(t).runPage(t, "docs/getting-started.md")
+	checkShownOutput(t, "docs/getting-started.md", output)
 	ns := newNamespace(t, "upgrade")
 	kubectl(t, "-n", ns, "create", "secret", "generic", "github-access-token", "--from-literal=token=upgrade-stream")
 	stream := cluster.StartFlowRunStream(ns, 100*time.Millisecond)
-	helm("upgrade", "flowauth", chart(second), "--plain-http", "-n", fns, "--wait", "--timeout", "5m")
+	// --reuse-values keeps the first chart's defaults, formerName among them, and the second's
+	// schema refuses it; docs/install.md says so and gives --reset-then-reuse-values, which keeps
+	// only what the user set.
+	if out, err := cluster.Helm(context.Background(), "upgrade", "flowauth", chart(second), "--plain-http", "-n", fns, "--reuse-values", "--wait", "--timeout", "5m"); err == nil || !strings.Contains(out+err.Error(), "formerName") {
+		t.Errorf("helm upgrade --reuse-values across a renamed value: err %v, want the new schema refusing formerName\n%s", err, out)
+	} else {
+		t.Logf("helm upgrade --reuse-values across a renamed value is refused, as docs/install.md says: %s", localcluster.LastLines(err.Error(), 2))
+	}
+	helm("upgrade", "flowauth", chart(second), "--plain-http", "-n", fns, "--reset-then-reuse-values", "--wait", "--timeout", "5m")
 	requireWebhookImage(t, second.image)
+	if got := kubectl(t, "-n", fns, "get", "deployment", "flowauth", "-o", "jsonpath={.spec.template.metadata.labels.team}"); got != "platform" {
+		t.Errorf("after helm upgrade --reset-then-reuse-values the user's podLabels.team is %q, want platform", got)
+	}
 	helm("rollback", "flowauth", "1", "-n", fns, "--wait", "--timeout", "5m")
 	requireWebhookImage(t, first.image)
 	all := stream.Stop()
@@ -169,6 +191,42 @@ func TestReleaseInstallsFromOCIAndUpgradesWithoutLoss(t *testing.T) {
 	if failed > 0 || len(all) == 0 {
 		t.Errorf("%d of %d creations failed or were stored without their injection; first: %v", failed, len(all), firstErr)
 	}
+}
+
+// chartWithFormerValue is a copy of charts/flowauth whose values and schema also have formerName,
+// a value the current chart does not have: the shape of an older release's chart after a rename.
+func chartWithFormerValue(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "flowauth")
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join(root, "charts", "flowauth"))); err != nil {
+		t.Fatal(err)
+	}
+	values := filepath.Join(dir, "values.yaml")
+	v, err := os.ReadFile(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(values, append(v, []byte("\n# formerName: renamed in the next release.\nformerName: old\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	schemaFile := filepath.Join(dir, "values.schema.json")
+	raw, err := os.ReadFile(schemaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	schema["properties"].(map[string]any)["formerName"] = map[string]any{"type": "string"}
+	raw, err = json.MarshalIndent(schema, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(schemaFile, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // releaseNotesCommands are the commands of the sh block of a release's RELEASE-NOTES.md, each
