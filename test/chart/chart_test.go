@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,23 @@ func runSuite(m *testing.M) int {
 }
 
 // helm runs bin/helm against the local cluster.
+// checkoutImage is the image the tests give the checkout's chart, which names none and refuses to
+// render the webhook without one (a user sets theirs, or installs a release's chart, which carries
+// its image): the API server here runs no pods, so it is never pulled.
+const checkoutImage = "image.repository=registry.invalid/flowauth"
+
+// withCheckoutImage adds checkoutImage to a helm command that renders charts/flowauth with values of
+// its own (not --reuse-values) and sets no image.repository.
+func withCheckoutImage(args []string) []string {
+	if len(args) == 0 || !slices.Contains([]string{"template", "install", "upgrade", "lint"}, args[0]) || !slices.Contains(args, "charts/flowauth") ||
+		slices.Contains(args, "--reuse-values") || slices.ContainsFunc(args, func(a string) bool { return strings.Contains(a, "image.repository") }) {
+		return args
+	}
+	return append(slices.Clone(args), "--set", checkoutImage)
+}
+
 func helm(args ...string) (stdout, stderr string, err error) {
+	args = withCheckoutImage(args)
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "bin", "helm"), args...)

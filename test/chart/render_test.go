@@ -308,6 +308,7 @@ func TestBadValuesFailAtInstallWithAClearMessage(t *testing.T) {
 		{[]string{"--set", "secretLookupSelectors.secretLabel=a"}, "additional properties 'secretLabel' not allowed"},
 		{[]string{"--set", "missingSecret=block"}, "at '/missingSecret': value must be one of 'warn', 'deny', 'ignore'"},
 		{[]string{"--set", "image.tag=1"}, "at '/image/tag': got number, want string"},
+		{[]string{"--set", "image.repository="}, "image.repository is empty: a checkout's chart names no image, because none is published for a checkout. Install a release's chart"},
 		{[]string{"--set", "replicas=3"}, "additional properties 'replicas' not allowed"},
 		{[]string{"--set", "certs.validity=1y"}, "at '/certs/validity': '1y' does not match pattern"},
 		{[]string{"--set", "webhook.namespaceSelector.matchLabels=null"}, "at '/webhook/namespaceSelector': 'anyOf' failed"},
