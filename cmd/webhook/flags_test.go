@@ -3,10 +3,11 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flowauth/flowauth/internal/pagesection"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/configuration.md's table of the webhook's flags")
@@ -30,27 +31,7 @@ func TestFlagsReferenceIsCurrent(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", f.Name, envVar(f.Name), cell(def), cell(f.Usage))
 	})
-	want := b.String()
-	path := filepath.Join("..", "..", "docs", "configuration.md")
-	page, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, rest, ok1 := strings.Cut(string(page), flagsBegin)
-	got, after, ok2 := strings.Cut(rest, flagsEnd)
-	if !ok1 || !ok2 {
-		t.Fatalf("%s has no section between %q and %q", path, flagsBegin, flagsEnd)
-	}
-	if got == want {
-		return
-	}
-	if *update {
-		if err := os.WriteFile(path, []byte(before+flagsBegin+want+flagsEnd+after), 0o600); err != nil { //nolint:gosec // a page of docs/
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Errorf("%s's table of flags is not the webhook's: run make update-golden", path)
+	pagesection.Check(t, filepath.Join("..", "..", "docs", "configuration.md"), flagsBegin, flagsEnd, b.String(), *update)
 }
 
 // envVar is the environment variable ff reads a flag from.

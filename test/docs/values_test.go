@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowauth/flowauth/internal/pagesection"
 	"github.com/flowauth/flowauth/pkg/admission"
 )
 
@@ -30,7 +31,7 @@ func TestValuesReferenceIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGenerated(t, filepath.Join(root, "docs", "configuration.md"), valuesBegin, valuesEnd, want)
+	pagesection.Check(t, filepath.Join(root, "docs", "configuration.md"), valuesBegin, valuesEnd, want, *update)
 }
 
 // TestBoundsReferenceIsCurrent (issue 32): docs/configuration.md's table of bounds is
@@ -42,32 +43,7 @@ func TestBoundsReferenceIsCurrent(t *testing.T) {
 	for _, bound := range admission.Bounds {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", cell(bound.What), cell(bound.Limit), cell(bound.Past))
 	}
-	checkGenerated(t, filepath.Join("..", "..", "docs", "configuration.md"), boundsBegin, boundsEnd, b.String())
-}
-
-// checkGenerated compares the section of path between begin and end with want, and with -update
-// writes want there.
-func checkGenerated(t *testing.T, path, begin, end, want string) {
-	t.Helper()
-	page, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before, rest, ok1 := strings.Cut(string(page), begin)
-	got, after, ok2 := strings.Cut(rest, end)
-	if !ok1 || !ok2 {
-		t.Fatalf("%s has no section between %q and %q", path, begin, end)
-	}
-	if got == want {
-		return
-	}
-	if *update {
-		if err := os.WriteFile(path, []byte(before+begin+want+end+after), 0o600); err != nil { //nolint:gosec // a page of docs/
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Errorf("%s's section after %q is not what the code gives: run make update-golden", path, strings.TrimSpace(begin))
+	pagesection.Check(t, filepath.Join("..", "..", "docs", "configuration.md"), boundsBegin, boundsEnd, b.String(), *update)
 }
 
 // TestMetricsAreDocumented (issue 32): every metric name the code defines (a "flowauth_..." string

@@ -206,7 +206,7 @@ func chartWithFormerValue(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(values, append(v, []byte("\n# formerName: renamed in the next release.\nformerName: old\n")...), 0o600); err != nil {
+	if err := os.WriteFile(values, append(v, []byte("\n# formerName: renamed in the next release.\nformerName: old\n")...), 0o600); err != nil { //nolint:gosec // the chart's copy in the test's temporary folder
 		t.Fatal(err)
 	}
 	schemaFile := filepath.Join(dir, "values.schema.json")
