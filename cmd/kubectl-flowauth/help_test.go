@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -94,3 +96,63 @@ func TestHelpOnThePageIsTheHelp(t *testing.T) {
 
 // flags are a command's own flags, not kubectl's inherited ones.
 func flags(c *cobra.Command) *pflag.FlagSet { return c.LocalNonPersistentFlags() }
+
+// TestEveryPluginCommandOnThePagesParses (issue 32): each `kubectl flowauth ...` the README, the
+// docs (contributor pages included) and the chart's notes show, in inline code or in a shell block,
+// names a command of the plugin with flags it has and arguments it takes (the examples of the help
+// shown on kubectl-flowauth.md included): a renamed flag or command fails here before a reader
+// meets it.
+func TestEveryPluginCommandOnThePagesParses(t *testing.T) {
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob("../../docs/contributing/*.md")
+	pages = append(append(pages, more...), "../../README.md", "../../charts/flowauth/templates/NOTES.txt")
+	inline := regexp.MustCompile("`(kubectl flowauth [^`]*)`")
+	shellLine := regexp.MustCompile(`(?m)^\s*(?:\$ )?(kubectl flowauth .*)$`)
+	checked := 0
+	for _, page := range pages {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		var commands []string
+		for _, m := range inline.FindAllStringSubmatch(text, -1) {
+			commands = append(commands, m[1])
+		}
+		for _, block := range regexp.MustCompile("(?s)```[a-z]*\n(.*?)```").FindAllStringSubmatch(text, -1) {
+			for _, m := range shellLine.FindAllStringSubmatch(block[1], -1) {
+				// A usage synopsis ("[flags]", "[command]") is not a command to run.
+				if !strings.Contains(m[1], "[flags]") && !strings.Contains(m[1], "[command]") {
+					commands = append(commands, m[1])
+				}
+			}
+		}
+		for _, command := range commands {
+			// The command itself: up to a comment, a pipe, a redirection or the next command.
+			if i := strings.IndexAny(command, "#|>;&"); i >= 0 {
+				command = command[:i]
+			}
+			args := strings.Fields(strings.TrimPrefix(command, "kubectl flowauth"))
+			root := newRootCommand(genericiooptions.NewTestIOStreamsDiscard())
+			c, rest, err := root.Find(args)
+			if err == nil {
+				c.InitDefaultHelpFlag()
+				err = c.ParseFlags(rest)
+			}
+			if err == nil && c != root {
+				err = c.ValidateArgs(c.Flags().Args())
+			}
+			if err != nil {
+				t.Errorf("%s: %q does not parse with the plugin: %v", filepath.Base(page), strings.TrimSpace(command), err)
+			}
+			checked++
+		}
+	}
+	t.Logf("%d commands of the plugin on %d pages parse", checked, len(pages))
+	if checked < 50 {
+		t.Errorf("only %d commands found: the pages' patterns changed?", checked)
+	}
+}

@@ -42,7 +42,7 @@ func newRootCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kubectl-flowauth",
 		Short: "See, check and diagnose what flowauth injects into Prefect flow runs",
-		Long: `kubectl flowauth answers, from the terminal, what flowauth does to flow runs.
+		Long: `The flowauth plugin answers, from the terminal, what flowauth does to flow runs.
 
 render, check and explain run flowauth's own admission handler in this process: their answers are
 the webhook's decisions, offline by default. doctor looks at a live cluster, read-only.`,
