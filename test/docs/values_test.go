@@ -81,3 +81,49 @@ func TestMetricsAreDocumented(t *testing.T) {
 		t.Errorf("found only %d metric names in the code: the pattern no longer matches how they are defined", found)
 	}
 }
+
+// TestAnnotationsAreDocumented (issue 32): every annotation or label key the webhook and the
+// policies read or write (a "flowauth.io/..." key, or a "....flowauth.io/" prefix, in the code of
+// pkg/ and cmd/webhook) is in docs/reference.md's table of annotations.
+func TestAnnotationsAreDocumented(t *testing.T) {
+	root := filepath.Join("..", "..")
+	page, err := os.ReadFile(filepath.Join(root, "docs", "reference.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(page), "\n## Annotations\n")
+	table, _, _ = strings.Cut(table, "\n## ")
+	// A key ends where its characters do: flowauth.io/v1alpha1 is an API version, not a key.
+	key := regexp.MustCompile(`\b(flowauth\.io/[a-z][a-z-]*|[a-z][a-z-]*\.flowauth\.io/)([^a-z0-9-]|$)`)
+	// Keys the code names that flowauth does not read or write itself.
+	notFlowauths := map[string]string{"flowauth.io/credentials": "an example of a label a user may select Secrets by (--secret-label-selector's help)"}
+	seen := map[string]string{}
+	for _, dir := range []string{"pkg", "cmd/webhook"} {
+		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path) //nolint:gosec // this repository's own files, walked by the test
+			if err != nil {
+				return err
+			}
+			for _, m := range key.FindAllStringSubmatch(string(b), -1) {
+				if _, skip := notFlowauths[m[1]]; !skip {
+					seen[m[1]] = strings.TrimPrefix(path, root+"/")
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, where := range seen {
+		if !strings.Contains(table, "`"+k) {
+			t.Errorf("%s reads or writes %s; docs/reference.md's table of annotations does not have it", where, k)
+		}
+	}
+	if len(seen) < 8 {
+		t.Errorf("found only %d annotation keys in the code: the pattern no longer matches how they are written", len(seen))
+	}
+}
