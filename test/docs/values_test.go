@@ -56,27 +56,14 @@ func TestMetricsAreDocumented(t *testing.T) {
 	}
 	name := regexp.MustCompile(`"(flowauth_[a-z_]+_(total|info|bytes|objects|synced|successful|seconds))"`)
 	found := 0
-	for _, dir := range []string{"pkg", "cmd/webhook"} {
-		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-				return err
+	eachWebhookSource(t, root, func(path, src string) {
+		for _, m := range name.FindAllStringSubmatch(src, -1) {
+			found++
+			if !strings.Contains(string(page), "`"+m[1]) {
+				t.Errorf("%s defines metric %s; docs/configuration.md does not list it", path, m[1])
 			}
-			b, err := os.ReadFile(path) //nolint:gosec // this repository's own files, walked by the test
-			if err != nil {
-				return err
-			}
-			for _, m := range name.FindAllStringSubmatch(string(b), -1) {
-				found++
-				if !strings.Contains(string(page), "`"+m[1]) {
-					t.Errorf("%s defines metric %s; docs/configuration.md does not list it", strings.TrimPrefix(path, root+"/"), m[1])
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
-	}
+	})
 	if found < 10 {
 		t.Errorf("found only %d metric names in the code: the pattern no longer matches how they are defined", found)
 	}
@@ -98,6 +85,27 @@ func TestAnnotationsAreDocumented(t *testing.T) {
 	// Keys the code names that flowauth does not read or write itself.
 	notFlowauths := map[string]string{"flowauth.io/credentials": "an example of a label a user may select Secrets by (--secret-label-selector's help)"}
 	seen := map[string]string{}
+	eachWebhookSource(t, root, func(path, src string) {
+		for _, m := range key.FindAllStringSubmatch(src, -1) {
+			if _, skip := notFlowauths[m[1]]; !skip {
+				seen[m[1]] = path
+			}
+		}
+	})
+	for k, where := range seen {
+		if !strings.Contains(table, "`"+k) {
+			t.Errorf("%s reads or writes %s; docs/reference.md's table of annotations does not have it", where, k)
+		}
+	}
+	if len(seen) < 8 {
+		t.Errorf("found only %d annotation keys in the code: the pattern no longer matches how they are written", len(seen))
+	}
+}
+
+// eachWebhookSource calls fn with each Go source file (tests left out) of the webhook's and the
+// policies' code, pkg/ and cmd/webhook, by its path from the repository's root.
+func eachWebhookSource(t *testing.T, root string, fn func(path, src string)) {
+	t.Helper()
 	for _, dir := range []string{"pkg", "cmd/webhook"} {
 		err := filepath.WalkDir(filepath.Join(root, dir), func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
@@ -107,23 +115,11 @@ func TestAnnotationsAreDocumented(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			for _, m := range key.FindAllStringSubmatch(string(b), -1) {
-				if _, skip := notFlowauths[m[1]]; !skip {
-					seen[m[1]] = strings.TrimPrefix(path, root+"/")
-				}
-			}
+			fn(strings.TrimPrefix(path, root+"/"), string(b))
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	for k, where := range seen {
-		if !strings.Contains(table, "`"+k) {
-			t.Errorf("%s reads or writes %s; docs/reference.md's table of annotations does not have it", where, k)
-		}
-	}
-	if len(seen) < 8 {
-		t.Errorf("found only %d annotation keys in the code: the pattern no longer matches how they are written", len(seen))
 	}
 }
