@@ -29,7 +29,7 @@ func TestFlagsReferenceIsCurrent(t *testing.T) {
 		if f.DefValue == "" {
 			def = ""
 		}
-		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", f.Name, envVar(f.Name), cell(def), cell(f.Usage))
+		fmt.Fprintf(&b, "| `--%s` | `%s` | %s | %s |\n", f.Name, envVar(f.Name), pagesection.Cell(def), pagesection.Cell(f.Usage))
 	})
 	pagesection.Check(t, filepath.Join("..", "..", "docs", "configuration.md"), flagsBegin, flagsEnd, b.String(), *update)
 }
@@ -37,9 +37,4 @@ func TestFlagsReferenceIsCurrent(t *testing.T) {
 // envVar is the environment variable ff reads a flag from.
 func envVar(name string) string {
 	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-// cell escapes what would end a table cell or read as HTML (<name>.<namespace>.svc).
-func cell(s string) string {
-	return strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;").Replace(s)
 }

@@ -45,3 +45,13 @@ func Check(t testing.TB, path, begin, end, want string, update bool) {
 		t.Fatal(err)
 	}
 }
+
+// Cell escapes s for a Markdown table cell: a "|" would end the cell, and "<name>" outside a code
+// span would read as HTML and vanish (inside one it shows as written).
+func Cell(s string) string {
+	parts := strings.Split(strings.ReplaceAll(s, "|", "\\|"), "`")
+	for i := 0; i < len(parts); i += 2 {
+		parts[i] = strings.NewReplacer("<", "&lt;", ">", "&gt;").Replace(parts[i])
+	}
+	return strings.Join(parts, "`")
+}

@@ -15,3 +15,15 @@ func TestReplace(t *testing.T) {
 		t.Error("a page without the section: no error")
 	}
 }
+
+func TestCell(t *testing.T) {
+	for in, want := range map[string]string{
+		"a|b":                    `a\|b`,
+		"Empty: <fullname>.":     "Empty: &lt;fullname&gt;.",
+		"`pod/<pod>` and <name>": "`pod/<pod>` and &lt;name&gt;",
+	} {
+		if got := Cell(in); got != want {
+			t.Errorf("Cell(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/flowauth/flowauth/internal/pagesection"
 )
 
 // ValuesReference is the chart's values as a Markdown table, from the chart itself: each value's
@@ -46,12 +48,12 @@ func walk(b *strings.Builder, n *yaml.Node, prefix string, schema map[string]any
 		sub := property(schema, key.Value)
 		if val.Kind == yaml.MappingNode && len(val.Content) > 0 && !freeForm(sub) {
 			if comment != "" {
-				fmt.Fprintf(b, "| **`%s`** | | | %s |\n", path, cell(comment))
+				fmt.Fprintf(b, "| **`%s`** | | | %s |\n", path, pagesection.Cell(comment))
 			}
 			walk(b, val, path+".", sub)
 			continue
 		}
-		fmt.Fprintf(b, "| `%s` | %s | %s | %s |\n", path, cell(defaultOf(val)), cell(typeOf(sub)), cell(comment))
+		fmt.Fprintf(b, "| `%s` | %s | %s | %s |\n", path, pagesection.Cell(defaultOf(val)), pagesection.Cell(typeOf(sub)), pagesection.Cell(comment))
 	}
 }
 
@@ -127,5 +129,3 @@ func comment(c string) string {
 	}
 	return strings.Join(words, " ")
 }
-
-func cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }

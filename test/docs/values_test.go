@@ -41,7 +41,7 @@ func TestBoundsReferenceIsCurrent(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("| what | bound | past it |\n|---|---|---|\n")
 	for _, bound := range admission.Bounds {
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", cell(bound.What), cell(bound.Limit), cell(bound.Past))
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", pagesection.Cell(bound.What), pagesection.Cell(bound.Limit), pagesection.Cell(bound.Past))
 	}
 	pagesection.Check(t, filepath.Join("..", "..", "docs", "configuration.md"), boundsBegin, boundsEnd, b.String(), *update)
 }
