@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,7 +112,7 @@ func (r reader) runPage(t *testing.T, page string) (string, string, int) {
 	}
 	env = append(env, "PATH="+path)
 	var background []*exec.Cmd
-	backgroundOut := &syncWriter{}
+	backgroundOut := &localcluster.SyncBuffer{}
 	stopBackground := func() {
 		for _, cmd := range background {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -274,24 +273,6 @@ func checkLastLineShown(t *testing.T, page, got string) {
 	if !strings.Contains(got, string(m[1])) {
 		t.Errorf("%s shows its commands ending with %q; they printed:\n%s", page, m[1], got)
 	}
-}
-
-// syncWriter holds what a background command prints, on stdout and stderr, as it runs.
-type syncWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(b)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // checkReadmesPod: README's "In 30 seconds" says its Job's pod is stored with a status line;
